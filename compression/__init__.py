@@ -1,0 +1,8 @@
+"""The compression engine: baselines, recipes, jobs, measurement and the results store.
+
+The app and the CLI use only what is imported here; method modules stay private to the engine.
+"""
+from .config import Paths, UserError, hardware_id, resolve
+from .specs import Recipe, SpecError, spec_type
+
+__all__ = ["Paths", "UserError", "hardware_id", "resolve", "Recipe", "SpecError", "spec_type"]

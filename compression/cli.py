@@ -1,0 +1,297 @@
+"""The command line: ``python -m compression prepare | sweep | worker | results``.
+
+Method flags are built from the spec metadata, so a registered method needs no CLI code.
+Bad input prints one ``error:`` line and exits with code 2; nothing stored is touched.
+
+Example::
+
+    python -m compression prepare
+    python -m compression sweep --method quant --bits 8
+    python -m compression sweep --method prune --sparsity 0.3:0.9:0.1
+    python -m compression sweep --recipe "distill(layers=3)>quant(bits=8)"
+    python -m compression results --csv results.csv
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+from . import config
+from .config import UserError
+from .specs import SPEC_TYPES, Recipe, SpecError, expand, parse_values, spec_type
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _knob_flags() -> dict[str, dict]:
+    """flag dest -> {methods, field} over every registered spec."""
+    flags: dict[str, dict] = {}
+    for t in SPEC_TYPES:
+        for f in dataclasses.fields(t):
+            e = flags.setdefault(f.name, {"methods": [], "field": f})
+            e["methods"].append(t.method)
+    return flags
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workspace", help="workspace folder (default: $COMPRESSION_WORKSPACE, else the user cache dir)")
+    p.add_argument("--store", help="SQLAlchemy URL of the store (default: $COMPRESSION_STORE_URL, "
+                                   "else sqlite in the workspace)")
+
+
+def _add_baseline(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("baseline")
+    g.add_argument("--model", default="default",
+                   help="'default' (embedded all-MiniLM-L6-v2), a local Hugging Face folder, or a Hub id")
+    g.add_argument("--dataset", default="default",
+                   help="'default' (embedded Rotten Tomatoes), a .csv/.tsv file, or hub:NAME")
+    g.add_argument("--text-col", default="text", help="text column of a CSV/Hub dataset")
+    g.add_argument("--label-col", default="label", help="label column of a CSV/Hub dataset")
+    g.add_argument("--train-steps", type=int, default=240, help="fine-tuning steps when the head is new")
+    g.add_argument("--lr", type=float, default=8e-5, help="fine-tuning learning rate")
+    g.add_argument("--seed", type=int, default=0, help="seed of the split and the fine-tuning")
+    g.add_argument("--force-train", action="store_true", help="fine-tune even if the model has a head")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m compression",
+                                 description="Compress Transformer classifiers and measure what each setting "
+                                             "buys (size, latency) and costs (accuracy).")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("prepare", help="fine-tune and cache a baseline (does nothing if already prepared)")
+    _add_common(p)
+    _add_baseline(p)
+
+    p = sub.add_parser("sweep", help="queue a grid of settings and run it (only what is missing runs)",
+                       description="Knob values take a list (2,4,8) or an inclusive range start:stop:step.")
+    _add_common(p)
+    _add_baseline(p)
+    methods = [t.method for t in SPEC_TYPES]
+    p.add_argument("--method", help=f"one of: {', '.join(methods)}")
+    p.add_argument("--recipe", action="append", default=[],
+                   help='a chain, e.g. "distill(layers=3)>quant(bits=8)"; repeatable')
+    p.add_argument("--name", help="a name for this sweep")
+    p.add_argument("--retry-failed", action="store_true", help="re-queue this sweep's failed and cancelled jobs")
+    p.add_argument("--remeasure", action="store_true", help="measure done jobs again (old results are kept)")
+    p.add_argument("--detach", action="store_true", help="queue and return; a background worker runs the jobs")
+    g = p.add_argument_group("method knobs")
+    for name, e in _knob_flags().items():
+        m = e["field"].metadata
+        rng = f" [{m['lo']}..{m['hi']}]" if m.get("lo") is not None else ""
+        ch = f" {{{','.join(m['choices'])}}}" if m.get("choices") else ""
+        g.add_argument(_flag(name), dest=f"knob_{name}", metavar="V",
+                       help=f"({'/'.join(e['methods'])}) {m['help']}{rng}{ch}")
+
+    p = sub.add_parser("worker", help="run queued jobs until idle")
+    _add_common(p)
+    p.add_argument("--idle-exit", type=float, default=180.0, help="exit after this many idle seconds")
+
+    p = sub.add_parser("results", help="print stored results (or write them as CSV)")
+    _add_common(p)
+    p.add_argument("--csv", metavar="PATH", help="write CSV with the fixed columns ('-' for stdout)")
+    p.add_argument("--all", action="store_true", help="every measurement, not only the newest per job")
+    p.add_argument("--baseline", help="only this baseline (fingerprint prefix)")
+    return ap
+
+
+def _request(args):
+    from .baseline import BaselineRequest
+    from .data import DatasetSource, SplitSettings
+    from .models import ModelSource
+    from .training import TrainSettings
+
+    if args.train_steps < 0:
+        raise UserError(f"--train-steps must be >= 0, got {args.train_steps}")
+    if not 0 < args.lr < 1:
+        raise UserError(f"--lr must be in (0, 1), got {args.lr}")
+    return BaselineRequest(ModelSource.from_arg(args.model),
+                           DatasetSource.from_arg(args.dataset, args.text_col, args.label_col),
+                           SplitSettings(seed=args.seed), TrainSettings(steps=args.train_steps, seed=args.seed, lr=args.lr),
+                           force_train=args.force_train)
+
+
+def _progress_printer():
+    """Progress bars on stderr: one per job, via tqdm."""
+    from tqdm import tqdm
+
+    from .report import _recipe_name
+
+    bars: dict[int, tqdm] = {}
+
+    def on_event(job: dict, fraction: float, message: str) -> None:
+        bar = bars.get(job["id"])
+        if bar is None:
+            bar = bars[job["id"]] = tqdm(total=100, desc=f"job {job['id']} {_recipe_name(job['recipe'])}"[:60],
+                                         leave=True, file=sys.stderr, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+        bar.n = int(round(100 * max(0.0, min(1.0, fraction or 0.0))))
+        bar.set_postfix_str(message[:70], refresh=True)
+        if message in ("done", "cancelled") or message.startswith("failed"):
+            bar.close()
+
+    return on_event
+
+
+def _store(args):
+    from .store import Store
+
+    paths = config.resolve(args.workspace, args.store)
+    paths.workspace.mkdir(parents=True, exist_ok=True)
+    try:
+        store = Store(paths.store_url)
+    except Exception as e:
+        raise UserError(f"cannot open the store {paths.store_url}: {str(e).splitlines()[0]}") from None
+    return paths, store
+
+
+def _recipes(args) -> tuple[list[Recipe], dict]:
+    knobs = {k[5:]: v for k, v in vars(args).items() if k.startswith("knob_") and v is not None}
+    recipes: list[Recipe] = []
+    for text in args.recipe:
+        recipes.append(Recipe.parse(text))
+    if args.method:
+        t = spec_type(args.method)
+        fields = {f.name: f for f in dataclasses.fields(t)}
+        stray = sorted(set(knobs) - set(fields))
+        if stray:
+            raise UserError(f"{', '.join(_flag(s) for s in stray)} is not a knob of {t.method}; "
+                            f"its knobs are {', '.join(_flag(n) for n in fields)}")
+        values = {}
+        for name, text in knobs.items():
+            typ = {"int": int, "float": float}.get(str(fields[name].type), str)
+            values[name] = parse_values(text, typ)
+        recipes += expand(t, values)
+    elif knobs:
+        raise UserError(f"{', '.join(_flag(k) for k in knobs)} given without --method")
+    if not recipes:
+        raise UserError("nothing to sweep: give --method with knob values, or --recipe")
+    return recipes, {"method": args.method, "knobs": knobs, "recipes": args.recipe}
+
+
+def cmd_prepare(args) -> int:
+    from .baseline import register
+    from .executors import LocalExecutor
+
+    paths, store = _store(args)
+    req = _request(args)
+    fp = register(store, req)
+    ids = [j["id"] for j in store.jobs(baseline=fp) if j["recipe"] in ("prepare", "[]")]
+    if store.baseline(fp)["prepared"] and all(j["state"] == "done" for j in store.jobs(ids=ids)):
+        print(f"baseline {fp[:12]} ({req.name}) is already prepared: {store.baseline(fp)['path']}")
+        return 0
+    print(f"workspace: {paths.workspace}\nstore:     {paths.store_url}", file=sys.stderr)
+    store.requeue(ids)  # a failed or cancelled preparation is retried when asked again
+    LocalExecutor().run(paths, store, ids, _progress_printer())
+    return _report_jobs(store, ids, fp)
+
+
+def cmd_sweep(args) -> int:
+    from .baseline import register
+    from .executors import LocalExecutor, spawn_worker
+
+    recipes, request = _recipes(args)  # knob errors first: nothing is written for a bad knob
+    paths, store = _store(args)
+    req = _request(args)
+    fp = register(store, req)
+    name = args.name or (args.method or "recipes")
+    sweep_id = store.add_sweep(name, fp, request)
+    hw = config.hardware_id()
+    ids = store.enqueue(fp, [r.key for r in recipes], hw, sweep=sweep_id)
+    if args.retry_failed:
+        store.requeue(ids)
+    if args.remeasure:
+        store.requeue(ids, states=("done",), remeasure=True)
+    pending = [j for j in store.jobs(ids=ids) if j["state"] in ("queued", "running")]
+    prep = [j["id"] for j in store.jobs(baseline=fp) if j["recipe"] in ("prepare", "[]")]
+    print(f"sweep {sweep_id} '{name}': {len(ids)} settings, {len(pending)} to run "
+          f"({len(ids) - len(pending)} already done or failed)\nworkspace: {paths.workspace}\n"
+          f"store:     {paths.store_url}", file=sys.stderr)
+    if args.detach:
+        spawn_worker(paths)
+        print("queued; a background worker is running them (see: python -m compression results)")
+        return 0
+    LocalExecutor().run(paths, store, ids + prep, _progress_printer())
+    return _report_jobs(store, ids, fp)
+
+
+def _report_jobs(store, ids, fp) -> int:
+    from .report import results_frame, text_table
+
+    jobs = store.jobs(ids=ids)
+    failed = [j for j in jobs if j["state"] == "failed"]
+    for j in failed:
+        print(f"job {j['id']} failed: {j['error']}", file=sys.stderr)
+    df = results_frame(store, baseline=fp)
+    df = df[df["job_id"].isin(ids) | (df["method"] == "baseline")]
+    print(text_table(df))
+    return 1 if failed else 0
+
+
+def cmd_worker(args) -> int:
+    from .executors import WorkerBusy, run_worker
+
+    paths, store = _store(args)
+    print(f"worker {os.getpid()} on workspace {paths.workspace}\nstore: {paths.store_url}", file=sys.stderr,
+          flush=True)
+
+    def log(job, fraction, message):
+        if message in ("done", "cancelled") or message.startswith("failed"):
+            print(f"job {job['id']}: {message}", file=sys.stderr, flush=True)
+
+    try:
+        n = run_worker(paths, store, idle_exit=args.idle_exit, on_event=log)
+    except WorkerBusy as e:
+        raise UserError(str(e)) from None
+    print(f"worker exiting after {n} jobs (idle)", file=sys.stderr)
+    return 0
+
+
+def cmd_results(args) -> int:
+    from .report import results_frame, text_table
+
+    paths, store = _store(args)
+    fp = None
+    if args.baseline:
+        match = [b["fingerprint"] for b in store.baselines() if b["fingerprint"].startswith(args.baseline)]
+        if len(match) != 1:
+            raise UserError(f"--baseline {args.baseline!r} matches {len(match)} baselines")
+        fp = match[0]
+    df = results_frame(store, baseline=fp, latest=not args.all)
+    if args.csv:
+        df.to_csv(sys.stdout if args.csv == "-" else args.csv, index=False)
+        if args.csv != "-":
+            print(f"wrote {len(df)} rows to {args.csv}", file=sys.stderr)
+        return 0
+    print(f"workspace: {paths.workspace}\nstore:     {paths.store_url}")
+    for b in store.baselines():
+        if fp and b["fingerprint"] != fp:
+            continue
+        info = b["info"] or {}
+        state = "prepared" if b["prepared"] else "not prepared yet"
+        refs = (f"; majority {info['majority_accuracy'] * 100:.1f}%, TF-IDF {info['tfidf_accuracy'] * 100:.1f}% "
+                f"(measured)" if "tfidf_accuracy" in info else "")
+        print(f"\nbaseline {b['fingerprint'][:12]}: {b['name']} ({state}{refs})")
+        sub = df[df["baseline"] == b["fingerprint"][:12]]
+        print(text_table(sub))
+        bad = [j for j in store.jobs(baseline=b["fingerprint"]) if j["state"] in ("failed", "cancelled")]
+        for j in bad:
+            print(f"  job {j['id']} {j['state']}: {j['error']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return {"prepare": cmd_prepare, "sweep": cmd_sweep, "worker": cmd_worker, "results": cmd_results}[args.cmd](args)
+    except (UserError, SpecError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished jobs are kept; run the same command again to finish the rest",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,122 @@
+"""Run one job: copy the baseline, compress it by the recipe, save the artifact, measure it.
+
+Example::
+
+    >>> cm = compress(model, Recipe.parse("quant(bits=8)"), workload)   # model is left untouched
+    >>> session = JobRunner(store, paths)
+    >>> row = session.run(job, progress, cancel)
+"""
+from __future__ import annotations
+
+import copy
+import shutil
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import psutil
+import torch
+
+from . import baseline as baselines
+from .artifacts import CompressedModel
+from .config import Paths
+from .measure import MeasureSession
+from .registry import method_for
+from .specs import Recipe
+from .store import PREPARE, Store
+from .training import CancelToken, Progress
+from .workload import Workload
+
+
+def compress(model: torch.nn.Module, recipe: Recipe, workload: Workload) -> CompressedModel:
+    """Apply the recipe's steps in order to a deep copy of ``model``; the input is never changed."""
+    current = CompressedModel.fp32(copy.deepcopy(model))
+    notes: list[str] = []
+    info: dict = {}
+    for i, spec in enumerate(recipe.steps):
+        workload.cancel.check()
+        workload.progress(i / max(1, len(recipe.steps)), f"step {i + 1}/{len(recipe.steps)}: {spec.short()}")
+        current = method_for(spec)(current.module, spec, workload)
+        notes += current.notes
+        info.update(current.info)
+    current.notes, current.info = notes, info
+    if current.module is not None:
+        current.module.eval()
+    return current
+
+
+class _PeakRss:
+    """Samples this process's resident memory while a job runs (the job's peak, not the process's)."""
+
+    def __init__(self, every: float = 0.05):
+        self.every, self.peak, self._stop = every, 0, threading.Event()
+
+    def __enter__(self):
+        self._proc = psutil.Process()
+        self.peak = self._proc.memory_info().rss
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+
+class JobRunner:
+    """One worker's session: loads each prepared baseline once, then runs jobs against it."""
+
+    def __init__(self, store: Store, paths: Paths):
+        self.store, self.paths = store, paths
+        self._cache: dict[str, tuple[baselines.Prepared, MeasureSession]] = {}
+
+    def session(self, fp: str) -> tuple[baselines.Prepared, MeasureSession]:
+        if fp not in self._cache:
+            row = self.store.baseline(fp)
+            prepared = baselines.load_prepared(Path(row["path"]))
+            seed = row["settings"]["training"]["seed"]
+            ms = MeasureSession(CompressedModel.fp32(prepared.model), prepared.tokenizer, prepared.test, seed)
+            self._cache = {fp: (prepared, ms)}  # one baseline in memory at a time
+        return self._cache[fp]
+
+    def run(self, job: dict, progress: Progress, cancel: CancelToken) -> dict | None:
+        """Run a claimed job; returns the result row (None for a preparation job)."""
+        if job["recipe"] == PREPARE:
+            baselines.prepare(self.store, self.paths, job["baseline"], progress, cancel)
+            self._cache.pop(job["baseline"], None)
+            return None
+        t0 = time.perf_counter()
+        recipe = Recipe.from_key(job["recipe"])
+        with _PeakRss() as rss:
+            prepared, ms = self.session(job["baseline"])
+            t1 = time.perf_counter()
+            workload = Workload(prepared.tokenizer, prepared.train, prepared.val, prepared.info["label_names"],
+                                seed=ms.seed, progress=progress, cancel=cancel, teacher=prepared.model)
+            cm = compress(prepared.model, recipe, workload)
+            t2 = time.perf_counter()
+            cancel.check()
+            progress(0.8, "saving the artifact")
+            out = self.paths.artifacts / str(job["id"])
+            shutil.rmtree(out, ignore_errors=True)
+            files = cm.save(out)
+            t3 = time.perf_counter()
+            progress(0.85, "measuring accuracy and latency")
+            row = ms.measure(cm, files)
+            t4 = time.perf_counter()
+        row.update(recipe_name=recipe.name, method=recipe.method, description=recipe.describe(),
+                   artifact=str(out), peak_rss_mib=rss.peak / 2**20,
+                   seconds={"load": t1 - t0, "compress": t2 - t1, "save": t3 - t2, "measure": t4 - t3,
+                            "total": t4 - t0})
+        return row
+
+
+def format_error(e: BaseException) -> tuple[str, str]:
+    """A one-line error for tables, and the full traceback for the details view."""
+    msg = f"{type(e).__name__}: {e}".strip()
+    return msg.splitlines()[0][:500] if msg else type(e).__name__, traceback.format_exc()

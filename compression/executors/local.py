@@ -1,0 +1,194 @@
+"""The local executor: one worker process per workspace, one job at a time (so timings are clean).
+
+A lock file guards the workspace. A heartbeat thread renews each running job's lease and relays a
+user's cancel request. A worker that finds jobs still marked running by a dead worker of this host
+re-queues them first, so a killed worker leaves nothing stuck.
+
+Example::
+
+    >>> run_worker(paths, store, idle_exit=120)              # python -m compression worker
+    >>> spawn_worker(paths)                                  # the same, in the background
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from .. import config
+from ..config import Paths
+from ..store import Store
+from ..training import Cancelled, CancelToken
+
+HEARTBEAT_SECONDS = 2.0
+Event = Callable[[dict, float, str], None]  # (job, fraction, message)
+
+
+class WorkerBusy(Exception):
+    """Another worker already holds this workspace's lock."""
+
+
+class WorkerLock:
+    """An exclusive flock on ``worker.lock``; released by the OS when the process dies, even by SIGKILL."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fh = None
+
+    def acquire(self) -> "WorkerLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise WorkerBusy(f"a worker is already running for {self.path.parent}") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self.fh = fh
+        return self
+
+    def release(self) -> None:
+        if self.fh:
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+            self.fh.close()
+            self.fh = None
+
+
+def worker_alive(paths: Paths) -> bool:
+    """True when some process holds the workspace's worker lock."""
+    try:
+        lock = WorkerLock(paths.worker_lock).acquire()
+    except WorkerBusy:
+        return True
+    lock.release()
+    return False
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead_local_workers(store: Store) -> list[str]:
+    """Names of this host's workers that hold running jobs but no longer exist."""
+    host = socket.gethostname()
+    dead = set()
+    for j in store.jobs(states=("running",)):
+        w = j["worker"] or ""
+        h, _, pid = w.rpartition(":")
+        if h == host and pid.isdigit() and not _pid_alive(int(pid)):
+            dead.add(w)
+    return sorted(dead)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, store: Store, job_id: int, cancel: CancelToken):
+        super().__init__(daemon=True)
+        self.store, self.job_id, self.cancel = store, job_id, cancel
+        self.progress: tuple[float, str] | None = None
+        self._halt = threading.Event()
+
+    def run(self):
+        while not self._halt.wait(HEARTBEAT_SECONDS):
+            p = self.progress
+            try:
+                if self.store.heartbeat(self.job_id, *(p or (None, None))):
+                    self.cancel.cancel()
+            except Exception:  # a busy database must not kill the job; the next beat retries
+                pass
+
+    def stop(self):
+        self._halt.set()
+        self.join()
+
+
+def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_exit: float = 180.0,
+               until: Callable[[], bool] | None = None, on_event: Event | None = None,
+               baseline: str | None = None) -> int:
+    """Claim and run jobs until idle for ``idle_exit`` seconds, or until ``until()`` is true.
+
+    Returns the number of jobs run. Raises WorkerBusy if another worker holds the lock.
+    """
+    from ..engine import JobRunner, format_error
+
+    lock = WorkerLock(paths.worker_lock).acquire()
+    hardware = hardware or config.hardware_id()
+    me = worker_name()
+    runner = JobRunner(store, paths)
+    ran = 0
+    idle_since = time.monotonic()
+    try:
+        while True:
+            store.requeue_stale(dead_workers=_dead_local_workers(store))
+            job = store.claim(hardware, me, baseline=baseline)
+            if job is None:
+                if until is not None and until():
+                    return ran
+                if time.monotonic() - idle_since > idle_exit:
+                    return ran
+                time.sleep(0.5)
+                continue
+            cancel = CancelToken()
+            beat = _Heartbeat(store, job["id"], cancel)
+
+            def progress(fraction: float, message: str, _job=job, _beat=beat) -> None:
+                _beat.progress = (fraction, message)
+                if on_event:
+                    on_event(_job, fraction, message)
+
+            beat.start()
+            try:
+                row = runner.run(job, progress, cancel)
+            except Cancelled:
+                store.fail(job["id"], "cancelled by the user", state="cancelled")
+                if on_event:
+                    on_event(job, 1.0, "cancelled")
+            except Exception as e:  # a failed setting is one failed row, never a dead sweep
+                msg, tb = format_error(e)
+                store.fail(job["id"], msg, tb)
+                if job["recipe"] == "prepare":
+                    store.fail_dependents(job["baseline"], msg)
+                if on_event:
+                    on_event(job, 1.0, f"failed: {msg}")
+            else:
+                store.finish(job["id"], row)
+                if on_event:
+                    on_event(job, 1.0, "done")
+            finally:
+                beat.stop()
+            ran += 1
+            idle_since = time.monotonic()
+    finally:
+        lock.release()
+
+
+def spawn_worker(paths: Paths, idle_exit: float = 180.0) -> subprocess.Popen | None:
+    """Start a background worker for this workspace unless one is alive; its log goes to logs/worker.log."""
+    if worker_alive(paths):
+        return None
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    log = open(paths.logs / "worker.log", "ab")
+    env = {**os.environ, "COMPRESSION_WORKSPACE": str(paths.workspace), "COMPRESSION_STORE_URL": paths.store_url}
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    return subprocess.Popen([sys.executable, "-m", "compression", "worker", "--idle-exit", str(idle_exit)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True, cwd=root)

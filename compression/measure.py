@@ -1,0 +1,252 @@
+"""Measurement: quality on the held-out test split, size on disk, interleaved latency; each number labelled.
+
+This is the only module that reads the test split. Labels:
+- ``measured``: the artifact's own numerics / timed on the kernel a deployment would use here;
+- ``simulated``: timed on a stand-in path because no real kernel exists here (the kernel field says which);
+- ``contended``: timed while other processes used the CPU (left off the frontier);
+- ``estimated``: not timed at all.
+
+Example::
+
+    >>> session = MeasureSession(baseline_cm, workload.tokenizer, test_df)
+    >>> row = session.measure(candidate_cm, artifact_files)
+"""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import torch
+
+from . import config
+from .artifacts import CompressedModel, count_params, weight_bytes
+
+SEQ_LEN = 64  # latency inputs are real test sentences padded to this fixed length
+EVAL_BATCH = 64
+B1_WARMUP, B1_REPS = 10, 30
+B32_WARMUP, B32_REPS = 3, 10
+BOOTSTRAP = 1000
+CONTENTION_CORES = 0.25  # other processes using more than this many cores make a timing "contended"
+
+
+def set_threads() -> None:
+    """The protocol's threads: torch 2 intra-op and 1 inter-op (once per process)."""
+    torch.set_num_threads(config.threads())
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or parallel work already started in this process
+        pass
+
+
+class TestSet:
+    """The test split tokenized once, in length-sorted batches with dynamic padding."""
+
+    def __init__(self, tokenizer, test: pd.DataFrame, seq_len: int = SEQ_LEN):
+        self.texts = test["text"].tolist()
+        self.y = test["label"].to_numpy()
+        enc = tokenizer(self.texts, truncation=True, max_length=seq_len)
+        lengths = np.array([len(ids) for ids in enc["input_ids"]])
+        self.order = np.argsort(lengths, kind="stable")
+        self.batches = []
+        for i in range(0, len(self.order), EVAL_BATCH):
+            idx = self.order[i:i + EVAL_BATCH]
+            feats = [{k: enc[k][j] for k in enc.keys()} for j in idx]
+            self.batches.append(dict(tokenizer.pad(feats, return_tensors="pt")))
+        # latency inputs: the first 32 test sentences padded to exactly seq_len tokens
+        fixed = tokenizer(self.texts[:32], padding="max_length", truncation=True, max_length=seq_len,
+                          return_tensors="pt")
+        self.b32 = dict(fixed)
+        self.b1 = [{k: v[i:i + 1] for k, v in fixed.items()} for i in range(len(self.texts[:32]))]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def logits(self, cm: CompressedModel) -> np.ndarray:
+        out = np.concatenate([cm.predict(b) for b in self.batches])
+        back = np.empty_like(out)
+        back[self.order] = out
+        return back
+
+
+def _pct(a, q) -> float:
+    return float(np.percentile(np.asarray(a), q))
+
+
+def quality(pred: np.ndarray, y: np.ndarray, base_pred: np.ndarray | None, seed: int = 0) -> dict:
+    """Accuracy and macro-F1 with bootstrap 95% CIs, and the paired change against the baseline."""
+    from sklearn.metrics import f1_score
+
+    n = len(y)
+    correct = (pred == y).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(BOOTSTRAP, n))
+    boot = correct[idx].mean(axis=1)
+    out = {"accuracy": float(correct.mean()), "accuracy_lo": _pct(boot, 2.5), "accuracy_hi": _pct(boot, 97.5),
+           "macro_f1": float(f1_score(y, pred, average="macro")), "test_rows": int(n)}
+    if base_pred is not None:
+        base_correct = (base_pred == y).astype(np.float64)
+        diff = correct - base_correct
+        dboot = diff[idx].mean(axis=1)
+        out.update(accuracy_delta=float(diff.mean()), delta_lo=_pct(dboot, 2.5), delta_hi=_pct(dboot, 97.5),
+                   agreement=float((pred == base_pred).mean()))
+    return out
+
+
+def _timed(cm: CompressedModel, x: dict) -> float:
+    t = time.perf_counter()
+    cm.predict(x)
+    return (time.perf_counter() - t) * 1e3
+
+
+class _CpuWatch:
+    """How many cores other processes used while we timed: a timing under contention is not clean."""
+
+    def __enter__(self):
+        self.proc = psutil.Process()
+        self.t0, self.sys0, self.own0 = time.perf_counter(), _busy(psutil.cpu_times()), _own(self.proc)
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.t0
+        other = (_busy(psutil.cpu_times()) - self.sys0) - (_own(self.proc) - self.own0)
+        self.other_cores = max(0.0, other / wall) if wall > 0 else 0.0
+
+
+def _busy(t) -> float:
+    return t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
+def _own(p: psutil.Process) -> float:
+    c = p.cpu_times()
+    return c.user + c.system
+
+
+def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts: TestSet,
+                        batch32: bool = True) -> dict:
+    """Time candidate and baseline alternately on the same inputs; medians, p90s and ratios.
+
+    The ratio is to the baseline timed in this same session, never to a stored number.
+    """
+    out: dict = {}
+    plans = [("b1", ts.b1, B1_WARMUP, B1_REPS)]
+    if batch32:
+        plans.append(("b32", [ts.b32], B32_WARMUP, B32_REPS))
+    other = []
+    for tag, xs, warm, reps in plans:
+        for i in range(warm):
+            _timed(cand, xs[i % len(xs)])
+            _timed(base, xs[i % len(xs)])
+        c, b = [], []
+        with _CpuWatch() as w:
+            for i in range(reps):
+                x = xs[i % len(xs)]
+                c.append(_timed(cand, x))
+                b.append(_timed(base, x))
+        other.append(w.other_cores)
+        cp50, bp50 = _pct(c, 50), _pct(b, 50)
+        spread = (_pct(b, 90) - _pct(b, 10)) / 2 / bp50  # the baseline's own run-to-run spread
+        ratio = bp50 / cp50
+        out.update({f"lat_{tag}_p50_ms": cp50, f"lat_{tag}_p90_ms": _pct(c, 90),
+                    f"base_lat_{tag}_p50_ms": bp50, f"base_lat_{tag}_p90_ms": _pct(b, 90),
+                    f"speedup_{tag}": ratio, f"speedup_{tag}_spread": spread,
+                    f"speedup_{tag}_note": _ratio_note(ratio, spread)})
+    out["other_cores_during_timing"] = round(max(other), 3)
+    return out
+
+
+def _ratio_note(ratio: float, spread: float) -> str:
+    if abs(ratio - 1) <= spread:
+        return "no measurable change"
+    return f"{ratio:.2f}x faster" if ratio > 1 else f"{1 / ratio:.2f}x slower"
+
+
+@functools.lru_cache(maxsize=1)
+def _static_context() -> dict:
+    import transformers
+
+    try:
+        import onnxruntime
+        ort = onnxruntime.__version__
+    except ImportError:
+        ort = None
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "onnxruntime": ort,
+            "cpu": cpu, "host": platform.node(), "git_commit": commit, "python": platform.python_version()}
+
+
+def context(seed: int) -> dict:
+    """What a measurement depends on, recorded with every result."""
+    return {**_static_context(), "threads_intra": torch.get_num_threads(),
+            "threads_inter": torch.get_num_interop_threads(), "seq_len": SEQ_LEN, "seed": seed,
+            "load_avg_1m": round(os.getloadavg()[0], 2), "hardware": config.hardware_id()}
+
+
+def reference_accuracies(train: pd.DataFrame, test: pd.DataFrame) -> dict:
+    """Majority-class and TF-IDF + logistic regression accuracy on the test split: the chart's floor lines."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    majority = int(pd.Series(train["label"]).value_counts().idxmax())
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    xtr = vec.fit_transform(train["text"])
+    clf = LogisticRegression(max_iter=2000, C=4.0).fit(xtr, train["label"])
+    pred = clf.predict(vec.transform(test["text"]))
+    return {"majority_accuracy": float((test["label"].to_numpy() == majority).mean()),
+            "tfidf_accuracy": float((pred == test["label"].to_numpy()).mean())}
+
+
+class MeasureSession:
+    """Holds the baseline for one worker session: its test predictions and its live latency twin."""
+
+    def __init__(self, baseline: CompressedModel, tokenizer, test: pd.DataFrame, seed: int = 0):
+        set_threads()
+        self.baseline = baseline
+        self.seed = seed
+        self.tests = TestSet(tokenizer, test)
+        self.base_logits = self.tests.logits(baseline)
+        self.base_pred = self.base_logits.argmax(1)
+
+    def measure(self, cm: CompressedModel, files: list[Path], batch32: bool = True) -> dict:
+        """All numbers for one compressed model, each with its label."""
+        logits = self.tests.logits(cm)
+        pred = logits.argmax(1)
+        row = quality(pred, self.tests.y, self.base_pred, self.seed)
+        size = weight_bytes(files)
+        row.update(size_bytes=size, size_mib=size / 2**20)
+        if cm.module is not None:
+            params, nonzero = count_params(cm.module)
+        else:
+            params, nonzero = cm.info.get("params"), cm.info.get("nonzero_params")
+        row.update(params=params, nonzero_params=nonzero,
+                   bits_per_weight=(8 * size / params) if params else None)
+        row.update(interleaved_latency(cm, self.baseline, self.tests, batch32=batch32))
+        lat_label = cm.latency_label
+        if row["other_cores_during_timing"] > CONTENTION_CORES:
+            lat_label = "contended"
+        row["labels"] = {"accuracy": "measured", "f1": "measured", "size": "measured",
+                         "params": "measured" if cm.module is not None or params else "estimated",
+                         "latency": lat_label}
+        row["runtime"], row["kernel"] = cm.runtime, cm.kernel
+        row["notes"], row["info"] = cm.notes, cm.info
+        row["predictions"] = pred.astype(int).tolist()  # for the flip table and the playground
+        row["context"] = context(self.seed)
+        return row

@@ -1,0 +1,305 @@
+"""Compression specs: one frozen, validated dataclass per method, and recipes that chain them.
+
+Every field carries its range, unit and one-line help in ``field(metadata=...)``; the CLI flags and
+the dashboard's widgets are both built from that metadata, so a registered method needs no extra
+code to be swept.
+
+Example::
+
+    >>> QuantSpec(bits=4, group_size=64).to_dict()
+    {'method': 'quant', 'bits': 4, 'kernel': 'auto', 'scheme': 'sym', 'group_size': 64, 'embeddings': 'none'}
+    >>> Recipe.parse("prune(sparsity=0.5)>quant(bits=8)").key
+    '[{"method":"prune",...},{"method":"quant",...}]'
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable
+
+
+class SpecError(ValueError):
+    """A knob value that cannot work. The message names the field and what is allowed."""
+
+
+def knob(default, *, help: str, lo=None, hi=None, step=None, choices=None, unit: str = "",
+         lo_open: bool = False, sweep: str = "", aliases: tuple[str, ...] = ()):
+    """A spec field with the metadata the CLI, the UI and the validator read.
+
+    ``lo_open`` excludes ``lo`` itself (e.g. temperature > 0). ``sweep`` is a default sweep range
+    for the UI ("0.3:0.9:0.1" or "2,4,8").
+    """
+    meta = dict(help=help, lo=lo, hi=hi, step=step, choices=choices, unit=unit, lo_open=lo_open,
+                sweep=sweep, aliases=aliases)
+    return field(default=default, metadata=meta)
+
+
+def _decimals(step: float) -> int:
+    return max(0, -math.floor(math.log10(step) + 1e-9)) if step and step < 1 else 0
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Base of all specs: validation from metadata, canonical rounding, dict round-trip."""
+
+    method: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # plain-language name for the UI
+    explain: ClassVar[str] = ""  # one line for non-engineers
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            m = f.metadata
+            v = getattr(self, f.name)
+            where = f"{self.method}.{f.name}"
+            if m.get("choices") is not None:
+                if v not in m["choices"]:
+                    raise SpecError(f"{where}={v!r} is not allowed: choose one of "
+                                    f"{', '.join(map(str, m['choices']))} ({m['help']})")
+                continue
+            if f.type in ("int", int) and not (isinstance(v, int) and not isinstance(v, bool)):
+                if isinstance(v, float) and v.is_integer():
+                    v = int(v)
+                    object.__setattr__(self, f.name, v)
+                else:
+                    raise SpecError(f"{where}={v!r} must be a whole number ({m['help']})")
+            if f.type in ("float", float):
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                    raise SpecError(f"{where}={v!r} must be a number ({m['help']})")
+                v = float(v)
+                if m.get("step"):
+                    v = round(v, _decimals(m["step"]) + 2)  # 0.30000000000000004 -> 0.3
+                object.__setattr__(self, f.name, v)
+            lo, hi = m.get("lo"), m.get("hi")
+            if lo is not None and (v < lo or (m.get("lo_open") and v == lo)) or hi is not None and v > hi:
+                rng = f"{'(' if m.get('lo_open') else '['}{lo}, {hi}]"
+                raise SpecError(f"{where}={v!r} is out of range: allowed {rng} {m['unit']} "
+                                f"({m['help']})".replace("  ", " "))
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field rules; override in specs that have them."""
+
+    @property
+    def terminal(self) -> bool:
+        """True when the output is not a torch module (an ONNX session, a packed file)."""
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+
+    def short(self) -> str:
+        """Compact text form, the same grammar the CLI's --recipe takes: ``quant(bits=4,group_size=64)``.
+
+        Only fields that differ from their defaults are written.
+        """
+        args = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+                if getattr(self, f.name) != f.default]
+        return f"{self.method}({','.join(args)})"
+
+    def describe(self) -> str:
+        """Plain words for the playground and hover text."""
+        return self.short()
+
+
+# ---------------------------------------------------------------- the catalogue of specs
+
+@dataclass(frozen=True)
+class QuantSpec(Spec):
+    method: ClassVar[str] = "quant"
+    label: ClassVar[str] = "Quantization"
+    explain: ClassVar[str] = "Stores each weight in fewer bits, like rounding prices to the nearest euro."
+
+    bits: int = knob(8, lo=2, hi=8, step=1, unit="bits", sweep="2,4,8",
+                     help="weight bit-width; 8 runs on a real int8 kernel, lower widths are simulated here")
+    kernel: str = knob("auto", choices=("auto", "rtn", "torch", "ort", "quanto"),
+                       help="auto = fastest real kernel for these bits here; rtn = round-to-nearest weights run in fp32")
+    scheme: str = knob("sym", choices=("sym", "asym"), help="symmetric (zero at 0) or asymmetric (with a zero point)")
+    group_size: int = knob(0, lo=0, hi=4096, step=1, unit="weights",
+                           help="weights sharing one scale; 0 = one scale per output channel")
+    embeddings: str = knob("none", choices=("none", "8", "4"),
+                           help="also store the word embeddings in 8 or 4 bits (they are half of a small model)")
+
+    def check(self):
+        if self.group_size and self.group_size & (self.group_size - 1):
+            raise SpecError(f"quant.group_size={self.group_size} must be a power of two (or 0 for per-channel)")
+        if self.kernel in ("torch", "ort", "quanto") and self.bits != 8:
+            raise SpecError(f"quant.kernel={self.kernel} runs only 8-bit weights here; "
+                            f"use kernel=rtn (or auto) for bits={self.bits}")
+
+    @property
+    def resolved_kernel(self) -> str:
+        """The kernel `auto` resolves to: real int8 on torch for 8 bits, RTN otherwise."""
+        if self.kernel != "auto":
+            return self.kernel
+        return "torch" if self.bits == 8 else "rtn"
+
+    @property
+    def terminal(self) -> bool:
+        return self.resolved_kernel == "ort"
+
+    def describe(self) -> str:
+        k = self.resolved_kernel
+        where = {"torch": "run on torch's int8 kernel", "ort": "run on ONNX Runtime's int8 kernel",
+                 "quanto": "run on quanto's int8 kernel",
+                 "rtn": "decoded to fp32 to run (no fast kernel here)"}[k]
+        emb = f"; word embeddings in {self.embeddings} bits" if self.embeddings != "none" else ""
+        grp = f" in groups of {self.group_size}" if self.group_size else ""
+        return f"weights stored in {self.bits} bits{grp}, {where}{emb}"
+
+
+# The order in which methods are listed in the CLI and the UI.
+SPEC_TYPES: tuple[type[Spec], ...] = (QuantSpec,)
+_BY_NAME: dict[str, type[Spec]] = {t.method: t for t in SPEC_TYPES}
+
+
+def spec_type(name: str) -> type[Spec]:
+    """The spec class for a method name; an unknown name lists the known ones."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise SpecError(f"unknown method {name!r}: choose one of {', '.join(_BY_NAME)}") from None
+
+
+def register_spec(t: type[Spec]) -> type[Spec]:
+    """Add a spec type to the allowlist (used by methods defined in other modules)."""
+    global SPEC_TYPES
+    if t.method not in _BY_NAME:
+        SPEC_TYPES = SPEC_TYPES + (t,)
+    _BY_NAME[t.method] = t
+    return t
+
+
+def spec_fields(t: type[Spec]) -> list[dataclasses.Field]:
+    return list(dataclasses.fields(t))
+
+
+def spec_from_dict(d: dict[str, Any]) -> Spec:
+    """Rebuild a spec from ``to_dict`` output; only types on the allowlist are rebuilt."""
+    d = dict(d)
+    t = spec_type(str(d.pop("method", "")))
+    names = {f.name for f in dataclasses.fields(t)}
+    alias = {a: f.name for f in dataclasses.fields(t) for a in f.metadata.get("aliases", ())}
+    kwargs = {}
+    for k, v in d.items():
+        k = alias.get(k, k)
+        if k not in names:
+            raise SpecError(f"{t.method} has no knob {k!r}: its knobs are {', '.join(sorted(names))}")
+        kwargs[k] = v
+    return t(**kwargs)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An ordered chain of specs, applied left to right. The empty recipe is the baseline itself."""
+
+    steps: tuple[Spec, ...] = ()
+
+    def __post_init__(self):
+        for i, s in enumerate(self.steps[:-1]):
+            if s.terminal:
+                raise SpecError(f"{s.short()} produces a model that is no longer a torch module "
+                                f"(step {i + 1} of {len(self.steps)}); it can only be the last step")
+
+    @property
+    def key(self) -> str:
+        """Canonical JSON: sorted keys, rounded floats; two equal recipes have one key."""
+        return json.dumps([s.to_dict() for s in self.steps], sort_keys=True, separators=(",", ":"))
+
+    @property
+    def name(self) -> str:
+        return ">".join(s.short() for s in self.steps) or "baseline"
+
+    @property
+    def method(self) -> str:
+        """The method label used for colouring: 'baseline', 'quant' or 'distill>quant'."""
+        return ">".join(s.method for s in self.steps) or "baseline"
+
+    @property
+    def terminal(self) -> bool:
+        return bool(self.steps) and self.steps[-1].terminal
+
+    def describe(self) -> str:
+        return "; then ".join(s.describe() for s in self.steps) or "the original model, unchanged"
+
+    @classmethod
+    def from_key(cls, key: str) -> "Recipe":
+        return cls(tuple(spec_from_dict(d) for d in json.loads(key)))
+
+    @classmethod
+    def parse(cls, text: str) -> "Recipe":
+        """Parse ``"distill(layers=3)>quant(bits=8)"``; ``"baseline"`` or ``""`` is the empty recipe."""
+        text = text.strip()
+        if text in ("", "baseline"):
+            return cls(())
+        steps = []
+        for part in text.split(">"):
+            m = re.fullmatch(r"\s*([a-z_0-9]+)\s*(?:\((.*)\))?\s*", part)
+            if not m:
+                raise SpecError(f"cannot read recipe step {part!r}: write it as method(knob=value,...)")
+            args: dict[str, Any] = {"method": m.group(1)}
+            for kv in filter(None, (a.strip() for a in (m.group(2) or "").split(","))):
+                if "=" not in kv:
+                    raise SpecError(f"cannot read {kv!r} in {part!r}: write knob=value")
+                k, v = (s.strip() for s in kv.split("=", 1))
+                args[k] = _literal(v)
+            steps.append(spec_from_dict(args))
+        return cls(tuple(steps))
+
+
+def _literal(v: str):
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return v.strip("'\"")
+
+
+def parse_values(text: str, typ: type) -> list:
+    """Parse a knob's sweep values: ``"2,4,8"``, ``"0.3:0.9:0.1"`` (inclusive) or a single value."""
+    out: list = []
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        if ":" in part and typ in (int, float):
+            try:
+                a, b, s = (float(x) for x in part.split(":"))
+            except ValueError:
+                raise SpecError(f"cannot read range {part!r}: write start:stop:step, e.g. 0.3:0.9:0.1") from None
+            if s <= 0 or b < a:
+                raise SpecError(f"range {part!r} is empty: the step must be > 0 and stop >= start")
+            n = int(math.floor((b - a) / s + 1e-9)) + 1
+            if n > 1000:
+                raise SpecError(f"range {part!r} has {n} values; at most 1000")
+            dec = _decimals(s) + 3
+            out += [typ(round(a + i * s, dec)) for i in range(n)]
+        elif typ is int:
+            try:
+                out.append(int(float(part)) if float(part).is_integer() else float(part))
+            except ValueError:
+                raise SpecError(f"{part!r} is not a number") from None
+        elif typ is float:
+            try:
+                out.append(float(part))
+            except ValueError:
+                raise SpecError(f"{part!r} is not a number") from None
+        else:
+            out.append(part)
+    return out
+
+
+def expand(t: type[Spec], values: dict[str, Iterable]) -> list[Recipe]:
+    """The grid of one-step recipes from per-knob value lists; duplicates collapse by key.
+
+    Example: ``expand(QuantSpec, {"bits": [4, 8]})`` -> two recipes.
+    """
+    import itertools
+
+    names = [n for n, vs in values.items() if vs is not None]
+    grids = [list(values[n]) for n in names]
+    seen: dict[str, Recipe] = {}
+    for combo in itertools.product(*grids):
+        r = Recipe((t(**dict(zip(names, combo))),))
+        seen.setdefault(r.key, r)
+    return list(seen.values())

@@ -1,0 +1,120 @@
+"""The one training loop: baseline fine-tuning, recovery fine-tuning and distillation all use it.
+
+Example::
+
+    >>> log = train(model, tokenizer, texts, labels, TrainSettings(steps=240), progress=print)
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+Progress = Callable[[float, str], None]  # (fraction done in [0, 1], message)
+
+
+class Cancelled(Exception):
+    """Raised inside long work when the user cancels; the job ends as cancelled, not failed."""
+
+
+class CancelToken:
+    """A flag the worker sets (from a heartbeat thread) and long work checks between steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("cancelled by the user")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Defaults are the measured baseline recipe: ~240 steps at batch 32, lr 8e-5, warm-up 6%, seed 0."""
+
+    steps: int = 240
+    batch_size: int = 32
+    lr: float = 8e-5
+    warmup: float = 0.06
+    weight_decay: float = 0.01
+    seed: int = 0
+    max_len: int = 64  # tokens; the same sequence length the measurements use
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# loss_fn(model, batch, labels) -> loss; the default is cross-entropy on the model's logits.
+LossFn = Callable[[torch.nn.Module, dict, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy(model: torch.nn.Module, batch: dict, labels: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(model(**batch).logits, labels)
+
+
+def train(model: torch.nn.Module, tokenizer, texts: Sequence[str], labels: Sequence[int],
+          settings: TrainSettings, *, loss_fn: LossFn = cross_entropy,
+          after_step: Callable[[int], None] | None = None,
+          progress: Progress | None = None, cancel: CancelToken | None = None) -> dict:
+    """Train ``model`` in place with AdamW and a linear warm-up/decay schedule.
+
+    ``after_step(step)`` runs after each optimizer step (pruning masks are re-applied there).
+    Returns a small log: losses every few steps and the wall time.
+    """
+    s = settings
+    if s.steps <= 0:
+        return {"steps": 0, "seconds": 0.0, "loss": []}
+    gen = torch.Generator().manual_seed(s.seed)
+    torch.manual_seed(s.seed)
+    labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    n = len(texts)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=s.lr)
+    warm = max(1, int(math.ceil(s.warmup * s.steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: (k + 1) / warm if k < warm else max(0.0, (s.steps - k) / max(1, s.steps - warm)))
+    model.train()
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    order = torch.randperm(n, generator=gen)
+    pos = 0
+    for step in range(s.steps):
+        if cancel is not None:
+            cancel.check()
+        if pos + s.batch_size > n:
+            order, pos = torch.randperm(n, generator=gen), 0
+        idx = order[pos:pos + s.batch_size]
+        pos += s.batch_size
+        batch = tokenizer([texts[i] for i in idx.tolist()], padding=True, truncation=True,
+                          max_length=s.max_len, return_tensors="pt")
+        loss = loss_fn(model, dict(batch), labels_t[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if after_step is not None:
+            after_step(step)
+        losses.append(float(loss.detach()))
+        if progress is not None and (step % 5 == 0 or step == s.steps - 1):
+            recent = np.mean(losses[-20:])
+            progress((step + 1) / s.steps, f"training step {step + 1}/{s.steps}, loss {recent:.3f}")
+    model.eval()
+    every = max(1, s.steps // 50)
+    return {"steps": s.steps, "seconds": round(time.perf_counter() - t0, 2),
+            "loss": [round(float(np.mean(losses[i:i + every])), 4) for i in range(0, len(losses), every)]}

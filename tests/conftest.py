@@ -1,0 +1,90 @@
+"""Fixtures: a tiny random BERT saved as a local Hugging Face folder, a small labelled CSV, and a
+workspace prepared from them. No hub, no network, never the user's cache."""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["COMPRESSION_NO_AUTOSTART"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+POS = ["good", "great", "superb", "love", "fine", "moving", "clever", "fun", "warm", "smart"]
+NEG = ["bad", "awful", "dull", "hate", "poor", "boring", "weak", "messy", "flat", "cold"]
+FILLER = ["the", "film", "movie", "plot", "was", "is", "a", "very", "and", "story", "cast", "it", "of", "this"]
+
+
+def make_tiny_model(path: Path, layers: int = 2, hidden: int = 32, heads: int = 4, intermediate: int = 64,
+                    head: bool = False) -> Path:
+    """A randomly initialised BERT (no classifier head unless asked) plus a word-level tokenizer."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
+
+    torch.manual_seed(0)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(POS + NEG + FILLER))
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
+                     num_attention_heads=heads, intermediate_size=intermediate, max_position_embeddings=128)
+    model = BertForSequenceClassification(cfg) if head else BertModel(cfg)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    tok.save_pretrained(path)
+    return path
+
+
+def make_csv(path: Path, n: int = 400, seed: int = 0, sep: str = ",") -> Path:
+    """Sentences whose label follows from their sentiment words (so a tiny model can learn them)."""
+    import pandas as pd
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        pos = rng.random() < 0.55
+        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 12))]
+        for _ in range(rng.randint(1, 2)):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(POS if pos else NEG))
+        rows.append({"review": " ".join(words) + f" {i % 7}", "sentiment": "positive" if pos else "negative"})
+    pd.DataFrame(rows).to_csv(path, index=False, sep=sep)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory) -> Path:
+    return make_csv(tmp_path_factory.mktemp("data") / "reviews.csv")
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    """A fresh workspace and store for one test; the user's cache is never read."""
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("COMPRESSION_WORKSPACE", str(ws))
+    monkeypatch.delenv("COMPRESSION_STORE_URL", raising=False)
+    return ws
+
+
+def baseline_args(model: Path, csv: Path, steps: int = 60) -> list[str]:
+    return ["--model", str(model), "--dataset", str(csv), "--text-col", "review", "--label-col", "sentiment",
+            "--train-steps", str(steps), "--lr", "3e-3"]
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, tiny_model, tiny_csv):
+    """A workspace where the tiny baseline is prepared and an int8 sweep has run: (workspace, args)."""
+    from compression.cli import main
+
+    ws = tmp_path_factory.mktemp("prepared") / "ws"
+    args = baseline_args(tiny_model, tiny_csv) + ["--workspace", str(ws)]
+    assert main(["prepare", *args]) == 0
+    assert main(["sweep", "--method", "quant", "--bits", "8", *args]) == 0
+    return ws, args
