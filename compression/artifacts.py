@@ -27,7 +27,7 @@ MANIFEST = "manifest.json"
 class CompressedModel:
     """A compressed classifier: a torch module or an ONNX Runtime session, with how it runs."""
 
-    kind: str  # the saved form: fp32, int8-dynamic, ...
+    kind: str  # the saved form: dense (fp32/bf16/RTN-packed), int8-dynamic, onnx, ...
     runtime: str  # what executes it: torch or onnxruntime
     kernel: str  # the kernel that ran its matmuls, e.g. "fbgemm int8 (dynamic activations)"
     module: torch.nn.Module | None = None
@@ -38,7 +38,7 @@ class CompressedModel:
 
     @classmethod
     def fp32(cls, module: torch.nn.Module) -> "CompressedModel":
-        return cls("fp32", "torch", "fp32 matmul (torch)", module=module)
+        return cls("dense", "torch", "fp32 matmul (torch)", module=module)
 
     def predict(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         """Logits for one tokenized batch, as float32 numpy."""
@@ -78,21 +78,109 @@ def _skeleton(path: Path) -> torch.nn.Module:
     return AutoModelForSequenceClassification.from_config(config).eval()
 
 
-# ---------------------------------------------------------------- fp32 (also bf16/fp16 casts later)
+# ---------------------------------------------------------------- packed tensors (low-bit, sparse)
 
-def _save_plain(cm: CompressedModel, out: Path) -> list[Path]:
-    from safetensors.torch import save_model
+def pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """Pack unsigned ints < 2**bits into a little-endian bitstream: n values take ceil(n*bits/8) bytes."""
+    v = values.astype(np.uint8).ravel()
+    planes = ((v[:, None] >> np.arange(bits, dtype=np.uint8)) & 1).astype(np.uint8)
+    return np.packbits(planes.ravel(), bitorder="little")
 
-    f = out / "model.safetensors"
-    save_model(cm.module, str(f))
+
+def unpack_bits(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
+    planes = np.unpackbits(packed, count=n * bits, bitorder="little").reshape(n, bits)
+    return (planes.astype(np.uint8) << np.arange(bits, dtype=np.uint8)).sum(axis=1).astype(np.uint8)
+
+
+@dataclass
+class Packed:
+    """One weight stored compactly. ``fmt`` is ``rtn`` (b-bit codes + group scales) or ``sparse``
+    (a bitmask + the nonzero values). ``tensors`` go to safetensors; ``meta`` to the manifest."""
+
+    fmt: str
+    shape: tuple[int, ...]
+    tensors: dict[str, torch.Tensor]
+    meta: dict = field(default_factory=dict)
+
+    def decode(self) -> torch.Tensor:
+        return DECODERS[self.fmt](self)
+
+
+def _decode_rtn(p: Packed) -> torch.Tensor:
+    bits, group = p.meta["bits"], p.meta["group"]
+    n = int(np.prod(p.shape))
+    q = torch.from_numpy(unpack_bits(p.tensors["codes"].numpy(), bits, n).astype(np.float32))
+    q = q.view(-1, group)
+    scale = p.tensors["scale"].float().view(-1, 1)
+    zero = p.tensors["zero"].float().view(-1, 1) if "zero" in p.tensors else 2 ** (bits - 1)
+    return ((q - zero) * scale).view(p.shape)
+
+
+def _decode_sparse(p: Packed) -> torch.Tensor:
+    n = int(np.prod(p.shape))
+    mask = torch.from_numpy(np.unpackbits(p.tensors["mask"].numpy(), count=n, bitorder="little").astype(bool))
+    out = torch.zeros(n, dtype=p.tensors["values"].dtype)
+    out[mask] = p.tensors["values"]
+    return out.view(p.shape)
+
+
+DECODERS: dict[str, Callable[[Packed], torch.Tensor]] = {"rtn": _decode_rtn, "sparse": _decode_sparse}
+
+
+def _write(cm: CompressedModel, out: Path, plain: dict[str, torch.Tensor], name: str,
+           extra_meta: dict | None = None) -> list[Path]:
+    """Plain tensors (minus packed ones) plus every packed tensor, into one safetensors file."""
+    packed: dict = getattr(cm.module, "_packed", {}) if cm.module is not None else {}
+    tensors = {k: v.contiguous() for k, v in plain.items() if k not in packed}
+    meta = {}
+    for k, p in packed.items():
+        for part, t in p.tensors.items():
+            tensors[f"{k}.{p.fmt}.{part}"] = t.contiguous()
+        meta[k] = {"fmt": p.fmt, "shape": list(p.shape), **p.meta}
+    f = out / name
+    save_file(_dedupe(tensors), str(f), metadata={"packed": json.dumps(meta), **(extra_meta or {})})
     return [f]
 
 
-def _load_plain(path: Path, manifest: dict) -> CompressedModel:
-    from safetensors.torch import load_model
+def _read(f: Path) -> tuple[dict[str, torch.Tensor], dict[str, Packed], dict]:
+    from safetensors import safe_open
 
+    with safe_open(str(f), "pt") as fh:
+        md = fh.metadata() or {}
+    t = load_file(str(f))
+    pmeta = json.loads(md.get("packed", "{}"))
+    packed = {}
+    for k, m in pmeta.items():
+        pre = f"{k}.{m['fmt']}."
+        parts = {n[len(pre):]: t.pop(n) for n in list(t) if n.startswith(pre)}
+        packed[k] = Packed(m["fmt"], tuple(m["shape"]), parts, {a: b for a, b in m.items() if a not in ("fmt", "shape")})
+    return t, packed, md
+
+
+def _set_tensor(module: torch.nn.Module, name: str, value: torch.Tensor) -> None:
+    mod_name, _, attr = name.rpartition(".")
+    mod = module.get_submodule(mod_name) if mod_name else module
+    with torch.no_grad():
+        getattr(mod, attr).copy_(value.to(getattr(mod, attr).dtype))
+
+
+# ---------------------------------------------------------------- dense torch modules (fp32, bf16, RTN)
+
+def _save_dense(cm: CompressedModel, out: Path) -> list[Path]:
+    return _write(cm, out, cm.module.state_dict(), "model.safetensors",
+                  {"dtype": str(next(cm.module.parameters()).dtype)})
+
+
+def _load_dense(path: Path, manifest: dict) -> CompressedModel:
+    f = path / "model.safetensors"
+    plain, packed, md = _read(f)
     m = _skeleton(path)
-    load_model(m, str(path / "model.safetensors"))
+    dtype = getattr(torch, md.get("dtype", "torch.float32").replace("torch.", ""))
+    m = m.to(dtype)
+    m.load_state_dict(plain, strict=False)
+    for k, p in packed.items():
+        _set_tensor(m, k, p.decode())
+    m._packed = packed
     return CompressedModel(manifest["kind"], manifest["runtime"], manifest["kernel"], module=m)
 
 
@@ -106,32 +194,26 @@ def _dynamic_linears(module: torch.nn.Module):
 
 def _save_int8_dynamic(cm: CompressedModel, out: Path) -> list[Path]:
     qnames = [n for n, _ in _dynamic_linears(cm.module)]
-    tensors: dict[str, torch.Tensor] = {}
-    for k, v in cm.module.state_dict().items():
-        if isinstance(v, torch.Tensor) and not any(k.startswith(q + ".") for q in qnames):
-            tensors[k] = v.contiguous()
+    plain = {k: v for k, v in cm.module.state_dict().items()
+             if isinstance(v, torch.Tensor) and not any(k.startswith(q + ".") for q in qnames)}
     for n, m in _dynamic_linears(cm.module):
         w, b = m._weight_bias()
-        tensors[f"{n}.weight.int8"] = w.int_repr().contiguous()
-        tensors[f"{n}.weight.scales"] = w.q_per_channel_scales().float().contiguous()
-        tensors[f"{n}.weight.zero_points"] = w.q_per_channel_zero_points().to(torch.int8).contiguous()
+        plain[f"{n}.weight.int8"] = w.int_repr()
+        plain[f"{n}.weight.scales"] = w.q_per_channel_scales().float()
+        plain[f"{n}.weight.zero_points"] = w.q_per_channel_zero_points().to(torch.int8)
         if b is not None:
-            tensors[f"{n}.bias"] = b.detach().contiguous()
-    f = out / "model.int8.safetensors"
-    save_file(_dedupe(tensors), str(f), metadata={"quantized": json.dumps(qnames)})
-    return [f]
+            plain[f"{n}.bias"] = b.detach()
+    return _write(cm, out, plain, "model.int8.safetensors", {"quantized": json.dumps(qnames)})
 
 
 def _load_int8_dynamic(path: Path, manifest: dict) -> CompressedModel:
-    from safetensors import safe_open
-
     from .methods.quant import dynamic_int8
 
-    f = path / "model.int8.safetensors"
-    with safe_open(str(f), "pt") as fh:
-        qnames = json.loads(fh.metadata()["quantized"])
-    t = load_file(str(f))
+    t, packed, md = _read(path / "model.int8.safetensors")
+    qnames = json.loads(md["quantized"])
     m = _skeleton(path)
+    for k, p in packed.items():
+        _set_tensor(m, k, p.decode())
     qm = dynamic_int8(m, qnames)
     qm.load_state_dict({k: v for k, v in t.items() if not k.endswith((".int8", ".scales", ".zero_points"))
                         and not any(k == q + ".bias" for q in qnames)}, strict=False)
@@ -139,6 +221,7 @@ def _load_int8_dynamic(path: Path, manifest: dict) -> CompressedModel:
         w = torch._make_per_channel_quantized_tensor(
             t[f"{n}.weight.int8"], t[f"{n}.weight.scales"].double(), t[f"{n}.weight.zero_points"].long(), 0)
         lin.set_weight_bias(w, t.get(f"{n}.bias"))
+    qm._packed = packed
     return CompressedModel("int8-dynamic", manifest["runtime"], manifest["kernel"], module=qm)
 
 
@@ -154,11 +237,11 @@ def _dedupe(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 SAVERS: dict[str, Callable[[CompressedModel, Path], list[Path]]] = {
-    "fp32": _save_plain,
+    "dense": _save_dense,
     "int8-dynamic": _save_int8_dynamic,
 }
 LOADERS: dict[str, Callable[[Path, dict], CompressedModel]] = {
-    "fp32": _load_plain,
+    "dense": _load_dense,
     "int8-dynamic": _load_int8_dynamic,
 }
 

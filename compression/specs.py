@@ -125,16 +125,20 @@ class QuantSpec(Spec):
     def check(self):
         if self.group_size and self.group_size & (self.group_size - 1):
             raise SpecError(f"quant.group_size={self.group_size} must be a power of two (or 0 for per-channel)")
-        if self.kernel in ("torch", "ort", "quanto") and self.bits != 8:
-            raise SpecError(f"quant.kernel={self.kernel} runs only 8-bit weights here; "
-                            f"use kernel=rtn (or auto) for bits={self.bits}")
+        if self.kernel in ("torch", "ort", "quanto"):
+            if self.bits != 8:
+                raise SpecError(f"quant.kernel={self.kernel} runs only 8-bit weights here; "
+                                f"use kernel=rtn (or auto) for bits={self.bits}")
+            if self.group_size or self.scheme != "sym":
+                raise SpecError(f"quant.kernel={self.kernel} runs symmetric per-channel int8 only; "
+                                "use kernel=rtn for groups or asymmetric scales")
 
     @property
     def resolved_kernel(self) -> str:
-        """The kernel `auto` resolves to: real int8 on torch for 8 bits, RTN otherwise."""
+        """The kernel `auto` resolves to: real int8 for plain 8 bits, RTN (simulated latency) otherwise."""
         if self.kernel != "auto":
             return self.kernel
-        return "torch" if self.bits == 8 else "rtn"
+        return "torch" if self.bits == 8 and not self.group_size and self.scheme == "sym" else "rtn"
 
     @property
     def terminal(self) -> bool:

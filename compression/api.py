@@ -1,0 +1,137 @@
+"""The engine's public surface for the dashboard (and scripts): no page imports a method module.
+
+Example::
+
+    >>> paths, store = open_workspace()
+    >>> fp = register_baseline(store, model="default", dataset="default")
+    >>> sweep_id, ids = enqueue_sweep(store, fp, "quant", {"bits": [4, 8]})
+    >>> ensure_worker(paths)
+    >>> df = results_frame(store, baseline=fp)
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+from .config import Paths, UserError, hardware_id, resolve
+from .executors import spawn_worker, worker_alive
+from .report import CSV_COLUMNS, jobs_frame, results_frame
+from .specs import SPEC_TYPES, Recipe, Spec, SpecError, expand, parse_values, spec_type
+from .store import Store
+
+__all__ = ["open_workspace", "register_baseline", "enqueue_sweep", "enqueue_recipes", "ensure_worker",
+           "worker_alive", "results_frame", "jobs_frame", "CSV_COLUMNS", "methods", "knobs", "predict_texts",
+           "disk_usage", "hardware_id", "UserError", "SpecError", "Recipe", "Paths", "Store", "parse_values"]
+
+
+def open_workspace(workspace: str | None = None, store_url: str | None = None) -> tuple[Paths, Store]:
+    """The same workspace and store the CLI resolves (flag, then environment, then the user cache)."""
+    paths = resolve(workspace, store_url)
+    paths.workspace.mkdir(parents=True, exist_ok=True)
+    return paths, Store(paths.store_url)
+
+
+def register_baseline(store: Store, model: str = "default", dataset: str = "default", text_col: str = "text",
+                      label_col: str = "label", train_steps: int = 240, lr: float = 8e-5, seed: int = 0) -> str:
+    """Validate the sources and queue the baseline's preparation; returns its fingerprint.
+
+    Raises UserError with one clear line for a wrong path, a malformed or single-class CSV, etc.
+    """
+    from .baseline import BaselineRequest
+    from .data import DatasetSource, SplitSettings
+    from .models import ModelSource
+    from .training import TrainSettings
+
+    req = BaselineRequest(ModelSource.from_arg(model), DatasetSource.from_arg(dataset, text_col, label_col),
+                          SplitSettings(seed=seed), TrainSettings(steps=train_steps, lr=lr, seed=seed))
+    from .baseline import register
+
+    return register(store, req)
+
+
+def methods() -> list[type[Spec]]:
+    """Every registered method's spec type, in catalogue order."""
+    return list(SPEC_TYPES)
+
+
+def knobs(method: str) -> list[dict]:
+    """A method's knobs with their metadata: name, type, default, lo, hi, step, choices, unit, help, sweep."""
+    t = spec_type(method)
+    out = []
+    for f in dataclasses.fields(t):
+        m = dict(f.metadata)
+        out.append({"name": f.name, "type": {"int": int, "float": float}.get(str(f.type), str),
+                    "default": f.default, **m})
+    return out
+
+
+def enqueue_sweep(store: Store, baseline: str, method: str, values: dict[str, list], name: str | None = None,
+                  hardware: str | None = None) -> tuple[int, list[int]]:
+    """Expand knob value lists to recipes and queue what is missing; returns (sweep id, job ids)."""
+    recipes = expand(spec_type(method), values)
+    if not recipes:
+        raise UserError("the sweep is empty: pick at least one value for each knob")
+    return enqueue_recipes(store, baseline, recipes, name or method, {"method": method, "knobs": values}, hardware)
+
+
+def enqueue_recipes(store: Store, baseline: str, recipes: list[Recipe], name: str, request: dict | None = None,
+                    hardware: str | None = None) -> tuple[int, list[int]]:
+    if store.baseline(baseline) is None:
+        raise UserError(f"unknown baseline {baseline[:12]}; prepare it first")
+    sweep_id = store.add_sweep(name, baseline, request or {"recipes": [r.name for r in recipes]})
+    ids = store.enqueue(baseline, [r.key for r in recipes], hardware or config.hardware_id(), sweep=sweep_id)
+    return sweep_id, ids
+
+
+def ensure_worker(paths: Paths) -> bool:
+    """Start the background worker unless one is alive (or autostart is off for tests); True if started."""
+    if os.environ.get("COMPRESSION_NO_WORKER_SPAWN") == "1":
+        return False
+    return spawn_worker(paths) is not None
+
+
+def predict_texts(artifact: str | Path, texts: list[str], tokenizer_dir: str | Path, seq_len: int = 64) -> dict:
+    """Labels, confidences and the wall time of one call for a saved compressed model (the playground)."""
+    import time
+
+    from .artifacts import load
+    from .models import load_tokenizer
+
+    cm = load(Path(artifact))
+    tok = load_tokenizer(Path(tokenizer_dir))
+    batch = dict(tok(list(texts), padding=True, truncation=True, max_length=seq_len, return_tensors="pt"))
+    cm.predict(batch)  # warm-up
+    t = time.perf_counter()
+    logits = cm.predict(batch)
+    ms = (time.perf_counter() - t) * 1e3
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    return {"pred": p.argmax(1).tolist(), "confidence": p.max(1).tolist(), "ms": ms, "notes": cm.notes}
+
+
+def disk_usage(paths: Paths) -> dict[str, int]:
+    """Bytes used by the workspace's baselines, artifacts and store."""
+    def size(p: Path) -> int:
+        if p.is_file():
+            return p.stat().st_size
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.exists() else 0
+
+    store_files = [f for f in paths.workspace.glob("store.sqlite*")]
+    return {"baselines": size(paths.baselines), "artifacts": size(paths.artifacts),
+            "store": sum(size(f) for f in store_files), "total": size(paths.workspace)}
+
+
+def delete_artifacts(paths: Paths, job_ids: list[int]) -> int:
+    """Free disk space of the given jobs' saved models (their results stay). Returns bytes freed."""
+    freed = 0
+    for j in job_ids:
+        d = paths.artifacts / str(j)
+        if d.exists():
+            freed += sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+            shutil.rmtree(d)
+    return freed
