@@ -135,3 +135,122 @@ def delete_artifacts(paths: Paths, job_ids: list[int]) -> int:
             freed += sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
             shutil.rmtree(d)
     return freed
+
+
+# ---------------------------------------------------------------- additions for the dashboard
+
+def store_version(store: Store) -> tuple:
+    """A cheap token that changes whenever results, jobs or sweeps change (for the app's caches)."""
+    import sqlalchemy as sa
+
+    from .store import jobs, results, sweeps
+
+    with store.engine.connect() as c:
+        r = c.execute(sa.select(sa.func.count(), sa.func.max(results.c.id))).one()
+        j = c.execute(sa.select(sa.func.count(), sa.func.max(jobs.c.finished_at))).one()
+        s = c.execute(sa.select(sa.func.count(), sa.func.max(sweeps.c.archived_at),
+                                sa.func.count(sweeps.c.archived_at))).one()
+    return tuple(r) + tuple(j) + tuple(s)
+
+
+def result_data(store: Store, job_id: int) -> dict | None:
+    """The newest stored result of one job (every field, including predictions, notes and seconds)."""
+    rows = [r for r in store.results(include_archived=True) if r["job_id"] == job_id]
+    return rows[-1]["data"] if rows else None
+
+
+def baseline_result(store: Store, baseline: str) -> dict | None:
+    """The baseline measured as a result (its empty recipe): its predictions, size and latency."""
+    for r in store.results(baseline=baseline, include_archived=True):
+        if r["recipe"] == "[]":
+            return r["data"]
+    return None
+
+
+def saved_test_split(store: Store, baseline: str):
+    """The prepared baseline's saved test split (text, label id), aligned with stored predictions."""
+    import pandas as pd
+
+    row = store.baseline(baseline)
+    if not row or not row.get("path"):
+        raise UserError(f"baseline {baseline[:12]} is not prepared yet")
+    return pd.read_csv(Path(row["path"]) / "data" / "test.csv", keep_default_na=False)
+
+
+def flips(store: Store, baseline: str, job_id: int) -> "pd.DataFrame":
+    """Test sentences whose prediction differs between the baseline and one compressed result."""
+    import pandas as pd
+
+    data, base = result_data(store, job_id), baseline_result(store, baseline)
+    cols = ["text", "true label", "baseline says", "compressed says"]
+    if not data or not base or "predictions" not in data or "predictions" not in base:
+        return pd.DataFrame(columns=cols)
+    test = saved_test_split(store, baseline)
+    names = (store.baseline(baseline)["info"] or {}).get("label_names") or []
+    name = (lambda i: names[i] if 0 <= i < len(names) else str(i))
+    p, b = np.asarray(data["predictions"]), np.asarray(base["predictions"])
+    idx = np.flatnonzero(p != b)
+    return pd.DataFrame({"text": test["text"].to_numpy()[idx], "true label": [name(int(test["label"][i])) for i in idx],
+                         "baseline says": [name(int(b[i])) for i in idx],
+                         "compressed says": [name(int(p[i])) for i in idx]}, columns=cols)
+
+
+def baseline_of(store: Store, prefix: str) -> str | None:
+    """The full fingerprint for a prefix (the URL carries 12 characters), or None."""
+    match = [b["fingerprint"] for b in store.baselines() if b["fingerprint"].startswith(prefix or "\0")]
+    return match[0] if len(match) == 1 else None
+
+
+def default_baseline(store: Store) -> dict | None:
+    """The embedded default baseline's row (default model on the default dataset), if registered."""
+    for b in store.baselines():
+        if (b["model_source"] or {}).get("kind") == "default" and (b["dataset_source"] or {}).get("kind") == "default":
+            return b
+    return None
+
+
+def starter_values() -> dict[str, dict[str, list]]:
+    """A small first sweep over the registered methods (bf16, int8, a few sparsities, a couple of ranks)."""
+    wanted = {"cast": {"dtype": ["bf16"]}, "quant": {"bits": [8, 4]}, "prune": {"sparsity": [0.3, 0.5, 0.7]},
+              "lowrank": {"rank_fraction": [0.5, 0.25]}}
+    out = {}
+    for t in SPEC_TYPES:
+        names = {f.name for f in dataclasses.fields(t)}
+        vals = {k: v for k, v in wanted.get(t.method, {}).items() if k in names}
+        if vals:
+            out[t.method] = vals
+    return out
+
+
+def enqueue_setting(store: Store, baseline: str, recipe: Recipe, hardware: str | None = None) -> int:
+    """Queue one setting (the live knob) in the baseline's "live knob" sweep, or reuse its stored job."""
+    live = [s for s in store.sweeps(baseline) if s["name"] == "live knob"]
+    sweep_id = live[0]["id"] if live else store.add_sweep("live knob", baseline, {"live": True})
+    return store.enqueue(baseline, [recipe.key], hardware or config.hardware_id(), sweep=sweep_id)[0]
+
+
+def recipe_key(method: str, values: dict) -> Recipe:
+    """One single-step recipe from a method name and knob values (validated like any spec)."""
+    return Recipe((spec_type(method)(**values),))
+
+
+def done_keys(store: Store, baseline: str, hardware: str | None = None) -> dict[str, str]:
+    """Recipe key -> state of every job of a baseline on a hardware id (to count what a sweep would add)."""
+    hw = hardware or config.hardware_id()
+    return {j["recipe"]: j["state"] for j in store.jobs(baseline=baseline) if j["hardware"] == hw}
+
+
+def expand_recipes(method: str, values: dict[str, list]) -> list[Recipe]:
+    """The recipes a sweep over these knob values would queue (for counting before enqueueing)."""
+    return expand(spec_type(method), values)
+
+
+
+def csv_columns(path: str | Path) -> list[str]:
+    """The column names of a CSV/TSV (for the column pickers); a clear UserError when unreadable."""
+    from .data import sniff_columns
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"dataset file {p} does not exist")
+    return sniff_columns(p)

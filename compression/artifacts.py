@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +36,7 @@ class CompressedModel:
     latency_label: str = "measured"  # simulated when the kernel is a stand-in for one missing here
     notes: list[str] = field(default_factory=list)  # plain words, one per step
     info: dict = field(default_factory=dict)  # method facts: bits per weight, sparsity, layers kept...
+    onnx_path: Path | None = None  # the .onnx file behind ``session``
 
     @classmethod
     def fp32(cls, module: torch.nn.Module) -> "CompressedModel":
@@ -138,8 +140,41 @@ def _write(cm: CompressedModel, out: Path, plain: dict[str, torch.Tensor], name:
             tensors[f"{k}.{p.fmt}.{part}"] = t.contiguous()
         meta[k] = {"fmt": p.fmt, "shape": list(p.shape), **p.meta}
     f = out / name
-    save_file(_dedupe(tensors), str(f), metadata={"packed": json.dumps(meta), **(extra_meta or {})})
+    md = {"packed": json.dumps(meta), "structure": json.dumps(structure(cm.module)), **(extra_meta or {})}
+    save_file(_dedupe(tensors), str(f), metadata=md)
     return [f]
+
+
+def structure(module: torch.nn.Module) -> dict[str, list]:
+    """The shapes of every Linear and factorized layer, so a loader can rebuild a model whose
+    layers were shrunk, split or removed by a method (the config alone describes the original)."""
+    from .methods.lowrank import LowRankLinear
+
+    out: dict[str, list] = {}
+    for n, m in module.named_modules():
+        if isinstance(m, LowRankLinear):
+            out[n] = ["lowrank", m.in_features, m.rank, m.out_features, m.second.bias is not None]
+        elif type(m) is torch.nn.Linear:
+            out[n] = ["linear", m.in_features, m.out_features, m.bias is not None]
+        elif type(m).__name__ == "Linear" and hasattr(m, "_weight_bias"):  # torch's dynamic int8 Linear
+            out[n] = ["linear", m.in_features, m.out_features, m._weight_bias()[1] is not None]
+    return out
+
+
+def restore_structure(module: torch.nn.Module, shapes: dict[str, list]) -> torch.nn.Module:
+    """Replace the skeleton's layers whose recorded shape differs (the inverse of :func:`structure`)."""
+    from .methods.lowrank import LowRankLinear
+
+    for n, spec in shapes.items():
+        parent, _, attr = n.rpartition(".")
+        owner = module.get_submodule(parent) if parent else module
+        cur = getattr(owner, attr, None)
+        if spec[0] == "lowrank" and not isinstance(cur, LowRankLinear):
+            setattr(owner, attr, LowRankLinear(spec[1], spec[2], spec[3], bias=spec[4]))
+        elif spec[0] == "linear" and (not isinstance(cur, torch.nn.Linear)
+                                      or (cur.in_features, cur.out_features) != (spec[1], spec[2])):
+            setattr(owner, attr, torch.nn.Linear(spec[1], spec[2], bias=spec[3]))
+    return module
 
 
 def _read(f: Path) -> tuple[dict[str, torch.Tensor], dict[str, Packed], dict]:
@@ -174,7 +209,7 @@ def _save_dense(cm: CompressedModel, out: Path) -> list[Path]:
 def _load_dense(path: Path, manifest: dict) -> CompressedModel:
     f = path / "model.safetensors"
     plain, packed, md = _read(f)
-    m = _skeleton(path)
+    m = restore_structure(_skeleton(path), json.loads(md.get("structure", "{}")))
     dtype = getattr(torch, md.get("dtype", "torch.float32").replace("torch.", ""))
     m = m.to(dtype)
     m.load_state_dict(plain, strict=False)
@@ -211,12 +246,14 @@ def _load_int8_dynamic(path: Path, manifest: dict) -> CompressedModel:
 
     t, packed, md = _read(path / "model.int8.safetensors")
     qnames = json.loads(md["quantized"])
-    m = _skeleton(path)
+    m = restore_structure(_skeleton(path), json.loads(md.get("structure", "{}")))
     for k, p in packed.items():
         _set_tensor(m, k, p.decode())
     qm = dynamic_int8(m, qnames)
-    qm.load_state_dict({k: v for k, v in t.items() if not k.endswith((".int8", ".scales", ".zero_points"))
-                        and not any(k == q + ".bias" for q in qnames)}, strict=False)
+    sd = qm.state_dict()  # keeps the quantized layers' own entries; the plain tensors overwrite the rest
+    sd.update({k: v for k, v in t.items() if not k.endswith((".int8", ".scales", ".zero_points"))
+               and not any(k == q + ".bias" for q in qnames)})
+    qm.load_state_dict(sd)
     for n, lin in _dynamic_linears(qm):
         w = torch._make_per_channel_quantized_tensor(
             t[f"{n}.weight.int8"], t[f"{n}.weight.scales"].double(), t[f"{n}.weight.zero_points"].long(), 0)
@@ -236,11 +273,27 @@ def _dedupe(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+# ---------------------------------------------------------------- ONNX Runtime
+
+def _save_onnx(cm: CompressedModel, out: Path) -> list[Path]:
+    f = out / "model.onnx"
+    shutil.copyfile(cm.onnx_path, f)
+    return [f]
+
+
+def _load_onnx(path: Path, manifest: dict) -> CompressedModel:
+    from .methods.quant import onnx_model
+
+    return onnx_model(path / "model.onnx", manifest["kernel"])
+
+
 SAVERS: dict[str, Callable[[CompressedModel, Path], list[Path]]] = {
+    "onnx": _save_onnx,
     "dense": _save_dense,
     "int8-dynamic": _save_int8_dynamic,
 }
 LOADERS: dict[str, Callable[[Path, dict], CompressedModel]] = {
+    "onnx": _load_onnx,
     "dense": _load_dense,
     "int8-dynamic": _load_int8_dynamic,
 }

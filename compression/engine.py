@@ -34,8 +34,10 @@ def compress(model: torch.nn.Module, recipe: Recipe, workload: Workload) -> Comp
     current = CompressedModel.fp32(copy.deepcopy(model))
     notes: list[str] = []
     info: dict = {}
+    cache = workload.onnx_cache
     for i, spec in enumerate(recipe.steps):
         workload.cancel.check()
+        workload.onnx_cache = cache if i == 0 else None  # the cache holds the untouched baseline only
         workload.progress(i / max(1, len(recipe.steps)), f"step {i + 1}/{len(recipe.steps)}: {spec.short()}")
         current = method_for(spec)(current.module, spec, workload)
         notes += current.notes
@@ -96,15 +98,20 @@ class JobRunner:
         with _PeakRss() as rss:
             prepared, ms = self.session(job["baseline"])
             t1 = time.perf_counter()
+            out = self.paths.artifacts / str(job["id"])
+            scratch = self.paths.artifacts / f"{job['id']}.work"
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True)
             workload = Workload(prepared.tokenizer, prepared.train, prepared.val, prepared.info["label_names"],
-                                seed=ms.seed, progress=progress, cancel=cancel, teacher=prepared.model)
+                                seed=ms.seed, progress=progress, cancel=cancel, teacher=prepared.model,
+                                scratch=scratch, onnx_cache=prepared.path / "onnx" / "fp32.onnx")
             cm = compress(prepared.model, recipe, workload)
             t2 = time.perf_counter()
             cancel.check()
             progress(0.8, "saving the artifact")
-            out = self.paths.artifacts / str(job["id"])
             shutil.rmtree(out, ignore_errors=True)
             files = cm.save(out)
+            shutil.rmtree(scratch, ignore_errors=True)
             t3 = time.perf_counter()
             progress(0.85, "measuring accuracy and latency")
             row = ms.measure(cm, files)

@@ -242,6 +242,9 @@ class MeasureSession:
         lat_label = cm.latency_label
         if row["other_cores_during_timing"] > CONTENTION_CORES:
             lat_label = "contended"
+            for tag in ("b1", "b32"):
+                if f"speedup_{tag}_note" in row:
+                    row[f"speedup_{tag}_note"] = "not comparable: other work used the CPU while timing"
         row["labels"] = {"accuracy": "measured", "f1": "measured", "size": "measured",
                          "params": "measured" if cm.module is not None or params else "estimated",
                          "latency": lat_label}

@@ -154,8 +154,74 @@ class QuantSpec(Spec):
         return f"weights stored in {self.bits} bits{grp}, {where}{emb}"
 
 
+@dataclass(frozen=True)
+class CastSpec(Spec):
+    method: ClassVar[str] = "cast"
+    label: ClassVar[str] = "Half precision"
+    explain: ClassVar[str] = "Keeps every number in 16 bits instead of 32: half the size, and faster where the CPU has 16-bit units."
+
+    dtype: str = knob("bf16", choices=("bf16", "fp16"), sweep="bf16",
+                      help="bf16 keeps fp32's range (fast on CPUs with AMX); fp16 keeps more precision")
+
+    def describe(self) -> str:
+        return f"every weight and activation in {self.dtype} (16 bits instead of 32)"
+
+
+@dataclass(frozen=True)
+class PruneSpec(Spec):
+    method: ClassVar[str] = "prune"
+    label: ClassVar[str] = "Unstructured pruning"
+    explain: ClassVar[str] = "Sets the smallest weights to zero. The file shrinks; dense kernels run no faster."
+
+    sparsity: float = knob(0.5, lo=0.0, hi=0.99, step=0.01, unit="fraction", sweep="0.3:0.9:0.1",
+                           help="share of the encoder's Linear weights set to zero")
+    scope: str = knob("global", choices=("global", "layer"),
+                      help="one magnitude threshold over all layers, or the same sparsity in each layer")
+    recover_steps: int = knob(0, lo=0, hi=20000, step=1, unit="steps",
+                              help="fine-tuning steps after pruning, with the zeros held fixed (0 = none)")
+    schedule: str = knob("none", choices=("none", "poly"),
+                         help="poly = prune gradually during recovery (TF-MOT PolynomialDecay); needs recover_steps")
+    initial_sparsity: float = knob(0.0, lo=0.0, hi=0.99, step=0.01, unit="fraction",
+                                   help="sparsity where the poly schedule starts")
+
+    def check(self):
+        if self.schedule == "poly" and self.recover_steps < 10:
+            raise SpecError("prune.schedule=poly prunes gradually while fine-tuning: give recover_steps >= 10")
+        if self.initial_sparsity > self.sparsity:
+            raise SpecError(f"prune.initial_sparsity={self.initial_sparsity} exceeds sparsity={self.sparsity}")
+
+    def describe(self) -> str:
+        rec = f", then {self.recover_steps} fine-tuning steps" if self.recover_steps else ""
+        grad = " gradually" if self.schedule == "poly" else ""
+        return f"{self.sparsity:.0%} of the encoder's weights set to zero{grad}{rec}"
+
+
+@dataclass(frozen=True)
+class LowRankSpec(Spec):
+    method: ClassVar[str] = "lowrank"
+    label: ClassVar[str] = "Low-rank factorization"
+    explain: ClassVar[str] = "Replaces each big weight matrix by two thin ones (truncated SVD) that multiply to almost the same thing."
+
+    rank: int = knob(0, lo=0, hi=65536, step=1, unit="", help="keep this many singular values per layer (0 = unset)")
+    rank_fraction: float = knob(0.0, lo=0.0, hi=1.0, step=0.01, unit="fraction", sweep="0.25,0.5",
+                                help="keep this share of each layer's full rank (0 = unset)")
+    energy: float = knob(0.0, lo=0.0, hi=1.0, step=0.001, unit="fraction",
+                         help="keep the fewest singular values holding this share of the squared energy (0 = unset)")
+
+    def check(self):
+        given = [n for n in ("rank", "rank_fraction", "energy") if getattr(self, n)]
+        if len(given) != 1:
+            raise SpecError("lowrank needs exactly one of rank, rank_fraction or energy above 0 "
+                            f"(got {', '.join(given) or 'none'}; rank 0 would keep nothing)")
+
+    def describe(self) -> str:
+        how = (f"rank {self.rank}" if self.rank else f"{self.rank_fraction:.0%} of full rank" if self.rank_fraction
+               else f"{self.energy:.1%} of the energy")
+        return f"weight matrices replaced by two thin ones ({how}) where that saves weights"
+
+
 # The order in which methods are listed in the CLI and the UI.
-SPEC_TYPES: tuple[type[Spec], ...] = (QuantSpec,)
+SPEC_TYPES: tuple[type[Spec], ...] = (QuantSpec, CastSpec, PruneSpec, LowRankSpec)
 _BY_NAME: dict[str, type[Spec]] = {t.method: t for t in SPEC_TYPES}
 
 

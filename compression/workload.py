@@ -1,7 +1,9 @@
 """Everything a method may need, so that methods never load data themselves."""
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -23,6 +25,8 @@ class Workload:
     progress: Progress = _quiet
     cancel: CancelToken = field(default_factory=CancelToken)
     teacher: object = None  # the prepared baseline module, for distillation
+    scratch: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="compress-")))
+    onnx_cache: Path | None = None  # the baseline's fp32 ONNX, when the step's input is the untouched baseline
 
     def encode(self, texts, pad_to_max: bool = False):
         return dict(self.tokenizer(list(texts), padding="max_length" if pad_to_max else True, truncation=True,

@@ -22,8 +22,11 @@ def test_bad_knobs_name_the_field_and_range(kw, words):
 
 @pytest.mark.parametrize("t", SPEC_TYPES)
 def test_every_spec_round_trips_and_documents_its_knobs(t):
-    s = t()
-    assert spec_from_dict(s.to_dict()) == s
+    from compression.registry import EXAMPLES
+
+    for s in EXAMPLES[t]:
+        assert spec_from_dict(s.to_dict()) == s
+        assert Recipe.parse(Recipe((s,)).name) == Recipe((s,))
     for f in dataclasses.fields(t):
         assert f.metadata.get("help"), f"{t.method}.{f.name} has no help text"
 

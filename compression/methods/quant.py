@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -70,6 +72,8 @@ def _embeddings(model: torch.nn.Module, bits: int) -> dict[str, Packed]:
 def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedModel:
     """Quantize the Linear layers (not the classifier head) as the spec says."""
     kernel = spec.resolved_kernel
+    if kernel == "ort":
+        return onnx_int8(model, spec, workload)
     packed: dict[str, Packed] = dict(getattr(model, "_packed", {}))
     notes = []
     if spec.embeddings != "none":
@@ -108,3 +112,84 @@ def distinct_per_group(p: Packed) -> int:
     n = int(np.prod(p.shape))
     codes = unpack_bits(p.tensors["codes"].numpy(), p.meta["bits"], n).reshape(-1, p.meta["group"])
     return max(len(np.unique(row)) for row in codes)
+
+
+class _Logits(torch.nn.Module):
+    """Export wrapper: three int64 inputs in, logits out."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+
+def export_onnx(model: torch.nn.Module, path: Path, seq_len: int = 64) -> Path:
+    """fp32 ONNX via torch.onnx.export(dynamo=True), batch and sequence dynamic, weights inside the file."""
+    import contextlib
+    import io
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = torch.ones(2, seq_len, dtype=torch.long)
+    mask = x.clone()
+    mask[1, seq_len // 2:] = 0  # some padding: with an all-ones mask the tracer drops the mask from the graph
+    batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=2, max=512)
+    dyn = {k: {0: batch, 1: seq} for k in ("input_ids", "attention_mask", "token_type_ids")}
+    tmp = path.with_suffix(".tmp.onnx")
+    import warnings
+
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # the exporter is chatty
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Logits(model.float().eval()), (x, mask, torch.zeros_like(x)), str(tmp), dynamo=True,
+                          input_names=list(dyn), output_names=["logits"], dynamic_shapes=dyn, external_data=False,
+                          verbose=False)
+    tmp.rename(path)
+    return path
+
+
+def onnx_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedModel:
+    """ONNX Runtime dynamic int8: export fp32 once (cached per baseline when the model is untouched),
+    then quantize MatMul weights (and the embedding Gather with embeddings=8)."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if spec.embeddings == "4":
+        raise SpecError("quant.kernel=ort stores embeddings in 8 bits only; use embeddings=8 or none")
+    cache = getattr(workload, "onnx_cache", None)
+    scratch = Path(workload.scratch)
+    fp32 = cache if cache is not None and cache.exists() else export_onnx(model, cache or scratch / "fp32.onnx")
+    out = scratch / "model.int8.onnx"
+    ops = ["MatMul", "Gather"] if spec.embeddings == "8" else ["MatMul"]
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic warns about optional pre-processing
+    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=ops)
+    cm = onnx_model(out, "int8 MatMulInteger (ONNX Runtime, dynamic activations)")
+    cm.notes.append("exported to ONNX; MatMul weights in int8 on ONNX Runtime's int8 kernel"
+                    + ("; word embeddings in 8 bits" if spec.embeddings == "8" else ""))
+    cm.info.update(bits=8, kernel="ort")
+    return cm
+
+
+def onnx_model(path: Path, kernel: str) -> CompressedModel:
+    """An ONNX Runtime session with the protocol's threads (2 intra-op, 1 inter-op)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from .. import config
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = config.threads(), 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    params = nonzero = 0
+    for init in onnx.load(str(path), load_external_data=True).graph.initializer:
+        a = numpy_helper.to_array(init)
+        if a.size > 1 and a.dtype != np.int64:
+            params += a.size
+            nonzero += int(np.count_nonzero(a))
+    cm = CompressedModel("onnx", "onnxruntime", kernel, session=sess)
+    cm.info.update(params=params, nonzero_params=nonzero)
+    cm.onnx_path = path
+    return cm

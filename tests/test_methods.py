@@ -1,0 +1,184 @@
+"""Every registered method, mild and aggressive, on a tiny random BERT: it does what its spec says,
+keeps outputs close when mild, changes them when aggressive, never touches its input, and its saved
+artifact reloads to the same numbers."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from compression.artifacts import load, weight_bytes
+from compression.engine import compress
+from compression.registry import EXAMPLES, METHODS
+from compression.specs import LowRankSpec, PruneSpec, QuantSpec, Recipe, SpecError
+from compression.workload import Workload
+from conftest import make_csv, make_tiny_model
+
+ALL = [(t.method, i, s) for t, pair in EXAMPLES.items() for i, s in enumerate(pair)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    d = tmp_path_factory.mktemp("m")
+    path = make_tiny_model(d / "bert", head=True, hidden=64, intermediate=128)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    df = pd.read_csv(make_csv(d / "d.csv", n=120))
+    df = pd.DataFrame({"text": df["review"], "label": (df["sentiment"] == "positive").astype(int)})
+    batch = dict(tok(df["text"].tolist()[:32], padding=True, truncation=True, max_length=64, return_tensors="pt"))
+    return model, tok, df, batch
+
+
+def workload(tiny, tmp_path):
+    model, tok, df, _ = tiny
+    return Workload(tok, df, df, ["negative", "positive"], scratch=tmp_path)
+
+
+def logits(cm, batch):
+    return cm.predict(batch)
+
+
+def rel(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_every_registered_method_has_examples():
+    assert set(METHODS) == set(EXAMPLES)
+
+
+@pytest.mark.parametrize("method, which, spec", ALL, ids=[f"{m}-{'mild' if i == 0 else 'aggressive'}" for m, i, _ in ALL])
+def test_method_contract(method, which, spec, tiny, tmp_path):
+    model, tok, df, batch = tiny
+    before = copy.deepcopy(model.state_dict())
+    ref = model(**batch).logits.detach().numpy()
+    cm = compress(model, Recipe((spec,)), workload(tiny, tmp_path))
+    for k, v in model.state_dict().items():  # the input is never changed
+        assert torch.equal(v, before[k]), k
+    out = logits(cm, batch)
+    assert np.isfinite(out).all()
+    if which == 0:
+        assert rel(out, ref) < 0.15, "a mild setting keeps the outputs close"
+    else:
+        assert rel(out, ref) > 1e-3, "an aggressive setting changes the outputs"
+    # the saved artifact reloads to the same numbers
+    files = cm.save(tmp_path / "art")
+    again = load(tmp_path / "art")
+    np.testing.assert_allclose(logits(again, batch), out, rtol=1e-3, atol=1e-3)
+    assert weight_bytes(files) > 0
+
+
+def fp32_bytes(model, tmp_path):
+    from compression.artifacts import CompressedModel
+
+    return weight_bytes(CompressedModel.fp32(model).save(tmp_path / "fp32"))
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("group", [0, 16])
+def test_rtn_codes_and_packed_size(bits, group, tiny, tmp_path):
+    from compression.methods.quant import distinct_per_group
+
+    model, *_ = tiny
+    cm = compress(model, Recipe((QuantSpec(bits=bits, kernel="rtn", group_size=group),)), workload(tiny, tmp_path))
+    packed = cm.module._packed
+    assert packed and cm.latency_label == "simulated" and "stand-in" in cm.kernel
+    n_weights = n_scales = 0
+    for p in packed.values():
+        assert distinct_per_group(p) <= 2 ** bits
+        n = int(np.prod(p.shape))
+        n_weights += n
+        n_scales += n // p.meta["group"]
+        codes = p.tensors["codes"].numel()
+        assert abs(codes - bits * n / 8) <= 0.05 * bits * n / 8 + 1
+    files = cm.save(tmp_path / "a")
+    assert weight_bytes(files) < fp32_bytes(model, tmp_path)
+
+
+@pytest.mark.parametrize("sparsity", [0.3, 0.5, 0.9])
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_prune_hits_requested_sparsity_and_file_shrinks(sparsity, scope, tiny, tmp_path):
+    model, *_ = tiny
+    cm = compress(model, Recipe((PruneSpec(sparsity=sparsity, scope=scope),)), workload(tiny, tmp_path))
+    assert abs(cm.info["sparsity"] - sparsity) <= 0.01
+    enc = [m.weight for n, m in cm.module.named_modules() if "encoder.layer" in n and isinstance(m, torch.nn.Linear)]
+    zeros = sum(int((w == 0).sum()) for w in enc) / sum(w.numel() for w in enc)
+    assert abs(zeros - sparsity) <= 0.01
+    cls = cm.module.classifier.weight
+    assert torch.count_nonzero(cls) == cls.numel()  # the head is outside the default scope
+    if sparsity >= 0.5:
+        assert weight_bytes(cm.save(tmp_path / "a")) < fp32_bytes(model, tmp_path)
+
+
+def test_prune_with_poly_schedule_and_recovery_holds_zeros(tiny, tmp_path):
+    from compression.methods.prune import poly_sparsity
+
+    assert poly_sparsity(0, 0.5, 0.8, 0, 100) == 0.5 and poly_sparsity(100, 0.5, 0.8, 0, 100) == 0.8
+    assert poly_sparsity(200, 0.5, 0.8, 0, 100) == 0.8
+    model, *_ = tiny
+    spec = PruneSpec(sparsity=0.8, recover_steps=20, schedule="poly", initial_sparsity=0.5)
+    cm = compress(model, Recipe((spec,)), workload(tiny, tmp_path))
+    assert abs(cm.info["sparsity"] - 0.8) <= 0.01
+
+
+def test_lowrank_replaces_layers_with_requested_rank(tiny, tmp_path):
+    from compression.methods.lowrank import LowRankLinear
+
+    model, *_ = tiny
+    cm = compress(model, Recipe((LowRankSpec(rank=8),)), workload(tiny, tmp_path))
+    lows = [m for m in cm.module.modules() if isinstance(m, LowRankLinear)]
+    assert lows and all(m.rank == 8 and m.first.weight.shape[0] == 8 for m in lows)
+    assert weight_bytes(cm.save(tmp_path / "a")) < fp32_bytes(model, tmp_path)
+    # a rank that would not save weights leaves the layer whole
+    cm = compress(model, Recipe((LowRankSpec(rank_fraction=1.0),)), workload(tiny, tmp_path))
+    assert not [m for m in cm.module.modules() if isinstance(m, LowRankLinear)]
+
+
+def test_torch_int8_runs_int8_modules_and_shrinks(tiny, tmp_path):
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    model, *_ = tiny
+    cm = compress(model, Recipe((QuantSpec(bits=8),)), workload(tiny, tmp_path))
+    assert any(isinstance(m, QLinear) for m in cm.module.modules()) and cm.latency_label == "measured"
+    cm8 = compress(model, Recipe((QuantSpec(bits=8, embeddings="8"),)), workload(tiny, tmp_path))
+    b0, b1, b2 = (fp32_bytes(model, tmp_path), weight_bytes(cm.save(tmp_path / "a")),
+                  weight_bytes(cm8.save(tmp_path / "b")))
+    assert b2 < b1 < b0
+
+
+def test_onnx_runtime_int8_is_a_runnable_terminal_artifact(tiny, tmp_path):
+    model, _, _, batch = tiny
+    cm = compress(model, Recipe((QuantSpec(bits=8, kernel="ort", embeddings="8"),)), workload(tiny, tmp_path))
+    assert cm.runtime == "onnxruntime" and cm.session is not None
+    ref = model(**batch).logits.detach().numpy()
+    assert rel(cm.predict(batch), ref) < 0.15
+    # graph overhead dominates a tiny model's file, so compare with its own fp32 export
+    assert weight_bytes(cm.save(tmp_path / "o")) < 0.6 * (tmp_path / "fp32.onnx").stat().st_size
+    with pytest.raises(SpecError, match="last step"):
+        Recipe((QuantSpec(bits=8, kernel="ort"), PruneSpec()))
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: PruneSpec(sparsity=1.0), "prune.sparsity=1.0 is out of range"),
+    (lambda: QuantSpec(bits=1, kernel="rtn"), "quant.bits=1"),
+    (lambda: QuantSpec(bits=16, kernel="rtn"), "quant.bits=16"),
+    (lambda: LowRankSpec(rank=0), "rank 0 would keep nothing"),
+    (lambda: PruneSpec(schedule="poly"), "recover_steps"),
+])
+def test_impossible_knobs_are_rejected_on_construction(make, words):
+    with pytest.raises(SpecError, match=words.replace(".", r"\.").replace("(", r"\(")):
+        make()
+
+
+@pytest.mark.parametrize("spec, words", [
+    (LowRankSpec(rank=10000), "exceeds min"),
+    (QuantSpec(bits=4, group_size=128), "does not divide"),
+])
+def test_impossible_knobs_for_this_model_are_rejected_when_applied(spec, words, tiny, tmp_path):
+    model, *_ = tiny
+    with pytest.raises(SpecError, match=words):
+        compress(model, Recipe((spec,)), workload(tiny, tmp_path))
