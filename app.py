@@ -1,18 +1,17 @@
-"""The dashboard's router. For now one page: the stored results of the shared store."""
+"""The dashboard's router: st.navigation over pages/, the shared sidebar, and the first-run start. No logic."""
 import streamlit as st
 
-from compression import resolve
-from compression.report import results_frame
-from compression.store import Store
+from ui import sidebar, state
 
 st.set_page_config(page_title="Compression trade-off explorer", layout="wide")
-paths = resolve()
-st.sidebar.caption(f"Workspace: `{paths.workspace}`  \nStore: `{paths.store_url}`")
-st.title("Compression trade-off explorer")
-paths.workspace.mkdir(parents=True, exist_ok=True)
-df = results_frame(Store(paths.store_url))
-if df.empty:
-    st.info("No results yet. Run `python -m compression prepare` then "
-            "`python -m compression sweep --method quant --bits 8`.")
-else:
-    st.dataframe(df, width="stretch", hide_index=True)
+nav = st.navigation([
+    st.Page("pages/tradeoffs.py", title="Trade-offs", icon="📈", default=True),
+    st.Page("pages/sweep.py", title="Sweep", icon="🎛️"),
+    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
+    st.Page("pages/playground.py", title="Playground", icon="💬"),
+    st.Page("pages/baseline.py", title="Baseline", icon="🧱"),
+])
+sidebar.first_run(*state.handles())
+paths, store, fp = sidebar.sidebar()
+sidebar.preparing(store, fp)
+nav.run()

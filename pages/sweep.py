@@ -1,0 +1,54 @@
+"""Sweep: choose methods and knob ranges, see the count and estimated time, queue it, follow it live."""
+import streamlit as st
+
+from compression import api
+from ui import state, sweeps, widgets
+
+paths, store = state.handles()
+fp = state.current_baseline(store)
+st.title("Sweep")
+if not fp:
+    st.info("No baseline yet: prepare one on the Baseline page first.")
+    st.stop()
+if not store.baseline(fp)["prepared"]:
+    st.info("This baseline is still being prepared; a sweep queued now starts as soon as it is ready.")
+
+names = widgets.method_names()
+default = [m for m in (state.qp_list("sweep") or list(names)[:1]) if m in names]
+chosen = st.multiselect("methods", list(names), default=default, key="sweep_methods",
+                        format_func=lambda m: f"{names[m]} ({m})")
+state.set_qp(sweep=chosen or None)
+df = state.results(store, fp)
+existing = api.done_keys(store, fp)
+plan, total, fresh_n, seconds = {}, 0, 0, 0.0
+for m in chosen:
+    with st.expander(f"{names[m]}: {widgets.explain(m)}", expanded=True):
+        advanced = st.checkbox("more knobs", key=f"adv:{m}")
+        try:
+            values = widgets.knob_values(m, advanced)
+            recipes = api.expand_recipes(m, values)
+        except (api.SpecError, api.UserError) as e:
+            st.error(str(e))
+            continue
+        fresh = [r for r in recipes if r.key not in existing]
+        per = widgets.estimate_seconds(df, m)
+        est = f"about {widgets.fmt_seconds(per * len(fresh))} at {per:.1f} s per job (measured here)" if per else \
+            "time unknown until the first job lands"
+        st.caption(f"{len(recipes)} settings, {len(fresh)} not yet stored: {est}.")
+        if not recipes:
+            st.error("This sweep is empty: pick at least one value for each knob.")
+        plan[m], total, fresh_n, seconds = values, total + len(recipes), fresh_n + len(fresh), seconds + (per or 0) * len(fresh)
+
+st.markdown(f"**{total} settings in all, {fresh_n} to run**" +
+            (f", about {widgets.fmt_seconds(seconds)} of worker time." if seconds else "."))
+if st.button("Queue this sweep", type="primary", disabled=not plan, key="enqueue"):
+    try:
+        ids = [api.enqueue_sweep(store, fp, m, v)[0] for m, v in plan.items()]
+    except (api.SpecError, api.UserError) as e:
+        st.error(str(e))
+    else:
+        api.ensure_worker(paths)
+        st.session_state["sweep_id"] = ids[-1]
+        st.success(f"Queued {len(ids)} sweep(s): {', '.join(map(str, ids))}. The worker runs them one at a time.")
+st.divider()
+sweeps.progress(paths, store, fp)

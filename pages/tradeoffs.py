@@ -1,0 +1,68 @@
+"""Trade-offs: the Pareto frontier of the chosen baseline, constraints, details, and the live knob."""
+import streamlit as st
+
+from compression import api
+from ui import charts, panels, state
+
+paths, store = state.handles()
+fp = state.current_baseline(store)
+st.title("Trade-offs")
+if not fp:
+    st.info("No baseline yet. Prepare one on the Baseline page, then sweep some knobs on the Sweep page.")
+    st.stop()
+panels.autorefresh(store, fp)
+df = state.results(store, fp)
+if df.empty:
+    st.info("No results for this baseline yet. Queue a sweep on the Sweep page; points appear here as they land.")
+    st.stop()
+
+present = sorted(set(df["method"]))
+c1, c2, c3 = st.columns([3, 1, 1])
+chosen = c1.multiselect("methods", present, default=[m for m in (state.qp_list("methods") or present) if m in present],
+                        key="methods")
+lat = c2.radio("latency axis", ["lat_b1", "lat_b32"], index=int(state.qp("lat", "lat_b1") == "lat_b32"),
+               format_func={"lat_b1": "batch 1", "lat_b32": "batch 32"}.get, horizontal=True, key="lat")
+size = c3.radio("size axis", ["size", "params"], index=int(state.qp("size", "size") == "params"),
+                format_func={"size": "MiB on disk", "params": "parameters"}.get, horizontal=True, key="size")
+state.set_qp(methods=None if set(chosen) == set(present) else chosen, lat=lat, size=size)
+view = df[df["method"].isin(chosen)]
+if view.empty:
+    st.warning("Pick at least one method.")
+    st.stop()
+
+cons = panels.constraint_sliders(view, lat)
+objective = st.radio("best means", ["latency", "accuracy", "size"], horizontal=True, key="objective",
+                     index=["latency", "accuracy", "size"].index(state.qp("objective", "latency")),
+                     format_func={"latency": "fastest", "accuracy": "most accurate", "size": "smallest"}.get)
+state.set_qp(objective=None if objective == "latency" else objective)
+best_i, contended = charts.best(view, **cons, latency=lat, objective=objective)
+sentence = charts.why(view, best_i, **cons, latency=lat, objective=objective, contended=contended)
+st.markdown(f"**Best feasible: {view.loc[best_i, 'recipe'] if best_i is not None else 'none'}** — {sentence}")
+
+live_on = st.toggle("Live knob: measure one setting on release", key="live_on")
+live_ids = panels.live_knob(paths, store, fp) if live_on else []
+if live_on:
+    api.ensure_worker(paths)
+
+refs, colors = state.baseline_refs(store, fp), charts.method_colors(df["method"])
+cfg = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": "tradeoffs"}}
+tabs = st.tabs(["latency vs accuracy", "size vs accuracy", "latency vs size", "3-D"])
+picked = None
+for tab, (x, y, bubble) in zip(tabs[:3], [(lat, "accuracy", True), (size, "accuracy", False), (lat, size, False)]):
+    with tab:
+        fig = charts.tradeoff_figure(view, x, y, bubble="size" if bubble else None, refs=refs, best_index=best_i,
+                                     live=live_ids, colors=colors)
+        ev = st.plotly_chart(fig, key=f"chart:{x}:{y}", on_select="rerun", selection_mode="points", config=cfg)
+        picked = picked or panels.selected_job(ev)
+with tabs[3]:
+    st.plotly_chart(charts.figure_3d(view, lat, colors), key="chart3d", config=cfg)
+st.caption("Glyphs: ● measured latency, ◆ simulated (no fast kernel here), ✕ contended (left off the frontier). "
+           "Bubble area = size on disk. Error bars = 95% bootstrap CI of accuracy. Click a point for details.")
+
+ids = view["job_id"].tolist()
+default = picked if picked in ids else (int(view.loc[best_i, "job_id"]) if best_i is not None else ids[0])
+job = st.selectbox("details for", ids, index=ids.index(default), key=f"details:{picked}",
+                   format_func=lambda j: f"job {j}: {view.loc[view['job_id'] == j, 'recipe'].iloc[0]}")
+panels.details_panel(store, fp, view, job)
+with st.expander("every stored result, each number with its label"):
+    st.dataframe(panels.results_table(view), hide_index=True, width="stretch")

@@ -1,0 +1,269 @@
+"""Pure chart functions: a results DataFrame (``compression.api.results_frame`` columns) in, a Plotly figure out.
+
+Nothing here imports Streamlit, so every chart is testable on its own. Every number a chart shows
+carries its label (measured, simulated, contended, estimated); simulated latencies get their own
+glyph, and contended latencies are left off the frontier.
+
+Example::
+
+    >>> fig = tradeoff_figure(df, x="lat_b1", y="accuracy", refs={"majority": 0.56, "tfidf": 0.79})
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from compression.pareto import best_feasible, pareto_mask, relative_hypervolume
+
+# axis key -> (column, title, label column, direction)
+AXES = {
+    "lat_b1": ("lat_b1_p50_ms", "latency at batch 1, median (ms)", "latency_label", "min"),
+    "lat_b32": ("lat_b32_p50_ms", "latency at batch 32, median (ms)", "latency_label", "min"),
+    "size": ("size_mib", "size on disk (MiB)", "size_label", "min"),
+    "params": ("nonzero_params", "nonzero parameters", "params_label", "min"),
+    "accuracy": ("accuracy", "test accuracy", "accuracy_label", "max"),
+}
+LATENCY_AXES = ("lat_b1", "lat_b32")
+SYMBOLS = {"measured": "circle", "simulated": "diamond", "contended": "x", "estimated": "triangle-up"}
+PALETTE = qualitative.Plotly + qualitative.D3
+
+
+def method_colors(methods) -> dict[str, str]:
+    """A stable colour per method name; the baseline is always dark grey."""
+    names = sorted({m for m in methods if m and m != "baseline"})
+    out = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(names)}
+    out["baseline"] = "#333333"
+    return out
+
+
+def _num(v, fmt: str) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def hover_text(r) -> str:
+    """The recipe, its plain-language description and every number with its label."""
+    lat = r.get("latency_label") or "n/a"
+    lines = [f"<b>{r.get('recipe')}</b> (job {r.get('job_id')})", str(r.get("description") or ""),
+             f"accuracy {_num(r.get('accuracy', np.nan) * 100, '.2f')}% "
+             f"[{_num(r.get('accuracy_lo', np.nan) * 100, '.1f')}–{_num(r.get('accuracy_hi', np.nan) * 100, '.1f')}]"
+             f" {r.get('accuracy_label')}",
+             f"size {_num(r.get('size_mib'), '.2f')} MiB {r.get('size_label')}"
+             f", {_num(r.get('bits_per_weight'), '.1f')} bits/weight",
+             f"latency b1 {_num(r.get('lat_b1_p50_ms'), '.2f')} ms (p90 {_num(r.get('lat_b1_p90_ms'), '.2f')}) {lat}",
+             f"latency b32 {_num(r.get('lat_b32_p50_ms'), '.1f')} ms (p90 {_num(r.get('lat_b32_p90_ms'), '.1f')}) {lat}",
+             f"speedup b1: {r.get('speedup_b1_note') or 'n/a'} ({lat})",
+             f"nonzero params {_num(r.get('nonzero_params'), ',.0f')} {r.get('params_label', 'measured')}",
+             f"runtime {r.get('runtime')}, kernel {r.get('kernel')}"]
+    if r.get("accuracy_delta") is not None and not pd.isna(r.get("accuracy_delta")):
+        lines.insert(3, f"change vs baseline {r['accuracy_delta'] * 100:+.2f} pts "
+                        f"[{r['delta_lo'] * 100:+.1f}, {r['delta_hi'] * 100:+.1f}] measured")
+    return "<br>".join(lines)
+
+
+def prepare(df: pd.DataFrame) -> pd.DataFrame:
+    """Add the columns the charts use: params label, hover text, compression ratio and speedup."""
+    df = df.copy()
+    if "params_label" not in df:
+        df["params_label"] = "measured"
+    for c in ("accuracy", "size_mib", "lat_b1_p50_ms", "lat_b32_p50_ms", "nonzero_params"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df["hover"] = [hover_text(r) for r in df.to_dict("records")]
+    return df
+
+
+def eligible(df: pd.DataFrame, cols: list[str]) -> pd.Series:
+    """Rows that may stand on a frontier: numbers present; a latency taken under contention is left off."""
+    ok = df[cols].notna().all(axis=1)
+    if any(c.startswith("lat_") for c in cols):
+        ok &= df["latency_label"] != "contended"
+    return ok
+
+
+def frontier(df: pd.DataFrame, x: str, y: str) -> pd.Series:
+    """Pareto membership on two axes (keys of AXES), as a boolean Series aligned with df."""
+    (xc, _, _, xd), (yc, _, _, yd) = AXES[x], AXES[y]
+    ok = eligible(df, [xc, yc])
+    mask = pd.Series(False, index=df.index)
+    if ok.any():
+        mask[ok] = pareto_mask(df[ok], {xc: xd, yc: yd})
+    return mask
+
+
+def best(df: pd.DataFrame, max_mib=None, max_ms=None, min_acc=None, latency: str = "lat_b1",
+         objective: str = "latency") -> tuple[int | None, bool]:
+    """Index of the best feasible row, and whether it had to use a contended latency to exist."""
+    lat = AXES[latency][0]
+    kw = dict(max_size=max_mib, max_latency=max_ms, min_accuracy=min_acc, latency_col=lat, objective=objective)
+    clean = df[df["latency_label"] != "contended"]
+    i = best_feasible(clean, **kw) if not clean.empty else None
+    if i is not None:
+        return i, False
+    i = best_feasible(df, **kw) if not df.empty else None
+    return i, i is not None
+
+
+def why(df: pd.DataFrame, i, max_mib=None, max_ms=None, min_acc=None, latency: str = "lat_b1",
+        objective: str = "latency", contended: bool = False) -> str:
+    """One sentence on why the highlighted setting wins."""
+    if i is None:
+        return "No stored setting meets these constraints; loosen one of them."
+    r = df.loc[i]
+    lat_col = AXES[latency][0]
+    cons = [f"≤ {max_mib:g} MiB" if max_mib is not None else "", f"≤ {max_ms:g} ms" if max_ms is not None else "",
+            f"≥ {min_acc * 100:g}% accuracy" if min_acc is not None else ""]
+    cons = ", ".join(c for c in cons if c) or "no constraints"
+    n = int(((df[lat_col].notna()) & (df["size_mib"].notna())).sum())
+    what = {"latency": f"the fastest ({r[lat_col]:.2f} ms {r['latency_label']})",
+            "accuracy": f"the most accurate ({r['accuracy'] * 100:.2f}% {r['accuracy_label']})",
+            "size": f"the smallest ({r['size_mib']:.2f} MiB {r['size_label']})"}[objective]
+    tail = " (only contended timings meet these constraints)" if contended else ""
+    return (f"{r['recipe']} wins: of the settings meeting {cons}, it is {what} among {n} stored, at "
+            f"{r['accuracy'] * 100:.2f}% accuracy {r['accuracy_label']} and {r['size_mib']:.2f} MiB "
+            f"{r['size_label']}{tail}.")
+
+
+def _size_markers(s: pd.Series) -> np.ndarray:
+    v = s.fillna(s.min() if s.notna().any() else 1.0).to_numpy(dtype=float)
+    top = v.max() if len(v) and v.max() > 0 else 1.0
+    return 10 + 30 * np.sqrt(v / top)
+
+
+def tradeoff_figure(df: pd.DataFrame, x: str = "lat_b1", y: str = "accuracy", bubble: str | None = None,
+                    refs: dict | None = None, best_index=None, live=(), colors: dict | None = None,
+                    error_bars: bool = True, height: int = 520) -> go.Figure:
+    """One 2-D trade-off chart: a trace per method, the frontier as a line, the best point as a star.
+
+    ``df`` is ``prepare``'d; ``refs`` holds majority/tfidf accuracies drawn as reference lines;
+    ``live`` is a list of job ids from the live knob, ringed beside the frontier.
+    """
+    (xc, xt, _, _), (yc, yt, _, _) = AXES[x], AXES[y]
+    colors = colors or method_colors(df["method"])
+    fig = go.Figure()
+    on = frontier(df, x, y) if len(df) else pd.Series(dtype=bool)
+    for method, g in df.groupby("method", sort=True):
+        err = None
+        if error_bars and yc == "accuracy" and g["accuracy_lo"].notna().any():
+            err = dict(type="data", array=(g["accuracy_hi"] - g["accuracy"]).to_numpy(dtype=float),
+                       arrayminus=(g["accuracy"] - g["accuracy_lo"]).to_numpy(dtype=float), thickness=1, width=2)
+        fig.add_trace(go.Scatter(
+            x=g[xc], y=g[yc], mode="markers", name=str(method), error_y=err, customdata=g["job_id"],
+            hovertext=g["hover"], hoverinfo="text",
+            marker=dict(color=colors.get(method, "#888"), size=_size_markers(g["size_mib"]) if bubble else 11,
+                        symbol=[SYMBOLS.get(lab, "circle") for lab in g["latency_label"]],
+                        line=dict(width=[2.5 if f else 0.5 for f in on[g.index]], color="black"), opacity=0.85)))
+    f = df[on].sort_values(xc)
+    if len(f):
+        fig.add_trace(go.Scatter(x=f[xc], y=f[yc], mode="lines", name="Pareto frontier", hoverinfo="skip",
+                                 line=dict(color="black", width=1.5, dash="dot", shape="hv" if y != "accuracy" else "linear")))
+    for lab in sorted(set(df["latency_label"].dropna())):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{lab} latency",
+                                 marker=dict(symbol=SYMBOLS.get(lab, "circle"), color="#999", size=10),
+                                 legendgroup="glyphs"))
+    live_rows = df[df["job_id"].isin(list(live))]
+    if len(live_rows):
+        fig.add_trace(go.Scatter(x=live_rows[xc], y=live_rows[yc], mode="markers", name="live knob",
+                                 hovertext=live_rows["hover"], hoverinfo="text", customdata=live_rows["job_id"],
+                                 marker=dict(symbol="circle-open", size=30, color="#d62728", line=dict(width=3))))
+    if best_index is not None and best_index in df.index:
+        b = df.loc[[best_index]]
+        fig.add_trace(go.Scatter(x=b[xc], y=b[yc], mode="markers", name=f"best feasible: {b['recipe'].iloc[0]}",
+                                 hovertext=b["hover"], hoverinfo="text", customdata=b["job_id"],
+                                 marker=dict(symbol="star", size=26, color="gold", line=dict(width=2, color="black"))))
+    if refs and yc == "accuracy":
+        for key, name in (("majority", "majority class"), ("tfidf", "TF-IDF + logistic regression")):
+            if refs.get(key) is not None:
+                fig.add_hline(y=refs[key], line=dict(dash="dash", color="#888", width=1),
+                              annotation_text=f"{name} {refs[key] * 100:.1f}% (measured)",
+                              annotation_position="bottom right")
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=xt, yaxis_title=yt,
+                      legend=dict(orientation="v"), clickmode="event+select", hovermode="closest")
+    if yc == "accuracy":
+        fig.update_yaxes(tickformat=".1%")
+    return fig
+
+
+def figure_3d(df: pd.DataFrame, latency: str = "lat_b1", colors: dict | None = None, height: int = 560) -> go.Figure:
+    """Latency, size and accuracy in one rotatable view; frontier points (all three objectives) ringed."""
+    lc = AXES[latency][0]
+    colors = colors or method_colors(df["method"])
+    ok = eligible(df, [lc, "size_mib", "accuracy"])
+    on = pd.Series(False, index=df.index)
+    if ok.any():
+        on[ok] = pareto_mask(df[ok], {lc: "min", "size_mib": "min", "accuracy": "max"})
+    fig = go.Figure()
+    for method, g in df.groupby("method", sort=True):
+        fig.add_trace(go.Scatter3d(x=g[lc], y=g["size_mib"], z=g["accuracy"], mode="markers", name=str(method),
+                                   hovertext=g["hover"], hoverinfo="text", customdata=g["job_id"],
+                                   marker=dict(size=[9 if f else 5 for f in on[g.index]], color=colors.get(method, "#888"),
+                                               symbol=[{"simulated": "diamond", "contended": "x"}.get(l, "circle")
+                                                       for l in g["latency_label"]])))
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0),
+                      scene=dict(xaxis_title=AXES[latency][1], yaxis_title="size (MiB)", zaxis_title="accuracy",
+                                 zaxis=dict(tickformat=".1%")))
+    return fig
+
+
+def ratios(df: pd.DataFrame, base: dict) -> pd.DataFrame:
+    """Per result: compression ratio, speedups and accuracy change against the baseline, each labelled."""
+    out = pd.DataFrame({
+        "job": df["job_id"], "method": df["method"], "recipe": df["recipe"],
+        "compression ×": base["size_mib"] / df["size_mib"], "size label": df["size_label"],
+        "speedup b1 ×": df["speedup_b1"], "speedup b32 ×": df["speedup_b32"], "latency label": df["latency_label"],
+        "speedup note": df["speedup_b1_note"],
+        "accuracy %": df["accuracy"] * 100, "change pts": df["accuracy_delta"] * 100,
+        "accuracy label": df["accuracy_label"],
+    })
+    return out.sort_values(["method", "compression ×"]).reset_index(drop=True)
+
+
+def hypervolumes(df: pd.DataFrame, base: dict, majority: float, latency: str = "lat_b1") -> pd.DataFrame:
+    """Relative hypervolume per method (size ratio, latency ratio, accuracy; ref (1, 1, majority))."""
+    lc = AXES[latency][0]
+    rows = []
+    for method, g in df[df["method"] != "baseline"].groupby("method"):
+        clean = g[g["latency_label"] != "contended"]
+        rows.append({"method": method, "settings": len(g), "hypervolume": relative_hypervolume(
+            clean, base["size_mib"], base[lc], majority, latency_col=lc),
+            "left out (contended latency)": len(g) - len(clean)})
+    return pd.DataFrame(rows, columns=["method", "settings", "hypervolume", "left out (contended latency)"])
+
+
+def compare_figure(df: pd.DataFrame, base: dict, against: str = "compression", colors: dict | None = None,
+                   height: int = 440) -> go.Figure:
+    """Accuracy against compression ratio (or speedup at batch 1), one curve per method."""
+    colors = colors or method_colors(df["method"])
+    xcol = "compression" if against == "compression" else "speedup_b1"
+    d = df.assign(compression=base["size_mib"] / df["size_mib"])
+    fig = go.Figure()
+    for method, g in d.groupby("method", sort=True):
+        g = g.dropna(subset=[xcol, "accuracy"]).sort_values(xcol)
+        fig.add_trace(go.Scatter(x=g[xcol], y=g["accuracy"], mode="lines+markers" if method != "baseline" else "markers",
+                                 name=str(method), hovertext=g["hover"], hoverinfo="text",
+                                 marker=dict(color=colors.get(method, "#888"), size=10,
+                                             symbol=[SYMBOLS.get(l, "circle") for l in g["latency_label"]])))
+    title = ("compression ratio (baseline size / size, measured)" if xcol == "compression"
+             else "speedup at batch 1 (same-session ratio; glyph = latency label)")
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=title,
+                      yaxis_title="test accuracy (measured)")
+    fig.update_yaxes(tickformat=".1%")
+    return fig
+
+
+def html_report(title: str, figures: list[go.Figure], tables: list[tuple[str, pd.DataFrame]], note: str = "") -> str:
+    """A standalone HTML page: plotly.js embedded once (works offline), then the figures and tables."""
+    parts = [f"<html><head><meta charset='utf-8'><title>{title}</title></head><body style='font-family:sans-serif'>",
+             f"<h1>{title}</h1><p>{note}</p>"]
+    for i, fig in enumerate(figures):
+        parts.append(fig.to_html(include_plotlyjs=True if i == 0 else False, full_html=False))
+    for name, t in tables:
+        parts.append(f"<h2>{name}</h2>" + t.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+    return "\n".join(parts + ["</body></html>"])
+
+
+def png(fig: go.Figure, width: int = 1100, height: int = 600) -> bytes:
+    """The figure as PNG through kaleido (which finds Debian's Chromium by itself)."""
+    return fig.to_image(format="png", width=width, height=height)

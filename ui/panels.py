@@ -1,0 +1,163 @@
+"""Page sections too long for a page script: constraints, the details panel, the live knob, live refresh.
+
+Example::
+
+    >>> cons = constraint_sliders(df, "lat_b1")
+    >>> details_panel(store, fp, df, job_id)
+"""
+from __future__ import annotations
+
+import io
+import math
+import time
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from compression import api
+from ui import charts, state, widgets
+
+
+def nice_ceil(v: float) -> float:
+    """The next 1-2-2.5-5 number at or above v (slider bounds that rarely move)."""
+    if not v or v <= 0 or math.isnan(v):
+        return 1.0
+    e = 10 ** math.floor(math.log10(v))
+    return float(next(m * e for m in (1, 2, 2.5, 5, 10) if m * e >= v * 1.0001))
+
+
+def constraint_sliders(df: pd.DataFrame, latency: str) -> dict:
+    """Max MiB, max ms and min accuracy sliders (their URL values restored); at the loose end = no limit."""
+    lc = charts.AXES[latency][0]
+    hi_mib, hi_ms = nice_ceil(df["size_mib"].max()), nice_ceil(df[lc].max())
+    c1, c2, c3 = st.columns(3)
+    mib = c1.slider("max size (MiB)", 0.0, hi_mib, min(state.qp("max_mib", hi_mib, float), hi_mib), step=hi_mib / 200,
+                    format="%.3f" if hi_mib < 1 else "%.1f", key="c_mib", help="only settings at most this big")
+    ms = c2.slider(f"max latency (ms, batch {latency[5:]})", 0.0, hi_ms, min(state.qp("max_ms", hi_ms, float), hi_ms),
+                   step=hi_ms / 200, format="%.2f", key="c_ms", help="only settings at most this slow (median)")
+    acc = c3.slider("min accuracy (%)", 0.0, 100.0, state.qp("min_acc", 0.0, float), step=0.1, format="%.1f",
+                    key="c_acc", help="only settings at least this accurate on the test split")
+    out = {"max_mib": None if mib >= hi_mib else mib, "max_ms": None if ms >= hi_ms else ms,
+           "min_acc": None if acc <= 0 else acc / 100}
+    state.set_qp(max_mib=out["max_mib"], max_ms=out["max_ms"], min_acc=None if acc <= 0 else acc)
+    return out
+
+
+def selected_job(event) -> int | None:
+    """The job id of a clicked point in a plotly_chart selection event."""
+    try:
+        pts = event.selection["points"]
+    except (AttributeError, KeyError, TypeError):
+        return None
+    for p in pts or []:
+        cd = p.get("customdata")
+        if cd is not None:
+            return int(cd[0] if isinstance(cd, (list, tuple)) else cd)
+    return None
+
+
+def _zip(folder: str):
+    def build() -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+            for f in sorted(Path(folder).rglob("*")):
+                if f.is_file():
+                    z.write(f, f.relative_to(folder))
+        return buf.getvalue()
+    return build
+
+
+def details_panel(store, fp: str, df: pd.DataFrame, job_id: int | None) -> None:
+    """Every number of one result with its label, its download, and the sentences whose prediction flips."""
+    if job_id is None or job_id not in set(df["job_id"]):
+        return
+    r = df[df["job_id"] == job_id].iloc[0]
+    st.subheader(f"Details: {r['recipe']}")
+    st.write(r["description"])
+    st.markdown(r["hover"].replace("<br>", "  \n").replace("<b>", "**").replace("</b>", "**"))
+    art = r.get("artifact")
+    if isinstance(art, str) and Path(art).is_dir():
+        files = [f.name for f in Path(art).iterdir() if f.is_file()]
+        st.download_button(f"Download this model ({', '.join(sorted(files))}) as a zip", _zip(art),
+                           file_name=f"job{job_id}-{r['method']}.zip", mime="application/zip", key=f"dl{job_id}")
+    data = api.result_data(store, int(job_id)) or {}
+    for note in data.get("notes") or []:
+        st.caption(f"• {note}")
+    if r["method"] != "baseline":
+        try:
+            fl = api.flips(store, fp, int(job_id))
+        except api.UserError as e:
+            st.error(str(e))
+            return
+        st.markdown(f"**Sentences whose prediction flips:** {len(fl)} of {int(r['test_rows'] or 0)} test rows (measured)")
+        st.dataframe(fl.head(200), hide_index=True, width="stretch")
+
+
+def live_knob(paths, store, fp: str) -> list[int]:
+    """One slider per post-training method; on release it queues (or reuses) that one setting.
+
+    Returns the live jobs' ids, whose points the chart rings beside the frontier."""
+    live = st.session_state.setdefault("live_jobs", {})
+    methods = [m for m in widgets.method_names() if m in widgets.LIVE_KNOBS]
+    cols = st.columns(max(1, len(methods)))
+    for col, method in zip(cols, methods):
+        with col:
+            name, value = widgets.live_slider(method, key=f"live:{method}")
+            go = st.button("measure this setting", key=f"live_go:{method}")
+            prev = st.session_state.get(f"live_prev:{method}")
+            if name is None or not (go or (prev is not None and prev != value)):
+                st.session_state[f"live_prev:{method}"] = value
+                continue
+            st.session_state[f"live_prev:{method}"] = value
+            try:
+                jid = api.enqueue_setting(store, fp, api.recipe_key(method, {name: value}))
+            except (api.SpecError, api.UserError) as e:
+                st.error(str(e))
+                continue
+            live[method] = (jid, time.monotonic())
+            api.ensure_worker(paths)
+    ids = [jid for jid, _ in live.values()]
+    for j in store.jobs(ids=ids):
+        m = next(m for m, (i, _) in live.items() if i == j["id"])
+        if j["state"] == "done":
+            st.caption(f"{m}: job {j['id']} done — its point is ringed on the chart.")
+        elif j["state"] == "failed":
+            st.error(f"{m}: job {j['id']} failed: {j['error']}")
+        else:
+            st.caption(f"{m}: job {j['id']} {j['state']}: {j['message'] or 'waiting for the worker'}…")
+    return ids
+
+
+def autorefresh(store, fp: str, every: float = 2.0) -> None:
+    """While the baseline has queued or running jobs, rerun the page when the store changes."""
+    if not any(j["state"] in ("queued", "running") for j in store.jobs(baseline=fp)):
+        return
+    st.session_state["_seen"] = api.store_version(store)
+
+    @st.fragment(run_every=every)
+    def _watch():
+        v = api.store_version(store)
+        if v != st.session_state.get("_seen"):
+            st.session_state["_seen"] = v
+            st.rerun()
+        n = sum(j["state"] in ("queued", "running") for j in store.jobs(baseline=fp))
+        st.caption(f"⏳ {n} job(s) queued or running; points appear as they land.")
+
+    _watch()
+
+
+def results_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The stored results as text, each number beside its label."""
+    return pd.DataFrame({
+        "job": df["job_id"], "recipe": df["recipe"], "method": df["method"],
+        "accuracy": [f"{a * 100:.2f}% [{lo * 100:.1f}–{hi * 100:.1f}] {lab}" for a, lo, hi, lab in
+                     zip(df["accuracy"], df["accuracy_lo"], df["accuracy_hi"], df["accuracy_label"])],
+        "size": [f"{s:.3g} MiB {lab}" for s, lab in zip(df["size_mib"], df["size_label"])],
+        "latency b1": [f"{v:.2f} ms {lab}" for v, lab in zip(df["lat_b1_p50_ms"], df["latency_label"])],
+        "latency b32": [f"{v:.1f} ms {lab}" if pd.notna(v) else "not measured"
+                        for v, lab in zip(df["lat_b32_p50_ms"], df["latency_label"])],
+        "speedup b1": [f"{n} ({lab})" for n, lab in zip(df["speedup_b1_note"], df["latency_label"])],
+        "runtime": df["runtime"], "description": df["description"],
+    })

@@ -1,0 +1,116 @@
+"""The shared sidebar (baseline picker, workspace and store, hardware, disk use) and the first-run start.
+
+Example::
+
+    >>> paths, store, fp = sidebar()
+    >>> first_run(paths, store)
+"""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from compression import api
+from ui import state
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _disk(workspace: str, store_url: str) -> dict:
+    paths, _ = api.open_workspace(workspace, store_url)
+    return api.disk_usage(paths)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def _state_of(b: dict, jobs: dict) -> str:
+    if b["prepared"]:
+        return "prepared"
+    prep = jobs.get(b["fingerprint"])
+    return f"preparing ({prep})" if prep else "not prepared"
+
+
+def sidebar():
+    """Draw the sidebar; returns (paths, store, chosen baseline fingerprint or None)."""
+    paths, store = state.handles()
+    rows = store.baselines()
+    fp = state.current_baseline(store)
+    with st.sidebar:
+        st.subheader("Baseline")
+        if rows:
+            prep = {j["baseline"]: j["state"] for j in store.jobs(states=("queued", "running", "failed"))
+                    if j["recipe"] == "prepare"}
+            by_fp = {b["fingerprint"]: b for b in rows}
+            opts = list(by_fp)
+            choice = st.selectbox("current baseline", opts, index=opts.index(fp) if fp in opts else 0,
+                                  format_func=lambda f: f"{by_fp[f]['name']} · {f[:8]} · {_state_of(by_fp[f], prep)}",
+                                  key="sidebar_baseline")
+            if choice != fp:
+                fp = choice
+            state.set_qp(baseline=fp[:12])
+            info = by_fp[fp]["info"] or {}
+            if "majority_accuracy" in info:
+                st.caption(f"references (measured): majority {info['majority_accuracy'] * 100:.1f}%, "
+                           f"TF-IDF {info['tfidf_accuracy'] * 100:.1f}%")
+        else:
+            st.caption("No baseline yet: prepare one on the Baseline page.")
+        st.subheader("Where things live")
+        st.caption(f"Workspace: `{paths.workspace}`  \nStore: `{paths.store_url}`  \n"
+                   f"Hardware: `{api.hardware_id()}`  \n"
+                   f"Worker: {'running' if api.worker_alive(paths) else 'idle (starts when work is queued)'}")
+        du = _disk(str(paths.workspace), paths.store_url)
+        st.caption(f"Disk: {_mib(du['total'])} (baselines {_mib(du['baselines'])}, "
+                   f"models {_mib(du['artifacts'])}, store {_mib(du['store'])})")
+    return paths, store, fp
+
+
+def first_run(paths, store) -> None:
+    """No prepared default baseline: register it, queue a small starter sweep, start the worker (once).
+
+    Off when COMPRESSION_NO_AUTOSTART=1 (tests and CI)."""
+    if os.environ.get("COMPRESSION_NO_AUTOSTART") == "1" or st.session_state.get("_autostarted"):
+        return
+    st.session_state["_autostarted"] = True
+    default = api.default_baseline(store)
+    if default and default["prepared"]:
+        return
+    if store.baselines() and not default:
+        return  # someone already works on their own baseline here: do not add the default
+    try:
+        with st.spinner("First run: registering the embedded default model and dataset…"):
+            fp = api.register_baseline(store)
+            if not default:
+                for method, values in api.starter_values().items():
+                    api.enqueue_sweep(store, fp, method, values, name=f"starter {method}")
+        api.ensure_worker(paths)
+        state.set_qp(baseline=fp[:12])
+    except api.UserError as e:
+        st.error(f"Could not start the default baseline: {e}")
+
+
+def preparing(store, fp: str | None) -> None:
+    """A live progress bar while the chosen baseline is being prepared; reruns the app once it is ready."""
+    if not fp:
+        return
+    b = store.baseline(fp)
+    if b is None or b["prepared"]:
+        return
+
+    @st.fragment(run_every=2)
+    def _bar():
+        jobs = [j for j in store.jobs(baseline=fp) if j["recipe"] == "prepare"]
+        if store.baseline(fp)["prepared"]:
+            st.rerun()
+        if not jobs:
+            st.warning("This baseline has no preparation job; prepare it on the Baseline page.")
+            return
+        j = jobs[-1]
+        if j["state"] == "failed":
+            st.error(f"Preparing the baseline failed: {j['error']}")
+            return
+        st.progress(min(1.0, float(j["progress"] or 0.0)),
+                    text=f"Preparing {b['name']} ({j['state']}): {j['message'] or 'waiting for the worker'}")
+
+    _bar()

@@ -1,0 +1,108 @@
+"""Widgets built from spec field metadata (``compression.api.knobs``): a new method needs no UI code.
+
+Example::
+
+    >>> values = knob_values("quant")          # {"bits": [2, 4, 8], "kernel": ["auto"], ...}
+    >>> recipes = api.expand_recipes("quant", values)
+"""
+from __future__ import annotations
+
+import statistics
+
+import streamlit as st
+
+from compression import api
+
+# The one knob each post-training method exposes as a live slider (when that method is registered).
+LIVE_KNOBS = {"quant": "bits", "prune": "sparsity", "lowrank": "rank_fraction", "cast": "dtype"}
+
+
+def method_names() -> dict[str, str]:
+    """method -> 'Label: one line for non-engineers', in catalogue order."""
+    return {t.method: f"{t.label or t.method}" for t in api.methods()}
+
+
+def explain(method: str) -> str:
+    for t in api.methods():
+        if t.method == method:
+            return t.explain
+    return ""
+
+
+def _help(k: dict) -> str:
+    unit = f" ({k['unit']})" if k.get("unit") else ""
+    rng = f" Range {k['lo']}–{k['hi']}." if k.get("lo") is not None and k.get("hi") is not None else ""
+    return f"{k.get('help', '')}{unit}.{rng}"
+
+
+def _defaults(k: dict) -> list:
+    if k.get("sweep"):
+        try:
+            return api.parse_values(k["sweep"], k["type"])
+        except api.SpecError:
+            pass
+    return [k["default"]]
+
+
+def knob_widget(method: str, k: dict, key: str) -> list:
+    """One knob's sweep values: a multiselect for choices and small int ranges, a range slider plus step
+    for floats, and a list/range text box otherwise."""
+    label, help_ = f"{k['name'].replace('_', ' ')}{' (' + k['unit'] + ')' if k.get('unit') else ''}", _help(k)
+    if k.get("choices"):
+        return st.multiselect(label, list(k["choices"]), default=[k["default"]], key=key, help=help_)
+    lo, hi, step = k.get("lo"), k.get("hi"), k.get("step")
+    if k["type"] is int and lo is not None and hi is not None and hi - lo <= 16:
+        opts = list(range(int(lo), int(hi) + 1))
+        default = [v for v in _defaults(k) if v in opts] or [k["default"]]
+        return st.multiselect(label, opts, default=default, key=key, help=help_)
+    if k["type"] is float and lo is not None and hi is not None and step:
+        d = _defaults(k)
+        a, b = st.slider(label, float(lo), float(hi), (float(min(d)), float(max(d))), step=float(step),
+                         key=key, help=help_)
+        guess = (d[1] - d[0]) if len(d) > 1 else float(step)
+        s = st.number_input(f"{label}: step", min_value=float(step), max_value=float(hi - lo) or float(step),
+                            value=float(round(guess, 6)), step=float(step), key=key + ":step", format="%g")
+        return api.parse_values(f"{a}:{b}:{s}", float) if b > a else [a]
+    text = st.text_input(label, ",".join(map(str, _defaults(k))), key=key,
+                         help=help_ + " Write a list (2,4,8) or an inclusive range start:stop:step.")
+    return api.parse_values(text, k["type"])
+
+
+def knob_values(method: str, advanced: bool = False) -> dict[str, list]:
+    """Widgets for a method's knobs; the first knob is always shown, the rest under 'more knobs'."""
+    ks = api.knobs(method)
+    values = {}
+    for i, k in enumerate(ks):
+        if i == 0 or advanced:
+            values[k["name"]] = knob_widget(method, k, key=f"knob:{method}:{k['name']}")
+    return values
+
+
+def estimate_seconds(df, method: str) -> float | None:
+    """Median measured seconds per job for this method, else over every stored job; None when none."""
+    if df is None or df.empty or "seconds_total" not in df:
+        return None
+    own = df[df["method"] == method]["seconds_total"].dropna().tolist()
+    every = df[df["method"] != "baseline"]["seconds_total"].dropna().tolist() or df["seconds_total"].dropna().tolist()
+    vals = own or every
+    return statistics.median(vals) if vals else None
+
+
+def fmt_seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h"
+
+
+def live_slider(method: str, key: str):
+    """The live knob's slider (released -> a value), built from the knob's metadata; None if no such knob."""
+    name = LIVE_KNOBS.get(method)
+    k = next((k for k in api.knobs(method) if k["name"] == name), None)
+    if k is None:
+        return None, None
+    label = f"{method}: {name.replace('_', ' ')}{' (' + k['unit'] + ')' if k.get('unit') else ''}"
+    if k.get("choices"):
+        return name, st.select_slider(label, list(k["choices"]), value=k["default"], key=key, help=_help(k))
+    if k["type"] is int:
+        return name, st.slider(label, int(k["lo"]), int(k["hi"]), int(k["default"]), step=int(k.get("step") or 1),
+                               key=key, help=_help(k))
+    return name, st.slider(label, float(k["lo"]), float(k["hi"]), float(k["default"]),
+                           step=float(k.get("step") or 0.05), key=key, help=_help(k))
