@@ -19,7 +19,6 @@ import numpy as np
 
 from . import config
 from .config import Paths, UserError, hardware_id, resolve
-from .executors import spawn_worker, worker_alive
 from .report import CSV_COLUMNS, jobs_frame, results_frame
 from .specs import SPEC_TYPES, Recipe, Spec, SpecError, expand, parse_values, spec_type
 from .store import Store
@@ -88,10 +87,28 @@ def enqueue_recipes(store: Store, baseline: str, recipes: list[Recipe], name: st
     return sweep_id, ids
 
 
+def worker_alive(paths: Paths) -> bool:
+    """True when some process holds the workspace's worker lock (the same test as executors.local.worker_alive,
+    without importing the executors, which pull in torch)."""
+    import fcntl
+
+    if not paths.worker_lock.exists():
+        return False
+    with open(paths.worker_lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
 def ensure_worker(paths: Paths) -> bool:
     """Start the background worker unless one is alive (or autostart is off for tests); True if started."""
     if os.environ.get("COMPRESSION_NO_WORKER_SPAWN") == "1":
         return False
+    from .executors import spawn_worker  # imported here: it pulls in torch, which the app's pages never need
+
     return spawn_worker(paths) is not None
 
 

@@ -129,17 +129,15 @@ def _own(p: psutil.Process) -> float:
 
 
 def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts: TestSet,
-                        batch32: bool = True) -> dict:
+                        batches: tuple[str, ...] = ("b1", "b32")) -> dict:
     """Time candidate and baseline alternately on the same inputs; medians, p90s and ratios.
 
     The ratio is to the baseline timed in this same session, never to a stored number.
     """
     out: dict = {}
-    plans = [("b1", ts.b1, B1_WARMUP, B1_REPS)]
-    if batch32:
-        plans.append(("b32", [ts.b32], B32_WARMUP, B32_REPS))
-    other = []
-    for tag, xs, warm, reps in plans:
+    plans = {"b1": (ts.b1, B1_WARMUP, B1_REPS), "b32": ([ts.b32], B32_WARMUP, B32_REPS)}
+    for tag in batches:
+        xs, warm, reps = plans[tag]
         for i in range(warm):
             _timed(cand, xs[i % len(xs)])
             _timed(base, xs[i % len(xs)])
@@ -149,15 +147,16 @@ def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts: TestSe
                 x = xs[i % len(xs)]
                 c.append(_timed(cand, x))
                 b.append(_timed(base, x))
-        other.append(w.other_cores)
         cp50, bp50 = _pct(c, 50), _pct(b, 50)
         spread = (_pct(b, 90) - _pct(b, 10)) / 2 / bp50  # the baseline's own run-to-run spread
         ratio = bp50 / cp50
+        contended = w.other_cores > CONTENTION_CORES
         out.update({f"lat_{tag}_p50_ms": cp50, f"lat_{tag}_p90_ms": _pct(c, 90),
                     f"base_lat_{tag}_p50_ms": bp50, f"base_lat_{tag}_p90_ms": _pct(b, 90),
                     f"speedup_{tag}": ratio, f"speedup_{tag}_spread": spread,
-                    f"speedup_{tag}_note": _ratio_note(ratio, spread)})
-    out["other_cores_during_timing"] = round(max(other), 3)
+                    f"other_cores_{tag}": round(w.other_cores, 3),
+                    f"speedup_{tag}_note": ("not comparable: other work used the CPU while timing" if contended
+                                            else _ratio_note(ratio, spread))})
     return out
 
 
@@ -226,7 +225,11 @@ class MeasureSession:
         self.base_pred = self.base_logits.argmax(1)
 
     def measure(self, cm: CompressedModel, files: list[Path], batch32: bool = True) -> dict:
-        """All numbers for one compressed model, each with its label."""
+        """All numbers for one compressed model, each with its label.
+
+        With ``batch32=False`` the row is a quick first landing (quality, size, batch-1 latency);
+        :meth:`add_batch32` completes it.
+        """
         logits = self.tests.logits(cm)
         pred = logits.argmax(1)
         row = quality(pred, self.tests.y, self.base_pred, self.seed)
@@ -238,18 +241,22 @@ class MeasureSession:
             params, nonzero = cm.info.get("params"), cm.info.get("nonzero_params")
         row.update(params=params, nonzero_params=nonzero,
                    bits_per_weight=(8 * size / params) if params else None)
-        row.update(interleaved_latency(cm, self.baseline, self.tests, batch32=batch32))
-        lat_label = cm.latency_label
-        if row["other_cores_during_timing"] > CONTENTION_CORES:
-            lat_label = "contended"
-            for tag in ("b1", "b32"):
-                if f"speedup_{tag}_note" in row:
-                    row[f"speedup_{tag}_note"] = "not comparable: other work used the CPU while timing"
         row["labels"] = {"accuracy": "measured", "f1": "measured", "size": "measured",
-                         "params": "measured" if cm.module is not None or params else "estimated",
-                         "latency": lat_label}
+                         "params": "measured" if params else "estimated", "latency": cm.latency_label}
         row["runtime"], row["kernel"] = cm.runtime, cm.kernel
         row["notes"], row["info"] = cm.notes, cm.info
         row["predictions"] = pred.astype(int).tolist()  # for the flip table and the playground
         row["context"] = context(self.seed)
+        self._latency(row, cm, ("b1", "b32") if batch32 else ("b1",))
         return row
+
+    def add_batch32(self, row: dict, cm: CompressedModel) -> dict:
+        self._latency(row, cm, ("b32",))
+        return row
+
+    def _latency(self, row: dict, cm: CompressedModel, batches: tuple[str, ...]) -> None:
+        row.update(interleaved_latency(cm, self.baseline, self.tests, batches))
+        row["other_cores_during_timing"] = max(row.get(f"other_cores_{t}", 0.0) for t in ("b1", "b32"))
+        if row["other_cores_during_timing"] > CONTENTION_CORES:
+            row["labels"]["latency"] = "contended"
+        row["partial"] = "lat_b32_p50_ms" not in row

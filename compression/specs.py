@@ -55,6 +55,9 @@ class Spec:
             v = getattr(self, f.name)
             where = f"{self.method}.{f.name}"
             if m.get("choices") is not None:
+                if v not in m["choices"] and str(v) in m["choices"]:  # "embeddings=8" parses as the int 8
+                    v = str(v)
+                    object.__setattr__(self, f.name, v)
                 if v not in m["choices"]:
                     raise SpecError(f"{where}={v!r} is not allowed: choose one of "
                                     f"{', '.join(map(str, m['choices']))} ({m['help']})")
@@ -220,8 +223,91 @@ class LowRankSpec(Spec):
         return f"weight matrices replaced by two thin ones ({how}) where that saves weights"
 
 
+@dataclass(frozen=True)
+class DistillSpec(Spec):
+    method: ClassVar[str] = "distill"
+    label: ClassVar[str] = "Distillation"
+    explain: ClassVar[str] = ("Trains a smaller student to copy the original model's answers "
+                              "(and the true labels), like an apprentice learning from a master.")
+
+    student_layers: int = knob(3, lo=1, hi=48, step=1, unit="layers", sweep="1,2,3,4", aliases=("layers",),
+                               help="transformer layers the student keeps (evenly spaced, the last one included)")
+    layer_map: str = knob("", help="explicit teacher layers to copy, e.g. '0,2,4' (overrides the even spacing)")
+    width: int = knob(0, lo=0, hi=8192, step=1, unit="hidden units",
+                      help="student hidden width; 0 = the teacher's width")
+    width_init: str = knob("teacher", choices=("teacher", "random"),
+                           help="a narrower student starts from slices of the teacher's weights, or at random")
+    alpha: float = knob(0.5, lo=0.0, hi=1.0, step=0.05, unit="",
+                        help="weight of the true labels' loss; 1 - alpha goes to matching the teacher")
+    temperature: float = knob(2.0, lo=0.0, hi=20.0, step=0.1, lo_open=True, unit="",
+                              help="softens both models' outputs before they are compared (T > 0)")
+    steps: int = knob(200, lo=0, hi=50000, step=1, unit="steps", help="training steps at batch 32")
+    hidden_mse: float = knob(0.0, lo=0.0, hi=100.0, step=0.1, unit="",
+                             help="weight of an extra loss matching the kept layers' hidden states (0 = off)")
+
+    def check(self):
+        if self.layer_map:
+            try:
+                ids = [int(x) for x in self.layer_map.split(",")]
+            except ValueError:
+                raise SpecError(f"distill.layer_map={self.layer_map!r} must be comma-separated layer numbers") from None
+            if len(ids) != self.student_layers:
+                raise SpecError(f"distill.layer_map lists {len(ids)} layers but student_layers={self.student_layers}")
+            if len(set(ids)) != len(ids) or min(ids) < 0:
+                raise SpecError(f"distill.layer_map={self.layer_map!r} must list distinct layers >= 0")
+
+    def describe(self) -> str:
+        w = f", width {self.width}" if self.width else ""
+        return f"a student with {self.student_layers} layers{w}, trained {self.steps} steps to copy the original"
+
+
+def _structured(kind: str, what: str):
+    """The shared knobs of the three structured-pruning specs (they differ in what they remove)."""
+
+    @dataclass(frozen=True)
+    class _S(Spec):
+        fraction: float = knob(0.3, lo=0.0, hi=0.95, step=0.05, unit="fraction", sweep="0.2,0.4,0.6",
+                               help=f"share of the {what} to remove for good (below 1: every layer keeps some)")
+        importance: str = knob("grad", choices=("grad", "norm"),
+                               help="rank by gradient importance on training batches, or by weight size")
+        recover_steps: int = knob(0, lo=0, hi=20000, step=1, unit="steps",
+                                  help="fine-tuning steps after removal (0 = none)")
+    return _S
+
+
+@dataclass(frozen=True)
+class HeadsSpec(_structured("heads", "attention heads")):
+    method: ClassVar[str] = "heads"
+    label: ClassVar[str] = "Prune attention heads"
+    explain: ClassVar[str] = "Removes the attention heads that matter least; the matrices really shrink, so it runs faster."
+
+    def describe(self) -> str:
+        return f"{self.fraction:.0%} of the attention heads removed"
+
+
+@dataclass(frozen=True)
+class NeuronsSpec(_structured("neurons", "feed-forward neurons")):
+    method: ClassVar[str] = "neurons"
+    label: ClassVar[str] = "Prune FFN neurons"
+    explain: ClassVar[str] = "Removes the least useful neurons of each feed-forward block, shrinking its matrices."
+
+    def describe(self) -> str:
+        return f"{self.fraction:.0%} of the feed-forward neurons removed"
+
+
+@dataclass(frozen=True)
+class LayersSpec(_structured("layers", "transformer layers")):
+    method: ClassVar[str] = "layers"
+    label: ClassVar[str] = "Drop layers"
+    explain: ClassVar[str] = "Removes whole transformer layers, the ones that change the result least."
+
+    def describe(self) -> str:
+        return f"{self.fraction:.0%} of the layers removed"
+
+
 # The order in which methods are listed in the CLI and the UI.
-SPEC_TYPES: tuple[type[Spec], ...] = (QuantSpec, CastSpec, PruneSpec, LowRankSpec)
+SPEC_TYPES: tuple[type[Spec], ...] = (QuantSpec, CastSpec, PruneSpec, LowRankSpec, DistillSpec, HeadsSpec,
+                                      NeuronsSpec, LayersSpec)
 _BY_NAME: dict[str, type[Spec]] = {t.method: t for t in SPEC_TYPES}
 
 

@@ -220,17 +220,30 @@ class Store:
             c.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state == "running").values(**vals))
             return bool(c.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar())
 
+    def add_partial(self, job_id: int, result: dict) -> None:
+        """A first landing of a running job's result (e.g. before its batch-32 timing); finish replaces it."""
+        with self.engine.begin() as c:
+            c.execute(results.insert().values(job_id=job_id, created_at=now(), data=_jsonable({**result, "partial": True})))
+
+    def _drop_partials(self, c, job_id: int) -> None:
+        for rid, data in c.execute(sa.select(results.c.id, results.c.data).where(results.c.job_id == job_id)).all():
+            if data.get("partial"):
+                c.execute(results.delete().where(results.c.id == rid))
+
     def finish(self, job_id: int, result: dict | None) -> None:
         """Mark done; store the result row in the same transaction (no half-written jobs)."""
         t = now()
         with self.engine.begin() as c:
+            self._drop_partials(c, job_id)
             if result is not None:
                 c.execute(results.insert().values(job_id=job_id, created_at=t, data=_jsonable(result)))
             c.execute(jobs.update().where(jobs.c.id == job_id)
                       .values(state="done", finished_at=t, progress=1.0, message="done", remeasure=False))
 
     def fail(self, job_id: int, error: str, tb: str = "", state: str = "failed") -> None:
+        """Mark failed (or cancelled) with the error; a half-measured result is not kept."""
         with self.engine.begin() as c:
+            self._drop_partials(c, job_id)
             c.execute(jobs.update().where(jobs.c.id == job_id)
                       .values(state=state, finished_at=now(), error=error[:2000], traceback=tb[-20000:],
                               message=state))
@@ -250,7 +263,10 @@ class Store:
             cond = jobs.c.heartbeat_at < now() - lease
             if dead_workers:
                 cond = sa.or_(cond, jobs.c.worker.in_(list(dead_workers)))
-            return c.execute(jobs.update().where(jobs.c.state == "running", cond)
+            stale = [r[0] for r in c.execute(sa.select(jobs.c.id).where(jobs.c.state == "running", cond))]
+            for jid in stale:
+                self._drop_partials(c, jid)
+            return c.execute(jobs.update().where(jobs.c.id.in_(stale), jobs.c.state == "running")
                              .values(state="queued", message="re-queued: its worker stopped")).rowcount
 
     def fail_dependents(self, baseline: str, error: str) -> None:

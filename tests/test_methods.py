@@ -12,7 +12,7 @@ import torch
 
 from compression.artifacts import load, weight_bytes
 from compression.engine import compress
-from compression.registry import EXAMPLES, METHODS
+from compression.registry import EXAMPLES, METHODS, POST_TRAINING
 from compression.specs import LowRankSpec, PruneSpec, QuantSpec, Recipe, SpecError
 from compression.workload import Workload
 from conftest import make_csv, make_tiny_model
@@ -61,9 +61,9 @@ def test_method_contract(method, which, spec, tiny, tmp_path):
         assert torch.equal(v, before[k]), k
     out = logits(cm, batch)
     assert np.isfinite(out).all()
-    if which == 0:
+    if which == 0 and type(spec) in POST_TRAINING:
         assert rel(out, ref) < 0.15, "a mild setting keeps the outputs close"
-    else:
+    elif which == 1:
         assert rel(out, ref) > 1e-3, "an aggressive setting changes the outputs"
     # the saved artifact reloads to the same numbers
     files = cm.save(tmp_path / "art")

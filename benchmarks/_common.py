@@ -1,0 +1,73 @@
+"""Shared plumbing for the benchmark scripts: the default baseline, running recipes, writing outputs.
+
+Benchmarks use the real embedded default and the same workspace/store resolver as the CLI
+(--workspace, else $COMPRESSION_WORKSPACE, else the user cache), so a prepared baseline is reused.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "benchmarks" / "out"
+
+from compression import config  # noqa: E402
+from compression.baseline import BaselineRequest, register  # noqa: E402
+from compression.cli import _progress_printer  # noqa: E402
+from compression.executors import LocalExecutor  # noqa: E402
+from compression.report import results_frame  # noqa: E402
+from compression.specs import Recipe  # noqa: E402
+from compression.store import Store  # noqa: E402
+
+
+def parser(desc: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=desc)
+    ap.add_argument("--workspace", help="workspace (default: as the CLI resolves it)")
+    ap.add_argument("--store", help="store URL (default: as the CLI resolves it)")
+    ap.add_argument("--remeasure", action="store_true", help="measure settings again even if stored")
+    return ap
+
+
+def default_baseline(args) -> tuple[config.Paths, Store, str]:
+    """Open the workspace and make sure the embedded default is prepared (fine-tunes once, ~4-7 min)."""
+    paths = config.resolve(args.workspace, args.store)
+    paths.workspace.mkdir(parents=True, exist_ok=True)
+    store = Store(paths.store_url)
+    fp = register(store, BaselineRequest())
+    prep = [j["id"] for j in store.jobs(baseline=fp) if j["recipe"] in ("prepare", "[]")]
+    LocalExecutor().run(paths, store, prep, _progress_printer())
+    return paths, store, fp
+
+
+def run_recipes(paths, store, fp: str, recipes: list[Recipe], remeasure: bool = False,
+                name: str = "benchmark") -> list[int]:
+    """Queue the recipes (and the baseline row) and run them in this process, one at a time."""
+    sweep = store.add_sweep(name, fp, {"recipes": [r.name for r in recipes]})
+    ids = store.enqueue(fp, [r.key for r in recipes], config.hardware_id(), sweep=sweep)
+    if remeasure:
+        store.requeue(ids, states=("done", "failed"), remeasure=True)
+    LocalExecutor().run(paths, store, ids, _progress_printer())
+    return ids
+
+
+def frame(store, fp, ids):
+    df = results_frame(store, baseline=fp)
+    return df[df["job_id"].isin(ids)].reset_index(drop=True)
+
+
+def load_note() -> str:
+    la = os.getloadavg()
+    return f"load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} cores"
+
+
+def write(name: str, df, summary: dict) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    df.to_csv(OUT / f"{name}-{stamp}.csv", index=False)
+    (OUT / f"{name}-{stamp}.json").write_text(json.dumps(summary, indent=1, default=str))
+    print(f"\nwrote {OUT / f'{name}-{stamp}.csv'} and .json")

@@ -1,0 +1,76 @@
+"""Post-training methods on the embedded default: quantization bit-widths and kernels, unstructured
+pruning, low-rank factorization. Ratios are to the baseline timed in the same worker session.
+
+    python benchmarks/post_training.py [--remeasure]
+
+Goals checked (reported as met or MISSED, with the numbers):
+- int8 on a real kernel: accuracy drop <= 0.5 points, >= 1.5x faster at batch 1, size <= 0.3x with embeddings quantized;
+- our torch int8 path side by side with the ONNX Runtime int8 artifact: which is faster at equal accuracy;
+- 50% encoder magnitude pruning without fine-tuning keeps >= 99% of baseline accuracy;
+- each post-training setting lands (copy -> measured row with accuracy and batch-1 latency) in <= 5 s of compute.
+"""
+from __future__ import annotations
+
+import pandas as pd
+from _common import default_baseline, frame, load_note, parser, run_recipes, write
+
+from compression.specs import Recipe
+
+SETTINGS = [
+    "quant(bits=8,kernel=torch)", "quant(bits=8,kernel=torch,embeddings=8)", "quant(bits=8,kernel=ort)",
+    "quant(bits=8,kernel=ort,embeddings=8)", "quant(bits=8,kernel=rtn)", "quant(bits=4,kernel=rtn)",
+    "quant(bits=4,kernel=rtn,group_size=64)", "quant(bits=3,kernel=rtn,group_size=64)",
+    "quant(bits=2,kernel=rtn,group_size=32)", "quant(bits=4,kernel=rtn,embeddings=4)",
+    "cast(dtype=bf16)", "cast(dtype=fp16)",
+    *[f"prune(sparsity={s / 10:.1f})" for s in range(3, 10)], "prune(sparsity=0.5,scope=layer)",
+    "lowrank(rank_fraction=0.25)", "lowrank(rank_fraction=0.5)", "lowrank(energy=0.9)",
+]
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    paths, store, fp = default_baseline(args)
+    ids = run_recipes(paths, store, fp, [Recipe.parse(s) for s in SETTINGS], args.remeasure, "post-training")
+    df = frame(store, fp, ids)
+    base = frame(store, fp, [j["id"] for j in store.jobs(baseline=fp) if j["recipe"] == "[]"]).iloc[0]
+    secs = {r["job_id"]: r["data"]["seconds"] for r in store.results(baseline=fp)}
+    df["landing_s"] = [secs[j]["total"] - secs[j]["load"] for j in df["job_id"]]
+    df["size_ratio"] = df["size_mib"] / base["size_mib"]
+    df["acc_delta_pts"] = df["accuracy_delta"] * 100
+    cols = ["recipe", "accuracy", "acc_delta_pts", "agreement", "size_mib", "size_ratio", "lat_b1_p50_ms",
+            "speedup_b1", "lat_b32_p50_ms", "speedup_b32", "latency_label", "speedup_b1_note", "landing_s", "kernel"]
+    pd.set_option("display.width", 250)
+    print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+
+    def row(recipe):
+        return df[df["recipe"] == Recipe.parse(recipe).name].iloc[0]
+
+    goals = {}
+    for r in ("quant(bits=8,kernel=torch,embeddings=8)", "quant(bits=8,kernel=ort,embeddings=8)"):
+        d = row(r)
+        ok = d["acc_delta_pts"] >= -0.5 and d["speedup_b1"] >= 1.5 and d["size_ratio"] <= 0.3
+        goals[f"int8 {r}"] = {"met": bool(ok), "acc_delta_pts": d["acc_delta_pts"], "speedup_b1": d["speedup_b1"],
+                              "size_ratio": d["size_ratio"], "latency_label": d["latency_label"]}
+    t, o = row("quant(bits=8,kernel=torch)"), row("quant(bits=8,kernel=ort)")
+    goals["torch vs ort int8"] = {"torch_b1_ms": t["lat_b1_p50_ms"], "ort_b1_ms": o["lat_b1_p50_ms"],
+                                  "torch_b32_ms": t["lat_b32_p50_ms"], "ort_b32_ms": o["lat_b32_p50_ms"],
+                                  "torch_acc": t["accuracy"], "ort_acc": o["accuracy"],
+                                  "faster_b1": "torch" if t["lat_b1_p50_ms"] < o["lat_b1_p50_ms"] else "ort",
+                                  "faster_b32": "torch" if t["lat_b32_p50_ms"] < o["lat_b32_p50_ms"] else "ort"}
+    p = row("prune(sparsity=0.5)")
+    goals["prune 50% keeps >= 99%"] = {"met": bool(p["accuracy"] >= 0.99 * base["accuracy"]),
+                                       "retained": p["accuracy"] / base["accuracy"]}
+    slow = df[df["landing_s"] > 5]
+    goals["<= 5 s per setting"] = {"met": slow.empty, "max_s": float(df["landing_s"].max()),
+                                   "median_s": float(df["landing_s"].median()),
+                                   "over": dict(zip(slow["recipe"], slow["landing_s"].round(2)))}
+    print("\ngoals:")
+    for k, v in goals.items():
+        print(f"  {k}: {v}")
+    print(f"baseline: accuracy {base['accuracy']:.2%}, {base['size_mib']:.1f} MiB, b1 {base['lat_b1_p50_ms']:.1f} ms; "
+          f"{load_note()}")
+    write("post_training", df, {"goals": goals, "baseline_accuracy": base["accuracy"], "load": load_note()})
+
+
+if __name__ == "__main__":
+    main()

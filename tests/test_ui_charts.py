@@ -1,0 +1,116 @@
+"""Chart functions: traces, frontier membership, hover fields and labels, best feasible, exports."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from compression.api import CSV_COLUMNS
+from ui import charts
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    base = {"accuracy_lo": None, "accuracy_hi": None, "accuracy_label": "measured", "size_label": "measured",
+            "latency_label": "measured", "lat_b32_p50_ms": 100.0, "description": "", "speedup_b1_note": "x",
+            "runtime": "torch", "kernel": "k", "nonzero_params": 1000, "speedup_b1": 1.0, "speedup_b32": 1.0,
+            "accuracy_delta": 0.0, "delta_lo": 0.0, "delta_hi": 0.0}
+    out = []
+    for i, r in enumerate(rows):
+        d = {**base, "job_id": i + 1, **r}
+        d["accuracy_lo"] = d["accuracy_lo"] if d["accuracy_lo"] is not None else d["accuracy"] - 0.01
+        d["accuracy_hi"] = d["accuracy_hi"] if d["accuracy_hi"] is not None else d["accuracy"] + 0.01
+        out.append(d)
+    return charts.prepare(pd.DataFrame(out).reindex(columns=CSV_COLUMNS))
+
+
+@pytest.fixture
+def df():
+    return frame([
+        dict(method="baseline", recipe="baseline", accuracy=0.82, size_mib=86.0, lat_b1_p50_ms=13.0, description="the original model, unchanged"),
+        dict(method="quant", recipe="quant()", accuracy=0.81, size_mib=56.0, lat_b1_p50_ms=8.8, description="weights stored in 8 bits"),
+        dict(method="quant", recipe="quant(bits=4)", accuracy=0.78, size_mib=30.0, lat_b1_p50_ms=15.0,
+             latency_label="simulated", description="weights stored in 4 bits"),
+        dict(method="prune", recipe="prune(sparsity=0.5)", accuracy=0.80, size_mib=50.0, lat_b1_p50_ms=5.0,
+             latency_label="contended"),  # fastest, but contended: never on the frontier
+        dict(method="prune", recipe="prune(sparsity=0.9)", accuracy=0.60, size_mib=60.0, lat_b1_p50_ms=14.0),  # dominated
+    ])
+
+
+def test_frontier_membership_leaves_out_contended_and_dominated(df):
+    on = charts.frontier(df, "lat_b1", "accuracy")
+    assert df.loc[on, "recipe"].tolist() == ["baseline", "quant()"]
+    on_size = charts.frontier(df, "size", "accuracy")  # no latency axis: the contended row may stand
+    assert set(df.loc[on_size, "recipe"]) == {"baseline", "quant()", "quant(bits=4)", "prune(sparsity=0.5)"}
+
+
+def test_tradeoff_traces_glyphs_errors_and_reference_lines(df):
+    best_i, _ = charts.best(df)
+    fig = charts.tradeoff_figure(df, "lat_b1", "accuracy", bubble="size", refs={"majority": 0.55, "tfidf": 0.79},
+                                 best_index=best_i, live=[3])
+    names = [t.name for t in fig.data]
+    assert {"baseline", "quant", "prune", "Pareto frontier", "live knob"} <= set(names)
+    assert any(n.startswith("best feasible: ") for n in names)
+    assert {"measured latency", "simulated latency", "contended latency"} <= set(names)
+    quant = next(t for t in fig.data if t.name == "quant")
+    assert list(quant.marker.symbol) == ["circle", "diamond"]  # simulated latency gets its own glyph
+    assert quant.error_y.array is not None and np.allclose(quant.error_y.array, 0.01)
+    assert list(quant.customdata) == [2, 3]
+    line = next(t for t in fig.data if t.name == "Pareto frontier")
+    assert list(line.x) == [8.8, 13.0]
+    texts = [a.text for a in fig.layout.annotations]
+    assert any("majority class 55.0% (measured)" in t for t in texts)
+    assert any("TF-IDF" in t and "79.0%" in t for t in texts)
+
+
+def test_hover_carries_recipe_description_and_every_label(df):
+    h = df.loc[df["recipe"] == "quant(bits=4)", "hover"].iloc[0]
+    assert "quant(bits=4)" in h and "weights stored in 4 bits" in h
+    assert "accuracy 78.00%" in h and "measured" in h
+    assert "latency b1 15.00 ms" in h and "simulated" in h
+    assert "size 30.00 MiB measured" in h and "nonzero params" in h
+
+
+def test_best_feasible_moves_with_constraints_and_says_why(df):
+    i, contended = charts.best(df)
+    assert df.loc[i, "recipe"] == "quant()" and not contended  # the contended faster one is not chosen
+    i2, _ = charts.best(df, max_mib=40)
+    assert df.loc[i2, "recipe"] == "quant(bits=4)"
+    i3, _ = charts.best(df, min_acc=0.815)
+    assert df.loc[i3, "recipe"] == "baseline"
+    assert charts.best(df, max_mib=1)[0] is None
+    s = charts.why(df, i2, max_mib=40)
+    assert s.startswith("quant(bits=4) wins") and "≤ 40 MiB" in s and "simulated" in s
+    assert "No stored setting" in charts.why(df, None)
+    only = df[df["latency_label"] == "contended"]
+    j, flagged = charts.best(only)
+    assert j is not None and flagged and "contended" in charts.why(only, j, contended=True)
+
+
+def test_3d_compare_ratios_and_hypervolume(df):
+    fig = charts.figure_3d(df)
+    assert {t.name for t in fig.data} == {"baseline", "quant", "prune"}
+    base = df[df["method"] == "baseline"].iloc[0].to_dict()
+    cmp = charts.compare_figure(df, base, "compression")
+    quant = next(t for t in cmp.data if t.name == "quant")
+    assert np.allclose(sorted(quant.x), sorted([86 / 56, 86 / 30]))
+    r = charts.ratios(df, base)
+    assert r.loc[r["recipe"] == "quant(bits=4)", "compression ×"].iloc[0] == pytest.approx(86 / 30)
+    hv = charts.hypervolumes(df, base, majority=0.5)
+    assert set(hv["method"]) == {"quant", "prune"}
+    assert hv.loc[hv["method"] == "quant", "hypervolume"].iloc[0] > 0
+    assert hv.loc[hv["method"] == "prune", "left out (contended latency)"].iloc[0] == 1
+
+
+def test_html_report_embeds_plotlyjs(df):
+    base = df[df["method"] == "baseline"].iloc[0].to_dict()
+    html = charts.html_report("t", [charts.compare_figure(df, base)], [("ratios", charts.ratios(df, base))])
+    assert len(html) > 1_000_000 and "plotly.js" in html.lower() and "quant(bits=4)" in html
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None and not __import__("os").environ.get("CI"),
+                    reason="kaleido needs Chromium (CI installs it)")
+def test_png_export(df):
+    base = df[df["method"] == "baseline"].iloc[0].to_dict()
+    assert charts.png(charts.compare_figure(df, base), 400, 300)[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,164 @@
+"""AppTest per page, on a store filled by a real sweep of a tiny random model (the `prepared` fixture).
+
+Each test asserts that a value read from the store is on the page. Tests that write (enqueue, archive)
+work on a copy of the prepared workspace, so the others keep seeing the fixture's store.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from compression import api
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def _env(monkeypatch, ws: Path) -> None:
+    monkeypatch.setenv("COMPRESSION_WORKSPACE", str(ws))
+    monkeypatch.delenv("COMPRESSION_STORE_URL", raising=False)
+    monkeypatch.setenv("COMPRESSION_NO_AUTOSTART", "1")
+    monkeypatch.setenv("COMPRESSION_NO_WORKER_SPAWN", "1")  # tests drive the store; no background worker
+
+
+@pytest.fixture
+def ws(prepared, monkeypatch) -> Path:
+    _env(monkeypatch, prepared[0])
+    return prepared[0]
+
+
+@pytest.fixture
+def ws_copy(prepared, tmp_path, monkeypatch) -> Path:
+    dst = tmp_path / "ws"
+    shutil.copytree(prepared[0], dst, ignore=shutil.ignore_patterns("worker.lock"))
+    _env(monkeypatch, dst)
+    return dst
+
+
+def run(page: str | None = None, **qp) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90)
+    for k, v in qp.items():
+        at.query_params[k] = v
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [h.value for h in at.subheader] + [c.value for c in at.caption] + [e.value for e in at.error] + [s.value for s in at.success]
+    parts += [i.value for i in at.info] + [str(m.value) + " " + m.label for m in at.metric]
+    parts += [d.value.to_string() for d in at.dataframe]
+    return "\n".join(map(str, parts))
+
+
+def stored(ws: Path):
+    paths, store = api.open_workspace(str(ws))
+    df = api.results_frame(store)
+    return store, df
+
+
+def test_tradeoffs_shows_stored_points_best_setting_and_url_state(ws):
+    store, df = stored(ws)
+    at = run()
+    page = texts(at)
+    assert str(ws) in page  # the sidebar names the workspace and store
+    assert api.hardware_id() in page
+    best = [m.value for m in at.markdown if m.value.startswith("**Best feasible:")]
+    assert best and any(r in best[0] for r in df["recipe"])
+    q = df[df["method"] == "quant"].iloc[0]
+    assert f"{q['accuracy'] * 100:.2f}%" in page and q["accuracy_label"] in page
+    assert at.query_params["baseline"] in (df["baseline"].iloc[0], [df["baseline"].iloc[0]])
+    at.slider(key="c_mib").set_value(0.0).run()
+    assert "No stored setting meets these constraints" in texts(at)
+    assert at.query_params["max_mib"] in ("0.0", ["0.0"])
+
+
+def test_tradeoffs_details_panel_shows_flips_and_download(ws):
+    store, df = stored(ws)
+    q = df[df["method"] == "quant"].iloc[0]
+    at = run()
+    at.selectbox(key="details:None").set_value(int(q["job_id"])).run()
+    page = texts(at)
+    assert f"Details: {q['recipe']}" in page
+    assert "Sentences whose prediction flips:" in page and f"of {int(q['test_rows'])} test rows" in page
+    assert at.get("download_button")
+
+
+def test_live_knob_queues_one_setting(ws_copy):
+    store, _ = stored(ws_copy)
+    at = run()
+    at.toggle(key="live_on").set_value(True).run()
+    at.slider(key="live:quant").set_value(4).run()
+    live = [s for s in store.sweeps() if s["name"] == "live knob"]
+    assert live and len(live[0]["job_ids"]) == 1
+    job = store.jobs(ids=live[0]["job_ids"])[0]
+    assert api.Recipe.from_key(job["recipe"]).name == "quant(bits=4)"
+    assert f"job {job['id']} queued" in texts(at)
+
+
+def test_sweep_page_counts_enqueues_and_follows(ws_copy):
+    store, df = stored(ws_copy)
+    at = run("pages/sweep.py")
+    page = texts(at)
+    sweep = store.sweeps()[0]
+    assert f"**{len(sweep['job_ids'])}** done" in page
+    at.multiselect(key="knob:quant:bits").set_value([4, 8]).run()
+    assert "2 settings, 1 not yet stored" in texts(at)  # bits=8 ran in the fixture
+    assert "s per job (measured here)" in texts(at)
+    at.button(key="enqueue").click().run()
+    assert any(j["state"] == "queued" for j in store.jobs())
+    assert "Queued 1 sweep(s)" in texts(at)
+    at.button(key="archive").click().run()
+    assert "archived" in texts(at)
+    at.button(key="undo_archive").click().run()
+    assert all(s["archived_at"] is None for s in store.sweeps(archived=None))
+
+
+def test_sweep_page_reports_an_empty_sweep(ws):
+    at = run("pages/sweep.py")
+    at.multiselect(key="knob:quant:bits").set_value([]).run()
+    assert "empty" in texts(at).lower()
+
+
+def test_compare_page_ratios_and_hypervolume(ws):
+    store, df = stored(ws)
+    at = run("pages/compare.py")
+    hv, table = at.dataframe[0].value, at.dataframe[1].value
+    assert "quant" in set(hv["method"])
+    q = df[df["method"] == "quant"].iloc[0]
+    assert q["recipe"] in set(table["recipe"])
+    assert len(at.get("download_button")) == 4
+
+
+def test_playground_predicts_with_labels(ws):
+    store, df = stored(ws)
+    fp = store.baselines()[0]["fingerprint"]
+    names = store.baseline(fp)["info"]["label_names"]
+    at = run("pages/playground.py")
+    at.text_area(key="sentence").set_value("a great and moving film").run()
+    out = at.dataframe[0].value
+    assert "baseline" in set(out["model"]) and set(out["label"]) <= set(names)
+    assert any("measured" in s or "contended" in s for s in out["stored latency b1"])
+
+
+def test_baseline_page_shows_measured_numbers_and_rejects_a_wrong_path(ws):
+    store, _ = stored(ws)
+    info = store.baselines()[0]["info"]
+    at = run("pages/baseline.py")
+    assert f"{info['tfidf_accuracy'] * 100:.2f}%" in texts(at)
+    at.radio(key="model_kind").set_value("local").run()
+    at.text_input(key="model_ref").set_value("/no/such/model-folder").run()
+    at.button(key="prepare").click().run()
+    assert at.error and "no/such/model-folder" in at.error[0].value
+    assert len(store.baselines()) == 1  # nothing stored changed
+
+
+def test_first_run_autostart_stays_off_under_tests(tmp_path, monkeypatch):
+    _env(monkeypatch, tmp_path / "empty")
+    at = run()
+    assert "No baseline yet" in texts(at)
+    assert api.open_workspace(str(tmp_path / "empty"))[1].baselines() == []
