@@ -5,11 +5,11 @@ from ui import sidebar, state
 
 st.set_page_config(page_title="Compression trade-off explorer", layout="wide")
 nav = st.navigation([
-    st.Page("pages/tradeoffs.py", title="Trade-offs", icon="📈", default=True),
-    st.Page("pages/sweep.py", title="Sweep", icon="🎛️"),
-    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
-    st.Page("pages/playground.py", title="Playground", icon="💬"),
-    st.Page("pages/baseline.py", title="Baseline", icon="🧱"),
+    st.Page("pages/tradeoffs.py", title="Trade-offs", icon=":material/show_chart:", default=True),
+    st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/playground.py", title="Playground", icon=":material/chat:"),
+    st.Page("pages/baseline.py", title="Baseline", icon=":material/database:"),
 ])
 sidebar.first_run(*state.handles())
 paths, store, fp = sidebar.sidebar()

@@ -69,11 +69,12 @@ def knob_widget(method: str, k: dict, key: str) -> list:
 
 
 def knob_values(method: str, advanced: bool = False) -> dict[str, list]:
-    """Widgets for a method's knobs; the first knob is always shown, the rest under 'more knobs'."""
+    """Widgets for a method's knobs: those with a default sweep range always, the rest under 'more knobs'."""
     ks = api.knobs(method)
+    main = [k["name"] for k in ks if k.get("sweep")] or [ks[0]["name"]]
     values = {}
-    for i, k in enumerate(ks):
-        if i == 0 or advanced:
+    for k in ks:
+        if k["name"] in main or advanced:
             values[k["name"]] = knob_widget(method, k, key=f"knob:{method}:{k['name']}")
     return values
 
@@ -89,7 +90,7 @@ def estimate_seconds(df, method: str) -> float | None:
 
 
 def fmt_seconds(s: float) -> str:
-    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h"
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h"
 
 
 def live_slider(method: str, key: str):
@@ -101,8 +102,11 @@ def live_slider(method: str, key: str):
     label = f"{method}: {name.replace('_', ' ')}{' (' + k['unit'] + ')' if k.get('unit') else ''}"
     if k.get("choices"):
         return name, st.select_slider(label, list(k["choices"]), value=k["default"], key=key, help=_help(k))
+    start = k["default"]
+    if start == k.get("lo") and k.get("sweep"):  # e.g. rank_fraction 0 means "unset": start inside the sweep
+        start = _defaults(k)[0]
     if k["type"] is int:
-        return name, st.slider(label, int(k["lo"]), int(k["hi"]), int(k["default"]), step=int(k.get("step") or 1),
+        return name, st.slider(label, int(k["lo"]), int(k["hi"]), int(start), step=int(k.get("step") or 1),
                                key=key, help=_help(k))
-    return name, st.slider(label, float(k["lo"]), float(k["hi"]), float(k["default"]),
+    return name, st.slider(label, float(k["lo"]), float(k["hi"]), float(start),
                            step=float(k.get("step") or 0.05), key=key, help=_help(k))
