@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy import event
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: jobs.node (which host or Ray node ran it), sweeps.deleted_at (delete with undo)
 STATES = ("queued", "running", "done", "failed", "cancelled")
 PREPARE = "prepare"  # the recipe key of a baseline-preparation job
 LEASE_SECONDS = 60.0
@@ -52,6 +52,7 @@ jobs = sa.Table(
     sa.Column("priority", sa.Integer, nullable=False, default=1),  # preparation first
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("worker", sa.Text),
+    sa.Column("node", sa.Text),  # the host or Ray node that ran it (not part of the key)
     sa.Column("heartbeat_at", sa.Float),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("started_at", sa.Float),
@@ -80,6 +81,7 @@ sweeps = sa.Table(
     sa.Column("baseline", sa.String(64), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("archived_at", sa.Float),
+    sa.Column("deleted_at", sa.Float),  # deleted sweeps are hidden like archived ones until purged; undo restores
     sa.Column("request", sa.JSON),  # what the user asked for (method and knob ranges)
 )
 
@@ -114,15 +116,17 @@ class Store:
     # ------------------------------------------------------------------ schema
     def _migrate(self) -> None:
         with self.engine.begin() as c:
-            meta.create_all(c)
+            existed = sa.inspect(c).has_table("meta")
+            meta.create_all(c)  # creates only missing tables; old tables are upgraded by MIGRATIONS
             row = c.execute(sa.select(meta_kv.c.value).where(meta_kv.c.key == "schema_version")).first()
-            version = int(row[0]) if row else 0
+            version = int(row[0]) if row else (1 if existed else 0)
             if version == 0:
                 c.execute(meta_kv.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif version > SCHEMA_VERSION:
+                return
+            if version > SCHEMA_VERSION:
                 raise RuntimeError(f"the store at {self.url} has schema {version}, newer than this code "
                                    f"({SCHEMA_VERSION}); update the code")
-            for v in range(version + 1 if version else SCHEMA_VERSION + 1, SCHEMA_VERSION + 1):
+            for v in range(version + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[v](c)
                 c.execute(meta_kv.update().where(meta_kv.c.key == "schema_version").values(value=str(v)))
 
@@ -188,7 +192,7 @@ class Store:
                              .values(state="queued", error=None, traceback=None, progress=0.0,
                                      message="re-queued", cancel_requested=False, remeasure=remeasure)).rowcount
 
-    def claim(self, hardware: str, worker: str, baseline: str | None = None) -> dict | None:
+    def claim(self, hardware: str, worker: str, baseline: str | None = None, node: str | None = None) -> dict | None:
         """Atomically take the next queued job whose baseline is ready (preparation jobs first)."""
         while True:
             with self.engine.begin() as c:
@@ -203,7 +207,8 @@ class Store:
                     return None
                 t = now()
                 n = c.execute(jobs.update().where(jobs.c.id == row[0], jobs.c.state == "queued")
-                              .values(state="running", worker=worker, heartbeat_at=t, started_at=t,
+                              .values(state="running", worker=worker, node=node or worker.rpartition(":")[0],
+                                      heartbeat_at=t, started_at=t,
                                       attempts=jobs.c.attempts + 1, progress=0.0, message="starting")).rowcount
                 if n == 1:
                     return dict(c.execute(sa.select(jobs).where(jobs.c.id == row[0])).mappings().first())
@@ -303,8 +308,9 @@ class Store:
             return c.execute(sweeps.insert().values(name=name, baseline=baseline, created_at=now(),
                                                     request=request)).inserted_primary_key[0]
 
-    def sweeps(self, baseline: str | None = None, archived: bool | None = False) -> list[dict]:
+    def sweeps(self, baseline: str | None = None, archived: bool | None = False, deleted: bool = False) -> list[dict]:
         q = sa.select(sweeps).order_by(sweeps.c.id.desc())
+        q = q.where(sweeps.c.deleted_at.is_not(None) if deleted else sweeps.c.deleted_at.is_(None))
         if baseline:
             q = q.where(sweeps.c.baseline == baseline)
         if archived is not None:
@@ -320,6 +326,11 @@ class Store:
         """Archive hides a sweep and its points; unarchive (undo) brings them back. Nothing is deleted."""
         with self.engine.begin() as c:
             c.execute(sweeps.update().where(sweeps.c.id == sweep_id).values(archived_at=now() if archived else None))
+
+    def delete_sweep(self, sweep_id: int, deleted: bool = True) -> None:
+        """Delete hides the sweep everywhere (also from the archive list) until undone; rows stay until purged."""
+        with self.engine.begin() as c:
+            c.execute(sweeps.update().where(sweeps.c.id == sweep_id).values(deleted_at=now() if deleted else None))
 
     # ------------------------------------------------------------------ results
     def results(self, baseline: str | None = None, hardware: str | None = None, latest: bool = True,
@@ -337,11 +348,11 @@ class Store:
             hidden = set()
             if not include_archived:
                 # a job is hidden only when every sweep it belongs to is archived
-                linked = c.execute(sa.select(sweep_jobs.c.job_id, sweeps.c.archived_at)
+                linked = c.execute(sa.select(sweep_jobs.c.job_id, sweeps.c.archived_at, sweeps.c.deleted_at)
                                    .join(sweeps, sweeps.c.id == sweep_jobs.c.sweep_id)).all()
                 live: dict[int, bool] = {}
-                for jid, arch in linked:
-                    live[jid] = live.get(jid, False) or arch is None
+                for jid, arch, dele in linked:
+                    live[jid] = live.get(jid, False) or (arch is None and dele is None)
                 hidden = {j for j, v in live.items() if not v}
         rows = [r for r in rows if r["job_id"] not in hidden]
         if latest:
@@ -369,5 +380,11 @@ def _jsonable(x):
     return json.loads(json.dumps(x, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+def _v2(c) -> None:
+    """v1 -> v2: record the node that ran each job; soft-delete sweeps."""
+    c.execute(sa.text("ALTER TABLE jobs ADD COLUMN node TEXT"))
+    c.execute(sa.text("ALTER TABLE sweeps ADD COLUMN deleted_at FLOAT"))
+
+
 # version -> function(connection) that upgrades a store from version-1 to version
-MIGRATIONS: dict = {}
+MIGRATIONS: dict = {2: _v2}

@@ -97,3 +97,46 @@ def test_jobs_wait_for_their_baseline(store):
     assert store.claim("hw", "w") is None
     store.enqueue("fp2", ["prepare"], "hw", priority=0)
     assert store.claim("hw", "w")["recipe"] == "prepare"
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (key VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE baselines (fingerprint VARCHAR(64) PRIMARY KEY, name TEXT NOT NULL, model_source JSON NOT NULL,
+  dataset_source JSON NOT NULL, settings JSON NOT NULL, prepared BOOLEAN NOT NULL, path TEXT, info JSON,
+  created_at FLOAT NOT NULL);
+CREATE TABLE jobs (id INTEGER PRIMARY KEY, baseline VARCHAR(64) NOT NULL REFERENCES baselines(fingerprint),
+  recipe TEXT NOT NULL, hardware VARCHAR(64) NOT NULL, state VARCHAR(16) NOT NULL, priority INTEGER NOT NULL,
+  attempts INTEGER NOT NULL, worker TEXT, heartbeat_at FLOAT, created_at FLOAT NOT NULL, started_at FLOAT,
+  finished_at FLOAT, progress FLOAT NOT NULL, message TEXT, error TEXT, traceback TEXT,
+  cancel_requested BOOLEAN NOT NULL, remeasure BOOLEAN NOT NULL,
+  CONSTRAINT uq_job_key UNIQUE (baseline, recipe, hardware));
+CREATE TABLE results (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES jobs(id), created_at FLOAT NOT NULL,
+  data JSON NOT NULL);
+CREATE TABLE sweeps (id INTEGER PRIMARY KEY, name TEXT NOT NULL, baseline VARCHAR(64) NOT NULL,
+  created_at FLOAT NOT NULL, archived_at FLOAT, request JSON);
+CREATE TABLE sweep_jobs (sweep_id INTEGER NOT NULL REFERENCES sweeps(id), job_id INTEGER NOT NULL REFERENCES jobs(id),
+  PRIMARY KEY (sweep_id, job_id));
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO baselines VALUES ('fpold', 'old', '{}', '{}', '{}', 1, '/x', '{}', 1.0);
+INSERT INTO jobs VALUES (1, 'fpold', '[]', 'hw', 'done', 1, 1, 'h:1', 1.0, 1.0, 1.0, 2.0, 1.0, 'done', NULL, NULL, 0, 0);
+INSERT INTO results VALUES (1, 1, 2.0, '{"accuracy": 0.81}');
+INSERT INTO sweeps VALUES (1, 'old sweep', 'fpold', 1.0, NULL, '{}');
+INSERT INTO sweep_jobs VALUES (1, 1);
+"""
+
+
+def test_a_store_written_by_schema_v1_opens_with_its_rows(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "v1.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript(V1_SCHEMA)
+    con.close()
+    s = Store(f"sqlite:///{path}")
+    assert s.schema_version == 2
+    assert [r["data"]["accuracy"] for r in s.results()] == [0.81]
+    assert s.sweeps()[0]["name"] == "old sweep" and s.job(1)["node"] is None
+    s.delete_sweep(1)
+    assert s.results() == [] and s.sweeps() == []
+    s.delete_sweep(1, deleted=False)
+    assert len(s.results()) == 1
