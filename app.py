@@ -14,4 +14,8 @@ nav = st.navigation([
 sidebar.first_run(*state.handles())
 paths, store, fp = sidebar.sidebar()
 sidebar.preparing(store, fp)
-nav.run()
+st.session_state["_in_app"] = True  # pages check it (see ui.state.page)
+try:
+    nav.run()
+finally:
+    st.session_state["_in_app"] = False

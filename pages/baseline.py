@@ -4,7 +4,7 @@ import streamlit as st
 from compression import api
 from ui import baseline_form, state
 
-paths, store = state.handles()
+paths, store = state.page()
 fp = state.current_baseline(store)
 st.title("Baseline")
 st.caption("A baseline is a model plus a labelled dataset. A model without a head for the dataset's labels is "

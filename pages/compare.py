@@ -4,7 +4,7 @@ import streamlit as st
 from compression import api
 from ui import charts, state
 
-paths, store = state.handles()
+paths, store = state.page()
 fp = state.current_baseline(store)
 st.title("Compare methods")
 df = state.results(store, fp) if fp else None
@@ -14,9 +14,7 @@ if base is None:
     st.stop()
 refs = state.baseline_refs(store, fp)
 present = sorted(set(df["method"]))
-chosen = st.multiselect("methods", present, default=[m for m in (state.qp_list("methods") or present) if m in present],
-                        key="cmp_methods")
-state.set_qp(methods=None if set(chosen) == set(present) else chosen)
+chosen = state.method_filter(present, key="cmp_methods")
 view = df[df["method"].isin(chosen) | (df["method"] == "baseline")]
 colors = charts.method_colors(df["method"])
 fig_c = charts.compare_figure(view, base, "compression", colors)

@@ -4,7 +4,7 @@ import streamlit as st
 from compression import api
 from ui import charts, playground, state
 
-paths, store = state.handles()
+paths, store = state.page()
 fp = state.current_baseline(store)
 st.title("Playground")
 df = state.results(store, fp) if fp else None

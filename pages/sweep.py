@@ -4,7 +4,7 @@ import streamlit as st
 from compression import api
 from ui import state, sweeps, widgets
 
-paths, store = state.handles()
+paths, store = state.page()
 fp = state.current_baseline(store)
 st.title("Sweep")
 if not fp:

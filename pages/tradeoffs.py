@@ -4,7 +4,7 @@ import streamlit as st
 from compression import api
 from ui import charts, panels, state
 
-paths, store = state.handles()
+paths, store = state.page()
 fp = state.current_baseline(store)
 st.title("Trade-offs")
 if not fp:
@@ -18,13 +18,13 @@ if df.empty:
 
 present = sorted(set(df["method"]))
 c1, c2, c3 = st.columns([3, 1, 1])
-chosen = c1.multiselect("methods", present, default=[m for m in (state.qp_list("methods") or present) if m in present],
-                        key="methods")
+with c1:
+    chosen = state.method_filter(present, key="methods")
 lat = c2.radio("latency axis", ["lat_b1", "lat_b32"], index=int(state.qp("lat", "lat_b1") == "lat_b32"),
                format_func={"lat_b1": "batch 1", "lat_b32": "batch 32"}.get, horizontal=True, key="lat")
 size = c3.radio("size axis", ["size", "params"], index=int(state.qp("size", "size") == "params"),
                 format_func={"size": "MiB on disk", "params": "parameters"}.get, horizontal=True, key="size")
-state.set_qp(methods=None if set(chosen) == set(present) else chosen, lat=lat, size=size)
+state.set_qp(lat=lat, size=size)
 view = df[df["method"].isin(chosen)]
 if view.empty:
     st.warning("Pick at least one method.")

@@ -27,6 +27,21 @@ def handles():
     return _open(os.environ.get("COMPRESSION_WORKSPACE", ""), os.environ.get("COMPRESSION_STORE_URL", ""))
 
 
+def page():
+    """(paths, store) for a page script, which must run inside app.py's router.
+
+    Streamlit treats an app with a ``pages/`` folder as a legacy multipage app until the first
+    ``st.navigation`` call on the server; a first visitor who opens a page URL directly would get
+    that page without the router (no sidebar). Switch the legacy mode off and rerun through app.py.
+    """
+    if not st.session_state.get("_in_app"):
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+    return handles()
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def _results(store_url: str, baseline: str, hardware: str, version: tuple) -> pd.DataFrame:
     paths, store = handles()
@@ -56,6 +71,20 @@ def qp(name: str, default=None, cast=str):
 def qp_list(name: str) -> list[str] | None:
     v = st.query_params.get(name)
     return None if v is None else [s for s in v.split(",") if s]
+
+
+def method_filter(present: list[str], key: str, label: str = "methods") -> list[str]:
+    """A methods multiselect restored from the URL; methods whose first points land later join it."""
+    seen = st.session_state.get(key + ":seen")
+    if key not in st.session_state or seen is None:
+        chosen = [m for m in (qp_list("methods") or present) if m in present] or present
+    else:
+        chosen = [m for m in st.session_state[key] if m in present] + [m for m in present if m not in seen]
+    st.session_state[key] = chosen
+    st.session_state[key + ":seen"] = set(present)
+    chosen = st.multiselect(label, present, key=key)
+    set_qp(methods=None if set(chosen) == set(present) else chosen)
+    return chosen
 
 
 def set_qp(**kw) -> None:
