@@ -17,8 +17,8 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt | $(BIN)/python
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
-	$(BIN)/pip install -q -r requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-ray.txt
+	$(BIN)/pip install -q -r requirements-dev.txt -r requirements-ray.txt
 	touch $@
 
 setup: $(VENV)/.installed

@@ -118,7 +118,7 @@ def prepare(store: Store, paths: config.Paths, fp: str, progress: Progress, canc
             "duplicates_dropped": int(len(rows) - len(train_df) - len(val_df) - len(test_df)),
             "trained_head": bool(needs_training or req.force_train), "train_log": log,
             "val_accuracy": val_acc, **refs, "params": sum(p.numel() for p in model.parameters()),
-            "fingerprint": fp, "name": req.name}
+            "fingerprint": fp, "name": req.name, "seed": req.training.seed}
     (tmp / "baseline.json").write_text(json.dumps(info, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

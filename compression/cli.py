@@ -43,6 +43,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                                    "else sqlite in the workspace)")
 
 
+def _add_executor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: this machine, one job at a time; ray: Ray tasks on a cluster (pip install -r "
+                        "requirements-ray.txt)")
+    p.add_argument("--address", help="Ray cluster address HOST:PORT (with --executor ray)")
+
+
 def _add_baseline(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("baseline")
     g.add_argument("--model", default="default",
@@ -79,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="re-queue this sweep's failed and cancelled jobs")
     p.add_argument("--remeasure", action="store_true", help="measure done jobs again (old results are kept)")
     p.add_argument("--detach", action="store_true", help="queue and return; a background worker runs the jobs")
+    _add_executor(p)
     g = p.add_argument_group("method knobs")
     for name, e in _knob_flags().items():
         m = e["field"].metadata
@@ -89,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run queued jobs until idle")
     _add_common(p)
+    _add_executor(p)
     p.add_argument("--idle-exit", type=float, default=180.0, help="exit after this many idle seconds")
 
     p = sub.add_parser("results", help="print stored results (or write them as CSV)")
@@ -191,7 +200,7 @@ def cmd_prepare(args) -> int:
 
 def cmd_sweep(args) -> int:
     from .baseline import register
-    from .executors import LocalExecutor, spawn_worker
+    from .executors import get_executor, spawn_worker
 
     recipes, request = _recipes(args)  # knob errors first: nothing is written for a bad knob
     paths, store = _store(args)
@@ -214,7 +223,7 @@ def cmd_sweep(args) -> int:
         spawn_worker(paths)
         print("queued; a background worker is running them (see: python -m compression results)")
         return 0
-    LocalExecutor().run(paths, store, ids + prep, _progress_printer())
+    get_executor(args.executor, args.address).run(paths, store, ids + prep, _progress_printer())
     return _report_jobs(store, ids, fp)
 
 
@@ -242,6 +251,11 @@ def cmd_worker(args) -> int:
         if message in ("done", "cancelled") or message.startswith("failed"):
             print(f"job {job['id']}: {message}", file=sys.stderr, flush=True)
 
+    if args.executor == "ray":
+        from .executors import get_executor
+
+        get_executor("ray", args.address).run(paths, store, [], log, idle_exit=args.idle_exit)
+        return 0
     try:
         n = run_worker(paths, store, idle_exit=args.idle_exit, on_event=log)
     except WorkerBusy as e:

@@ -9,11 +9,13 @@ Example::
 from __future__ import annotations
 
 import copy
+import platform
 import shutil
 import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 import psutil
 import torch
@@ -72,17 +74,25 @@ class _PeakRss:
 
 
 class JobRunner:
-    """One worker's session: loads each prepared baseline once, then runs jobs against it."""
+    """One worker's session: loads each prepared baseline once, then runs jobs against it.
 
-    def __init__(self, store: Store, paths: Paths):
-        self.store, self.paths = store, paths
+    ``locate(fingerprint)`` gives the prepared baseline's folder; ``on_partial(job_id, row)`` receives
+    a row's first landing. The local worker wires both to the store; a Ray task to its node's copy.
+    """
+
+    def __init__(self, paths: Paths, locate: Callable[[str], Path], on_partial: Callable | None = None,
+                 store: Store | None = None):
+        self.paths, self.locate, self.on_partial, self.store = paths, locate, on_partial, store
         self._cache: dict[str, tuple[baselines.Prepared, MeasureSession]] = {}
+
+    @classmethod
+    def local(cls, store: Store, paths: Paths) -> "JobRunner":
+        return cls(paths, lambda fp: Path(store.baseline(fp)["path"]), store.add_partial, store)
 
     def session(self, fp: str) -> tuple[baselines.Prepared, MeasureSession]:
         if fp not in self._cache:
-            row = self.store.baseline(fp)
-            prepared = baselines.load_prepared(Path(row["path"]))
-            seed = row["settings"]["training"]["seed"]
+            prepared = baselines.load_prepared(self.locate(fp))
+            seed = prepared.info.get("seed", 0)
             ms = MeasureSession(CompressedModel.fp32(prepared.model), prepared.tokenizer, prepared.test, seed)
             self._cache = {fp: (prepared, ms)}  # one baseline in memory at a time
         return self._cache[fp]
@@ -90,6 +100,8 @@ class JobRunner:
     def run(self, job: dict, progress: Progress, cancel: CancelToken) -> dict | None:
         """Run a claimed job; returns the result row (None for a preparation job)."""
         if job["recipe"] == PREPARE:
+            if self.store is None:
+                raise RuntimeError("baseline preparation runs on the driver, next to the store")
             baselines.prepare(self.store, self.paths, job["baseline"], progress, cancel)
             self._cache.pop(job["baseline"], None)
             return None
@@ -117,10 +129,11 @@ class JobRunner:
             row = ms.measure(cm, files, batch32=False)
             t4 = time.perf_counter()
             row.update(recipe_name=recipe.name, method=recipe.method, description=recipe.describe(),
-                       artifact=str(out), peak_rss_mib=rss.peak / 2**20,
+                       artifact=str(out), peak_rss_mib=rss.peak / 2**20, node=platform.node(),
                        seconds={"load": t1 - t0, "compress": t2 - t1, "save": t3 - t2, "measure": t4 - t3,
                                 "total": t4 - t0})
-            self.store.add_partial(job["id"], row)  # the point lands now; batch 32 follows
+            if self.on_partial is not None:
+                self.on_partial(job["id"], row)  # the point lands now; batch 32 follows
             progress(0.93, "measuring batch-32 latency")
             ms.add_batch32(row, cm)
             t5 = time.perf_counter()

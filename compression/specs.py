@@ -98,8 +98,9 @@ class Spec:
 
         Only fields that differ from their defaults are written.
         """
-        args = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
-                if getattr(self, f.name) != f.default]
+        fields = dataclasses.fields(self)
+        args = [f"{f.name}={getattr(self, f.name)}" for i, f in enumerate(fields)
+                if getattr(self, f.name) != f.default or i == 0]  # the first knob always shows: quant(bits=8)
         return f"{self.method}({','.join(args)})"
 
     def describe(self) -> str:

@@ -245,6 +245,19 @@ class Store:
             c.execute(jobs.update().where(jobs.c.id == job_id)
                       .values(state="done", finished_at=t, progress=1.0, message="done", remeasure=False))
 
+    def finish_running(self, job_id: int, result: dict, node: str | None = None) -> bool:
+        """Finish a job only if it is still running: a duplicate delivery of the same job writes nothing."""
+        t = now()
+        with self.engine.begin() as c:
+            n = c.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.state == "running")
+                          .values(state="done", finished_at=t, progress=1.0, message="done", remeasure=False,
+                                  node=node)).rowcount
+            if n != 1:
+                return False
+            self._drop_partials(c, job_id)
+            c.execute(results.insert().values(job_id=job_id, created_at=t, data=_jsonable(result)))
+            return True
+
     def fail(self, job_id: int, error: str, tb: str = "", state: str = "failed") -> None:
         """Mark failed (or cancelled) with the error; a half-measured result is not kept."""
         with self.engine.begin() as c:

@@ -15,6 +15,16 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["COMPRESSION_NO_AUTOSTART"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
+def require(what: str, check) -> None:
+    """Skip when an optional tool is missing, except under CI=true, where missing is a failure."""
+    try:
+        check()
+    except Exception as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{what} is required under CI=true: {e}")
+        pytest.skip(f"{what} not available: {e}")
+
+
 POS = ["good", "great", "superb", "love", "fine", "moving", "clever", "fun", "warm", "smart"]
 NEG = ["bad", "awful", "dull", "hate", "poor", "boring", "weak", "messy", "flat", "cold"]
 FILLER = ["the", "film", "movie", "plot", "was", "is", "a", "very", "and", "story", "cast", "it", "of", "this"]
@@ -88,3 +98,43 @@ def prepared(tmp_path_factory, tiny_model, tiny_csv):
     assert main(["prepare", *args]) == 0
     assert main(["sweep", "--method", "quant", "--bits", "8", *args]) == 0
     return ws, args
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A real PostgreSQL (Debian's package) in a temporary folder, on 127.0.0.1 only, on a free port."""
+    import glob
+    import shutil
+    import subprocess
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    require("PostgreSQL server (apt-get install postgresql)", lambda: bins or (_ for _ in ()).throw(
+        FileNotFoundError("no /usr/lib/postgresql/*/bin/initdb")))
+    require("psycopg", lambda: __import__("psycopg"))
+    bindir = Path(bins[-1]).parent
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="compression-pg-"))  # pytest's tmp folders are closed to other users
+    data = root / "data"
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_pg:
+        shutil.chown(root, "postgres")
+    subprocess.run([*as_pg, str(bindir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    port = _free_port()
+    subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "start", "-o",
+                    f"-c listen_addresses=127.0.0.1 -p {port} -k {root}"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -8,9 +8,19 @@ import pytest
 from compression.store import Store
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        import sqlalchemy as sa
+
+        eng = sa.create_engine(url)  # a clean schema for each test
+        with eng.begin() as c:
+            c.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        eng.dispose()
+    s = Store(url)
     s.add_baseline("fp1", "tiny", {"kind": "local"}, {"kind": "csv"}, {})
     s.mark_prepared("fp1", str(tmp_path), {})
     return s
@@ -20,6 +30,30 @@ def test_enqueue_is_idempotent(store):
     a = store.enqueue("fp1", ["r1", "r2"], "hw")
     b = store.enqueue("fp1", ["r2", "r3"], "hw")
     assert a[1] == b[0] and len({*a, *b}) == 3
+
+
+def test_two_writers_at_once_lose_no_rows(store):
+    """Two processes' worth of writers: enqueue the same keys, claim and finish concurrently."""
+    keys = [f"r{i}" for i in range(30)]
+    errors = []
+
+    def writer(name):
+        try:
+            s = Store(store.url)
+            s.enqueue("fp1", keys, "hw")
+            while (j := s.claim("hw", name)) is not None:
+                s.finish(j["id"], {"by": name})
+        except Exception as e:  # pragma: no cover - shown in the assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(f"w{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(store.jobs()) == 30 and all(j["state"] == "done" for j in store.jobs())
+    assert sorted(r["job_id"] for r in store.results(latest=False)) == sorted(j["id"] for j in store.jobs())
 
 
 def test_concurrent_claims_never_hand_out_a_job_twice(store):

@@ -48,10 +48,15 @@ def follow(store: Store, job_ids: list[int], on_event: Event | None = None, poll
         time.sleep(poll)
 
 
-def get_executor(name: str, **kw) -> Executor:
+def get_executor(name: str, address: str | None = None) -> Executor:
+    """``local`` (one process, the default) or ``ray`` (tasks on a Ray cluster at ``address``)."""
     if name == "local":
         return LocalExecutor()
-    raise UserError(f"unknown executor {name!r}: choose local")
+    if name == "ray":
+        from .ray import RayExecutor
+
+        return RayExecutor(address)
+    raise UserError(f"unknown executor {name!r}: choose local or ray")
 
 
 __all__ = ["Executor", "LocalExecutor", "get_executor", "follow", "run_worker", "spawn_worker", "worker_alive",

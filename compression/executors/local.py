@@ -132,7 +132,7 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
     lock = WorkerLock(paths.worker_lock).acquire()
     hardware = hardware or config.hardware_id()
     me = worker_name()
-    runner = JobRunner(store, paths)
+    runner = JobRunner.local(store, paths)
     ran = 0
     idle_since = time.monotonic()
     try:
