@@ -1,7 +1,7 @@
 """The dashboard's router: st.navigation over pages/, the shared sidebar, and the first-run start. No logic."""
 import streamlit as st
 
-from ui import sidebar, state
+from ui import sidebar
 
 st.set_page_config(page_title="Compression trade-off explorer", layout="wide")
 nav = st.navigation([
@@ -11,9 +11,7 @@ nav = st.navigation([
     st.Page("pages/playground.py", title="Playground", icon=":material/chat:"),
     st.Page("pages/baseline.py", title="Baseline", icon=":material/database:"),
 ])
-sidebar.first_run(*state.handles())
-paths, store, fp = sidebar.sidebar()
-sidebar.preparing(store, fp)
+sidebar.frame()
 st.session_state["_in_app"] = True  # pages check it (see ui.state.page)
 try:
     nav.run()

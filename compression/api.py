@@ -172,16 +172,20 @@ def store_version(store: Store) -> tuple:
 
 def result_data(store: Store, job_id: int) -> dict | None:
     """The newest stored result of one job (every field, including predictions, notes and seconds)."""
-    rows = [r for r in store.results(include_archived=True) if r["job_id"] == job_id]
-    return rows[-1]["data"] if rows else None
+    import sqlalchemy as sa
+
+    from .store import results
+
+    with store.engine.connect() as c:
+        row = c.execute(sa.select(results.c.data).where(results.c.job_id == int(job_id))
+                        .order_by(results.c.id.desc()).limit(1)).first()
+    return row[0] if row else None
 
 
 def baseline_result(store: Store, baseline: str) -> dict | None:
     """The baseline measured as a result (its empty recipe): its predictions, size and latency."""
-    for r in store.results(baseline=baseline, include_archived=True):
-        if r["recipe"] == "[]":
-            return r["data"]
-    return None
+    ids = [j["id"] for j in store.jobs(baseline=baseline) if j["recipe"] == "[]" and j["state"] == "done"]
+    return result_data(store, ids[-1]) if ids else None
 
 
 def saved_test_split(store: Store, baseline: str):
@@ -191,7 +195,10 @@ def saved_test_split(store: Store, baseline: str):
     row = store.baseline(baseline)
     if not row or not row.get("path"):
         raise UserError(f"baseline {baseline[:12]} is not prepared yet")
-    return pd.read_csv(Path(row["path"]) / "data" / "test.csv", keep_default_na=False)
+    f = Path(row["path"]) / "data" / "test.csv"
+    if not f.is_file():
+        raise UserError(f"baseline {baseline[:12]} has no saved test split at {f}; prepare it again")
+    return pd.read_csv(f, keep_default_na=False)
 
 
 def flips(store: Store, baseline: str, job_id: int) -> "pd.DataFrame":

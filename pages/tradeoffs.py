@@ -46,16 +46,21 @@ if live_on:
 
 refs, colors = state.baseline_refs(store, fp), charts.method_colors(df["method"])
 cfg = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": "tradeoffs"}}
-tabs = st.tabs(["latency vs accuracy", "size vs accuracy", "latency vs size", "3-D"])
+views = {"lat-acc": (lat, "accuracy", True), "size-acc": (size, "accuracy", False), "lat-size": (lat, size, False),
+         "3d": None}
+names = {"lat-acc": "latency vs accuracy", "size-acc": "size vs accuracy", "lat-size": "latency vs size", "3d": "3-D"}
+chart = st.radio("chart", list(views), index=list(views).index(state.qp("chart", "lat-acc") if state.qp("chart") in views
+                 else "lat-acc"), format_func=names.get, horizontal=True, key="chart", label_visibility="collapsed")
+state.set_qp(chart=None if chart == "lat-acc" else chart)
 picked = None
-for tab, (x, y, bubble) in zip(tabs[:3], [(lat, "accuracy", True), (size, "accuracy", False), (lat, size, False)]):
-    with tab:
-        fig = charts.tradeoff_figure(view, x, y, bubble="size" if bubble else None, refs=refs, best_index=best_i,
-                                     live=live_ids, colors=colors)
-        ev = st.plotly_chart(fig, key=f"chart:{x}:{y}", on_select="rerun", selection_mode="points", config=cfg)
-        picked = picked or panels.selected_job(ev)
-with tabs[3]:
+if views[chart] is None:  # only the chosen chart is drawn: a page with 500 points stays quick
     st.plotly_chart(charts.figure_3d(view, lat, colors), key="chart3d", config=cfg)
+else:
+    x, y, bubble = views[chart]
+    fig = charts.tradeoff_figure(view, x, y, bubble="size" if bubble else None, refs=refs, best_index=best_i,
+                                 live=live_ids, colors=colors)
+    picked = panels.selected_job(st.plotly_chart(fig, key=f"chart:{chart}", on_select="rerun",
+                                                 selection_mode="points", config=cfg))
 st.caption("Glyphs: ● measured latency, ◆ simulated (no fast kernel here), ✕ contended (left off the frontier). "
            "Bubble area = size on disk. Error bars = 95% bootstrap CI of accuracy. Click a point for details.")
 

@@ -118,6 +118,7 @@ def live_knob(paths, store, fp: str) -> list[int]:
                 continue
             live[method] = (jid, time.monotonic())
             api.ensure_worker(paths)
+            st.rerun()  # run the page again so its live refresh sees the queued job
     ids = [jid for jid, _ in live.values()]
     for j in store.jobs(ids=ids):
         m = next(m for m, (i, _) in live.items() if i == j["id"])
@@ -130,10 +131,15 @@ def live_knob(paths, store, fp: str) -> list[int]:
     return ids
 
 
-def autorefresh(store, fp: str, every: float = 2.0) -> None:
-    """While the baseline has queued or running jobs, rerun the page when the store changes."""
-    if not any(j["state"] in ("queued", "running") for j in store.jobs(baseline=fp)):
+def autorefresh(store, fp: str) -> None:
+    """While the baseline has queued or running jobs, rerun the page when the store changes.
+
+    Polls every 0.5 s while a live-knob setting is pending (its goal is a few seconds), else every 2 s."""
+    active = [j["id"] for j in store.jobs(baseline=fp, states=("queued", "running"))]
+    if not active:
         return
+    live = {jid for jid, _ in st.session_state.get("live_jobs", {}).values()}
+    every = 0.5 if live & set(active) else 2.0
     st.session_state["_seen"] = api.store_version(store)
 
     @st.fragment(run_every=every)
@@ -142,7 +148,7 @@ def autorefresh(store, fp: str, every: float = 2.0) -> None:
         if v != st.session_state.get("_seen"):
             st.session_state["_seen"] = v
             st.rerun()
-        n = sum(j["state"] in ("queued", "running") for j in store.jobs(baseline=fp))
+        n = len(store.jobs(baseline=fp, states=("queued", "running")))
         st.caption(f"⏳ {n} job(s) queued or running; points appear as they land.")
 
     _watch()

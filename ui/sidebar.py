@@ -114,3 +114,11 @@ def preparing(store, fp: str | None) -> None:
                     text=f"Preparing {b['name']} ({j['state']}): {j['message'] or 'waiting for the worker'}")
 
     _bar()
+
+
+def frame():
+    """Everything around a page: the first-run start, the sidebar and the preparation progress bar."""
+    first_run(*state.handles())
+    paths, store, fp = sidebar()
+    preparing(store, fp)
+    return paths, store, fp

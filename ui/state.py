@@ -28,17 +28,20 @@ def handles():
 
 
 def page():
-    """(paths, store) for a page script, which must run inside app.py's router.
+    """(paths, store) for a page script; draws the shared frame when the router did not run.
 
-    Streamlit treats an app with a ``pages/`` folder as a legacy multipage app until the first
-    ``st.navigation`` call on the server; a first visitor who opens a page URL directly would get
-    that page without the router (no sidebar). Switch the legacy mode off and rerun through app.py.
+    Streamlit runs an app with a ``pages/`` folder in its legacy multipage mode until the first
+    ``st.navigation`` call on the server (and AppTest resets that on every run). In that mode a page
+    URL runs the page script alone, without app.py: switch the legacy mode off for the next runs and
+    draw the sidebar here, so this run is complete and its widget events (a button click) are kept.
     """
     if not st.session_state.get("_in_app"):
         from streamlit.runtime.pages_manager import PagesManager
 
+        from ui import sidebar
+
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        sidebar.frame()
     return handles()
 
 

@@ -1,0 +1,212 @@
+"""Dashboard speed in a real browser (Debian's Chromium + playwright). Not a timed test.
+
+1. Time to the first chart with 500 stored results: a synthetic-but-stored workspace (a baseline row,
+   a saved test split, 500 result rows with predictions) is served by `streamlit run app.py`; the clock
+   starts once the server answers its health check (goal: 2 s). Cold = the server's first session
+   (imports included), warm = a second page load.
+2. Slider to highlight: from releasing the max-size constraint slider (a key press) to the updated
+   "Best feasible" line (goal: 300 ms); median over several moves.
+3. Live knob on the default baseline, when it is prepared in the workspace (--live-workspace, else
+   $COMPRESSION_WORKSPACE, else the user cache): from pressing "measure this setting" for int8 and
+   for 50% pruning to the job's point landing (goal: 5 s). A setting already stored is reused, and
+   the output says so.
+
+    python benchmarks/dashboard.py                 # writes benchmarks/out/dashboard.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "benchmarks" / "out"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+from compression import api  # noqa: E402
+from compression.specs import Recipe, spec_type  # noqa: E402
+
+
+def synthetic_workspace(ws: Path, n: int = 500, test_rows: int = 1280, seed: int = 0) -> str:
+    """A store holding one prepared baseline and ``n`` results shaped like real ones (not measured)."""
+    import pandas as pd
+
+    rng = random.Random(seed)
+    paths, store = api.open_workspace(str(ws))
+    fp = "f" * 64
+    base_dir = paths.baselines / "synthetic"
+    (base_dir / "data").mkdir(parents=True, exist_ok=True)
+    y = [rng.randint(0, 1) for _ in range(test_rows)]
+    pd.DataFrame({"text": [f"sentence {i}" for i in range(test_rows)], "label": y}).to_csv(
+        base_dir / "data" / "test.csv", index=False)
+    store.add_baseline(fp, "synthetic (500 stored results)", {"kind": "synthetic"}, {"kind": "synthetic"}, {})
+    store.mark_prepared(fp, str(base_dir), {"label_names": ["rotten", "fresh"], "majority_accuracy": 0.58,
+                                            "tfidf_accuracy": 0.79, "val_accuracy": 0.82, "rows": {"test": test_rows}})
+    recipes = [Recipe(())]
+    for m in api.methods():
+        k = next((k for k in api.knobs(m.method) if k.get("sweep")), None)
+        if k is None or k.get("choices"):
+            continue
+        lo, hi, step = k["lo"] or 0, k["hi"], k.get("step") or 1
+        vals = sorted({round(lo + step * i, 6) for i in range(int((hi - lo) / step) + 1)})
+        for v in vals:
+            try:
+                recipes.append(Recipe((spec_type(m.method)(**{k["name"]: k["type"](v)}),)))
+            except api.SpecError:
+                pass
+    recipes = recipes[: n + 1]
+    ids = store.enqueue(fp, [r.key for r in recipes], api.hardware_id())
+    for jid, r in zip(ids, recipes):
+        acc = 0.82 - (0 if not r.steps else rng.random() * 0.2)
+        size = 86.7 * (1 if not r.steps else rng.uniform(0.1, 1.0))
+        lat = 13.0 * (1 if not r.steps else rng.uniform(0.3, 1.4))
+        pred = [t if rng.random() < acc else 1 - t for t in y]
+        lab = rng.choice(["measured", "measured", "simulated", "contended"])
+        store.finish(jid, {
+            "accuracy": acc, "accuracy_lo": acc - 0.02, "accuracy_hi": acc + 0.02, "macro_f1": acc,
+            "agreement": 0.95, "accuracy_delta": acc - 0.82, "delta_lo": acc - 0.84, "delta_hi": acc - 0.80,
+            "test_rows": test_rows, "size_mib": size, "size_bytes": int(size * 2**20), "params": 22_700_000,
+            "nonzero_params": 22_700_000, "bits_per_weight": 32 * size / 86.7, "lat_b1_p50_ms": lat,
+            "lat_b1_p90_ms": lat * 1.1, "lat_b32_p50_ms": lat * 15, "lat_b32_p90_ms": lat * 16,
+            "base_lat_b1_p50_ms": 13.0, "base_lat_b32_p50_ms": 195.0, "speedup_b1": 13.0 / lat,
+            "speedup_b32": 13.0 / lat, "speedup_b1_note": f"{13.0 / lat:.2f}x", "speedup_b32_note": "",
+            "other_cores_during_timing": 0.0, "labels": {"accuracy": "measured", "size": "measured", "latency": lab},
+            "runtime": "torch", "kernel": "synthetic", "notes": [], "predictions": pred, "context": {},
+            "recipe_name": r.name, "method": r.method, "description": r.describe(), "artifact": "",
+            "seconds": {"total": 3.0}})
+    return fp
+
+
+def start_server(ws: Path, port: int, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("COMPRESSION_STORE_URL", "COMPRESSION_NO_WORKER_SPAWN")}
+    env.update(COMPRESSION_WORKSPACE=str(ws), COMPRESSION_NO_AUTOSTART="1", HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.address", "127.0.0.1", "--server.port", str(port),
+                             "--server.fileWatcherType", "none"], cwd=ROOT, env=env,
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    while True:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                return proc
+        except OSError:
+            time.sleep(0.05)
+        if proc.poll() is not None:
+            raise SystemExit(f"streamlit did not start; see {log}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def first_chart(page, url: str) -> float:
+    t = time.perf_counter()
+    page.goto(url)
+    page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for(timeout=120_000)
+    return time.perf_counter() - t
+
+
+def best_text(page) -> str:
+    """The whole "Best feasible: ... wins: of the settings meeting <constraints> ..." line."""
+    return page.locator("p", has=page.locator("strong", has_text="Best feasible:")).first.inner_text()
+
+
+def slider_moves(page, n: int = 8) -> list[float]:
+    """Release the max-size slider one page down at a time; time until the best line shows the new constraint."""
+    thumb = page.get_by_role("slider", name="max size (MiB)")
+    out = []
+    for _ in range(n):
+        before = best_text(page)
+        thumb.focus()
+        t = time.perf_counter()
+        thumb.press("PageDown")
+        try:
+            page.wait_for_function("b => { const e = [...document.querySelectorAll('strong')].find("
+                                   "x => x.innerText.startsWith('Best feasible:')); return e && e.parentElement.innerText !== b; }",
+                                   arg=before, timeout=10_000, polling="raf")
+            out.append(time.perf_counter() - t)
+        except Exception:
+            pass  # the page did not update within 10 s: not a sample
+    return out
+
+
+def live_knob(page, url: str, store, fp: str) -> dict:
+    page.goto(f"{url}/?baseline={fp[:12]}")
+    page.get_by_text("Live knob: measure one setting on release").click()
+    res = {}
+    for method, label in (("quant", "int8"), ("prune", "prune 50%")):
+        if method not in {t.method for t in api.methods()}:
+            continue
+        key = api.recipe_key(method, {"bits": 8} if method == "quant" else {"sparsity": 0.5}).key
+        stored = any(j["recipe"] == key and j["state"] == "done" for j in store.jobs(baseline=fp))
+        idx = [t.method for t in api.methods() if t.method in ("quant", "prune", "lowrank", "cast")].index(method)
+        t = time.perf_counter()
+        page.get_by_role("button", name="measure this setting").nth(idx).click()
+        page.get_by_text(re.compile(rf"{method}: job \d+ done")).first.wait_for(timeout=300_000)
+        page.locator(".js-plotly-plot").first.get_by_text("live knob").wait_for(timeout=60_000)
+        res[label] = {"seconds": round(time.perf_counter() - t, 2), "reused_stored_result": stored}
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=int, default=500)
+    ap.add_argument("--live-workspace", help="workspace holding the prepared default baseline")
+    ap.add_argument("--no-live", action="store_true", help="skip the live-knob measurement")
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    out: dict = {"goal_first_chart_s": 2.0, "goal_slider_ms": 300, "goal_live_knob_s": 5.0}
+    tmp = Path(tempfile.mkdtemp(prefix="dash-bench-"))
+    t = time.perf_counter()
+    synthetic_workspace(tmp / "ws", args.results)
+    out["build_synthetic_store_s"] = round(time.perf_counter() - t, 2)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1800})
+        port = free_port()
+        proc = start_server(tmp / "ws", port, tmp / "server.log")
+        try:
+            url = f"http://127.0.0.1:{port}"
+            out["first_chart_cold_s"] = round(first_chart(page, url), 2)
+            out["first_chart_warm_s"] = round(first_chart(page, url), 2)
+            moves = slider_moves(page)
+            out["slider_to_highlight_ms"] = {"median": round(1e3 * statistics.median(moves)) if moves else None,
+                                             "max": round(1e3 * max(moves)) if moves else None, "samples": len(moves)}
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+        if not args.no_live:
+            paths, store = api.open_workspace(args.live_workspace)
+            b = api.default_baseline(store)
+            if b is None or not b["prepared"]:
+                out["live_knob"] = f"skipped: the default baseline is not prepared in {paths.workspace}"
+            else:
+                port = free_port()
+                proc = start_server(paths.workspace, port, tmp / "server-live.log")
+                try:
+                    out["live_knob"] = live_knob(page, f"http://127.0.0.1:{port}", store, b["fingerprint"])
+                finally:
+                    os.killpg(proc.pid, signal.SIGTERM)
+        browser.close()
+    out["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "dashboard.json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
