@@ -162,3 +162,25 @@ def test_first_run_autostart_stays_off_under_tests(tmp_path, monkeypatch):
     at = run()
     assert "No baseline yet" in texts(at)
     assert api.open_workspace(str(tmp_path / "empty"))[1].baselines() == []
+
+
+def test_first_run_registers_the_default_queues_a_starter_sweep_and_shows_progress(tmp_path, monkeypatch,
+                                                                                   tiny_model, tiny_csv):
+    """Autostart on (as for a newcomer). The tiny fixture stands in for the embedded default, whose
+    registration would read the real model; the worker is not spawned, so nothing trains."""
+    _env(monkeypatch, tmp_path / "fresh")
+    monkeypatch.delenv("COMPRESSION_NO_AUTOSTART")
+    real = api.register_baseline
+    monkeypatch.setattr(api, "register_baseline", lambda store: real(
+        store, model=str(tiny_model), dataset=str(tiny_csv), text_col="review", label_col="sentiment"))
+    at = run()
+    store = api.open_workspace(str(tmp_path / "fresh"))[1]
+    (b,) = store.baselines()
+    jobs = store.jobs(baseline=b["fingerprint"])
+    assert [j["state"] for j in jobs if j["recipe"] == "prepare"] == ["queued"]
+    assert {s["name"] for s in store.sweeps()} >= {"starter quant"}
+    assert len(jobs) > 3  # preparation, the baseline's own measurement and the starter settings
+    bar = at.get("progress")
+    assert bar and "Preparing tiny-bert on reviews.csv" in bar[0].proto.text
+    at.run()  # a second run does not queue the starter sweep again
+    assert len(store.sweeps()) == len({s["name"] for s in store.sweeps()})
