@@ -18,7 +18,7 @@ from compression.specs import Recipe
 
 SETTINGS = [
     "quant(bits=8,kernel=torch)", "quant(bits=8,kernel=torch,embeddings=8)", "quant(bits=8,kernel=ort)",
-    "quant(bits=8,kernel=ort,embeddings=8)", "quant(bits=8,kernel=rtn)", "quant(bits=4,kernel=rtn)",
+    "quant(bits=8,kernel=ort,embeddings=8)", "quant(bits=8,kernel=quanto)", "quant(bits=8,kernel=rtn)", "quant(bits=4,kernel=rtn)",
     "quant(bits=4,kernel=rtn,group_size=64)", "quant(bits=3,kernel=rtn,group_size=64)",
     "quant(bits=2,kernel=rtn,group_size=32)", "quant(bits=4,kernel=rtn,embeddings=4)",
     "cast(dtype=bf16)", "cast(dtype=fp16)",

@@ -273,6 +273,27 @@ def _dedupe(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+# ---------------------------------------------------------------- optimum-quanto
+
+def _save_quanto(cm: CompressedModel, out: Path) -> list[Path]:
+    from optimum.quanto import quantization_map
+
+    return _write(cm, out, cm.module.state_dict(), "model.quanto.safetensors",
+                  {"quantization_map": json.dumps(quantization_map(cm.module))})
+
+
+def _load_quanto(path: Path, manifest: dict) -> CompressedModel:
+    from optimum.quanto import requantize
+
+    t, packed, md = _read(path / "model.quanto.safetensors")
+    m = restore_structure(_skeleton(path), json.loads(md.get("structure", "{}")))
+    for k, p in packed.items():
+        _set_tensor(m, k, p.decode())
+    requantize(m, t, json.loads(md["quantization_map"]))
+    m._packed = packed
+    return CompressedModel("quanto", manifest["runtime"], manifest["kernel"], module=m.eval())
+
+
 # ---------------------------------------------------------------- ONNX Runtime
 
 def _save_onnx(cm: CompressedModel, out: Path) -> list[Path]:
@@ -289,11 +310,13 @@ def _load_onnx(path: Path, manifest: dict) -> CompressedModel:
 
 SAVERS: dict[str, Callable[[CompressedModel, Path], list[Path]]] = {
     "onnx": _save_onnx,
+    "quanto": _save_quanto,
     "dense": _save_dense,
     "int8-dynamic": _save_int8_dynamic,
 }
 LOADERS: dict[str, Callable[[Path, dict], CompressedModel]] = {
     "onnx": _load_onnx,
+    "quanto": _load_quanto,
     "dense": _load_dense,
     "int8-dynamic": _load_int8_dynamic,
 }

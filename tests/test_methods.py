@@ -182,3 +182,17 @@ def test_impossible_knobs_for_this_model_are_rejected_when_applied(spec, words, 
     model, *_ = tiny
     with pytest.raises(SpecError, match=words):
         compress(model, Recipe((spec,)), workload(tiny, tmp_path))
+
+
+def test_quanto_w8a8_runs_int8_and_reloads(tiny, tmp_path):
+    from optimum.quanto import QLinear
+
+    model, _, _, batch = tiny
+    cm = compress(model, Recipe((QuantSpec(bits=8, kernel="quanto"),)), workload(tiny, tmp_path))
+    assert any(isinstance(m, QLinear) for m in cm.module.modules())
+    ref = model(**batch).logits.detach().numpy()
+    out = cm.predict(batch)
+    assert rel(out, ref) < 0.15
+    files = cm.save(tmp_path / "q")
+    np.testing.assert_allclose(load(tmp_path / "q").predict(batch), out, rtol=1e-3, atol=1e-4)
+    assert weight_bytes(files) < fp32_bytes(model, tmp_path)

@@ -74,6 +74,8 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
     kernel = spec.resolved_kernel
     if kernel == "ort":
         return onnx_int8(model, spec, workload)
+    if kernel == "quanto":
+        return quanto_w8a8(model, spec, workload)
     packed: dict[str, Packed] = dict(getattr(model, "_packed", {}))
     notes = []
     if spec.embeddings != "none":
@@ -192,4 +194,26 @@ def onnx_model(path: Path, kernel: str) -> CompressedModel:
     cm = CompressedModel("onnx", "onnxruntime", kernel, session=sess)
     cm.info.update(params=params, nonzero_params=nonzero)
     cm.onnx_path = path
+    return cm
+
+
+def quanto_w8a8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedModel:
+    """optimum-quanto W8A8: int8 weights and static int8 activations, scales calibrated on training batches."""
+    from optimum.quanto import Calibration, freeze, qint8
+    from optimum.quanto import quantize as quanto_quantize
+
+    if spec.embeddings != "none":
+        raise SpecError("quant.kernel=quanto quantizes Linear layers only; use embeddings=none")
+    names = [n for n, _ in select_modules(model, exclude=HEAD)]
+    quanto_quantize(model, weights=qint8, activations=qint8, include=names)
+    texts = workload.train["text"].sample(n=min(128, len(workload.train)), random_state=workload.seed).tolist()
+    with torch.no_grad(), Calibration(momentum=0.9):  # no_grad, not inference_mode: quanto needs it
+        for i in range(0, len(texts), 32):
+            model(**workload.encode(texts[i:i + 32]))
+    freeze(model)
+    cm = CompressedModel("quanto", "torch", "optimum-quanto int8 weights x int8 activations (static scales)",
+                         module=model)
+    cm.notes.append(f"{len(names)} Linear layers store int8 weights; activations scaled to int8 from 128 "
+                    "training sentences")
+    cm.info.update(bits=8, quantized_layers=len(names), kernel="quanto")
     return cm
