@@ -32,6 +32,9 @@ with st.spinner("Running the models…"):
 st.dataframe(table, hide_index=True, width="stretch")
 st.caption("Confidence is the model's softmax probability. 'This call' is one timing inside the app while it "
            "serves the page, hence contended; the stored latency is the worker's protocol timing, with its label.")
+st.subheader("What each model did, in plain words")
+for _, r in table.iterrows():
+    st.markdown(f"- **{r['model']}**: {r.get('what it did', '')}")
 for t in api.methods():
     if t.method in set(others["method"]):
-        st.markdown(f"**{t.label}**: {t.explain}")
+        st.caption(f"{t.label}: {t.explain}")

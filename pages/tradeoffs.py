@@ -66,7 +66,7 @@ st.caption("Glyphs: ● measured latency, ◆ simulated (no fast kernel here), �
 
 ids = view["job_id"].tolist()
 default = picked if picked in ids else (int(view.loc[best_i, "job_id"]) if best_i is not None else ids[0])
-job = st.selectbox("details for", ids, index=ids.index(default), key=f"details:{picked}",
+job = st.selectbox("details for", ids, index=ids.index(default), key=f"details:{picked}:{default}",
                    format_func=lambda j: f"job {j}: {view.loc[view['job_id'] == j, 'recipe'].iloc[0]}")
 panels.details_panel(store, fp, view, job)
 with st.expander("every stored result, each number with its label"):

@@ -179,6 +179,12 @@ def test_browser_prepare_sweep_frontier_constraint_screenshot(server, tiny_model
             assert _best(page) != f"Best feasible: {first}"
             time.sleep(1.0)  # let plotly finish drawing the star
             page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
+
+            # 5. clicking a point opens its details panel (AppTest cannot drive plotly selections)
+            expect(page.get_by_role("heading", name=f"Details: {then}")).to_be_visible()  # the best, by default
+            point = page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace").nth(0).locator(".point").first
+            point.click(force=True)  # trace 0 is the baseline
+            expect(page.get_by_role("heading", name="Details: baseline")).to_be_visible()
         except BaseException:
             page.screenshot(path=str(ws.parent / "failure.png"))
             print(f"failure screenshot: {ws.parent / 'failure.png'}; server log: {ws.parent / 'server.log'}")

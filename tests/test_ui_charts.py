@@ -59,6 +59,8 @@ def test_tradeoff_traces_glyphs_errors_and_reference_lines(df):
     assert list(quant.customdata) == [2, 3]
     line = next(t for t in fig.data if t.name == "Pareto frontier")
     assert list(line.x) == [8.8, 13.0]
+    lo, hi = fig.layout.yaxis.range
+    assert lo < 0.55 and hi > 0.83  # every point, its interval and both reference lines are in view
     texts = [a.text for a in fig.layout.annotations]
     assert any("majority class 55.0% (measured)" in t for t in texts)
     assert any("TF-IDF" in t and "79.0%" in t for t in texts)

@@ -81,7 +81,7 @@ def test_tradeoffs_details_panel_shows_flips_and_download(ws):
     store, df = stored(ws)
     q = df[df["method"] == "quant"].iloc[0]
     at = run()
-    at.selectbox(key="details:None").set_value(int(q["job_id"])).run()
+    next(s for s in at.selectbox if s.label == "details for").set_value(int(q["job_id"])).run()
     page = texts(at)
     assert f"Details: {q['recipe']}" in page
     assert "Sentences whose prediction flips:" in page and f"of {int(q['test_rows'])} test rows" in page

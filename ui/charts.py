@@ -126,6 +126,17 @@ def why(df: pd.DataFrame, i, max_mib=None, max_ms=None, min_acc=None, latency: s
             f"{r['size_label']}{tail}.")
 
 
+def accuracy_range(df: pd.DataFrame, refs: dict | None = None) -> list[float]:
+    """A y-range that holds every point, its interval and the reference lines, with a little room."""
+    vals = pd.concat([df[c] for c in ("accuracy", "accuracy_lo", "accuracy_hi") if c in df]).dropna().tolist()
+    vals += [v for v in (refs or {}).values() if v is not None]
+    if not vals:
+        return [0.0, 1.0]
+    lo, hi = min(vals), max(vals)
+    pad = max(0.01, 0.08 * (hi - lo))
+    return [max(0.0, lo - pad), min(1.02, hi + pad)]
+
+
 def _size_markers(s: pd.Series) -> np.ndarray:
     v = s.fillna(s.min() if s.notna().any() else 1.0).to_numpy(dtype=float)
     top = v.max() if len(v) and v.max() > 0 else 1.0
@@ -182,7 +193,7 @@ def tradeoff_figure(df: pd.DataFrame, x: str = "lat_b1", y: str = "accuracy", bu
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=xt, yaxis_title=yt,
                       legend=dict(orientation="v"), clickmode="event+select", hovermode="closest")
     if yc == "accuracy":
-        fig.update_yaxes(tickformat=".1%")
+        fig.update_yaxes(tickformat=".1%", range=accuracy_range(df, refs))
     return fig
 
 
@@ -249,7 +260,7 @@ def compare_figure(df: pd.DataFrame, base: dict, against: str = "compression", c
              else "speedup at batch 1 (same-session ratio; glyph = latency label)")
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=title,
                       yaxis_title="test accuracy (measured)")
-    fig.update_yaxes(tickformat=".1%")
+    fig.update_yaxes(tickformat=".1%", range=accuracy_range(d))
     return fig
 
 
