@@ -30,11 +30,13 @@ st.subheader("Hypervolume per method")
 st.caption(f"Volume each method's settings dominate on (size ratio, latency ratio at batch {lat[5:]}, accuracy), "
            f"reference point (1, 1, majority-class accuracy {majority * 100:.1f}%). Bigger is better; contended "
            "latencies are left out.")
-st.dataframe(hv, hide_index=True, width="stretch", column_config={"hypervolume": st.column_config.NumberColumn(format="%.4f")})
+st.dataframe(hv, hide_index=True, width="stretch",
+             column_config={"hypervolume": st.column_config.NumberColumn(format="%.4f")})
 st.subheader("Ratios to the baseline")
 table = charts.ratios(view, base)
 st.dataframe(table, hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="%.2f") for c in table.columns if "×" in c or c.endswith(("%", "pts"))})
+             column_config={c: st.column_config.NumberColumn(format="%.2f") for c in table.columns
+                            if "×" in c or c.endswith(("%", "pts"))})
 
 st.subheader("Export")
 e1, e2, e3, e4 = st.columns(4)
@@ -45,5 +47,6 @@ e3.download_button("Chart (PNG)", lambda: charts.png(fig_c), "compare.png", "ima
 e4.download_button("Report (HTML, offline)", lambda: charts.html_report(
     "Compression trade-offs", [fig_c, fig_s, charts.tradeoff_figure(view, lat, "accuracy", refs=refs, colors=colors)],
     [("Hypervolume per method", hv), ("Ratios to the baseline", table)],
-    note=f"Baseline {store.baseline(fp)['name']} ({fp[:12]}), hardware {api.hardware_id()}. Every number carries its label."),
+    note=f"Baseline {store.baseline(fp)['name']} ({fp[:12]}), hardware {state.current_hardware()}. "
+         "Every number carries its label."),
     "report.html", "text/html", key="html")

@@ -37,7 +37,8 @@ for m in chosen:
         st.caption(f"{len(recipes)} settings, {len(fresh)} not yet stored: {est}.")
         if not recipes:
             st.error("This sweep is empty: pick at least one value for each knob.")
-        plan[m], total, fresh_n, seconds = values, total + len(recipes), fresh_n + len(fresh), seconds + (per or 0) * len(fresh)
+        plan[m], total, fresh_n = values, total + len(recipes), fresh_n + len(fresh)
+        seconds += (per or 0) * len(fresh)
 
 st.markdown(f"**{total} settings in all, {fresh_n} to run**" +
             (f", about {widgets.fmt_seconds(seconds)} of worker time." if seconds else "."))

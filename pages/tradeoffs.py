@@ -49,8 +49,9 @@ cfg = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename
 views = {"lat-acc": (lat, "accuracy", True), "size-acc": (size, "accuracy", False), "lat-size": (lat, size, False),
          "3d": None}
 names = {"lat-acc": "latency vs accuracy", "size-acc": "size vs accuracy", "lat-size": "latency vs size", "3d": "3-D"}
-chart = st.radio("chart", list(views), index=list(views).index(state.qp("chart", "lat-acc") if state.qp("chart") in views
-                 else "lat-acc"), format_func=names.get, horizontal=True, key="chart", label_visibility="collapsed")
+start = state.qp("chart") if state.qp("chart") in views else "lat-acc"
+chart = st.radio("chart", list(views), index=list(views).index(start), format_func=names.get, horizontal=True,
+                 key="chart", label_visibility="collapsed")
 state.set_qp(chart=None if chart == "lat-acc" else chart)
 picked = None
 if views[chart] is None:  # only the chosen chart is drawn: a page with 500 points stays quick

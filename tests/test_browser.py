@@ -180,10 +180,20 @@ def test_browser_prepare_sweep_frontier_constraint_screenshot(server, tiny_model
             time.sleep(1.0)  # let plotly finish drawing the star
             page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
 
-            # 5. clicking a point opens its details panel (AppTest cannot drive plotly selections)
+            # 5. clicking a point opens its details panel (AppTest cannot drive plotly selections). On the
+            #    size axis the baseline (the biggest) stands alone, and after step 4 it is not the star.
             expect(page.get_by_role("heading", name=f"Details: {then}")).to_be_visible()  # the best, by default
-            point = page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace").nth(0).locator(".point").first
-            point.click(force=True)  # trace 0 is the baseline
+            page.get_by_text("size vs accuracy", exact=True).click()
+            page.locator(".js-plotly-plot .scatterlayer .trace .point").first.wait_for()
+            time.sleep(1.0)
+            box = page.evaluate("""() => {
+                const gd = document.querySelector('.js-plotly-plot');
+                const ti = gd.data.findIndex(t => t.name === 'baseline');
+                const pt = gd.querySelectorAll('.scatterlayer .trace')[ti].querySelector('.point');
+                const r = pt.getBoundingClientRect();
+                return {x: r.x + r.width / 2, y: r.y + r.height / 2};
+            }""")
+            page.mouse.click(box["x"], box["y"])
             expect(page.get_by_role("heading", name="Details: baseline")).to_be_visible()
         except BaseException:
             page.screenshot(path=str(ws.parent / "failure.png"))

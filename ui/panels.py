@@ -161,7 +161,8 @@ def results_table(df: pd.DataFrame) -> pd.DataFrame:
         "accuracy": [f"{a * 100:.2f}% [{lo * 100:.1f}–{hi * 100:.1f}] {lab}" for a, lo, hi, lab in
                      zip(df["accuracy"], df["accuracy_lo"], df["accuracy_hi"], df["accuracy_label"])],
         "size": [f"{s:.3g} MiB {lab}" for s, lab in zip(df["size_mib"], df["size_label"])],
-        "latency b1": [f"{v:.2f} ms {lab}" for v, lab in zip(df["lat_b1_p50_ms"], df["latency_label"])],
+        "latency b1": [f"{v:.2f} ms {lab}" if pd.notna(v) else "not measured"
+                       for v, lab in zip(df["lat_b1_p50_ms"], df["latency_label"])],
         "latency b32": [f"{v:.1f} ms {lab}" if pd.notna(v) else "not measured"
                         for v, lab in zip(df["lat_b32_p50_ms"], df["latency_label"])],
         "speedup b1": [f"{n} ({lab})" for n, lab in zip(df["speedup_b1_note"], df["latency_label"])],

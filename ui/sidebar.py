@@ -8,6 +8,7 @@ Example::
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import streamlit as st
 
@@ -17,8 +18,7 @@ from ui import state
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _disk(workspace: str, store_url: str) -> dict:
-    paths, _ = api.open_workspace(workspace, store_url)
-    return api.disk_usage(paths)
+    return api.disk_usage(api.Paths(Path(workspace), store_url))
 
 
 def _mib(n: int) -> str:
@@ -54,6 +54,13 @@ def sidebar():
             if "majority_accuracy" in info:
                 st.caption(f"references (measured): majority {info['majority_accuracy'] * 100:.1f}%, "
                            f"TF-IDF {info['tfidf_accuracy'] * 100:.1f}%")
+            hws = sorted({j["hardware"] for j in store.jobs(baseline=fp)} | {api.hardware_id()})
+            if len(hws) > 1:  # charts and the frontier show one hardware id at a time
+                now = state.current_hardware()
+                hw = st.selectbox("hardware", hws, index=hws.index(now) if now in hws else 0,
+                                  key="sidebar_hw", help="the target the settings were measured on; "
+                                                         f"this machine is {api.hardware_id()}")
+                state.set_qp(hw=None if hw == api.hardware_id() else hw)
         else:
             st.caption("No baseline yet: prepare one on the Baseline page.")
         st.subheader("Where things live")

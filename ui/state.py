@@ -56,7 +56,13 @@ def results(store, baseline: str | None, hardware: str | None = None) -> pd.Data
     """The baseline's results on this hardware, prepared for charts; re-read only when the store changed."""
     if not baseline:
         return charts.prepare(api.results_frame(store, baseline="\0"))
-    return _results(store.url, baseline, hardware or api.hardware_id(), api.store_version(store))
+    return _results(store.url, baseline, hardware or current_hardware(), api.store_version(store))
+
+
+def current_hardware() -> str:
+    """The hardware id the charts show: the URL's choice, else this machine's."""
+    return qp("hw", None) or api.hardware_id()
+
 
 
 # ---------------------------------------------------------------- URL state
