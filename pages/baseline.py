@@ -38,7 +38,8 @@ if fp:
         c[2].metric("TF-IDF + logistic regression (measured)", f"{info.get('tfidf_accuracy', 0) * 100:.2f}%")
         c[3].metric("parameters (counted)", f"{info.get('params', 0):,}")
         rows = info.get("rows", {})
-        st.caption(f"Labels: {', '.join(map(str, info.get('label_names', [])))}. Split rows: train {rows.get('train')}, "
+        labels = ", ".join(map(str, info.get("label_names", [])))
+        st.caption(f"Labels: {labels}. Split rows: train {rows.get('train')}, "
                    f"validation {rows.get('val')}, test {rows.get('test')}; {info.get('duplicates_dropped', 0)} "
                    f"duplicates dropped. Saved at `{b['path']}`.")
         base = state.base_row(state.results(store, fp))

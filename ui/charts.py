@@ -54,7 +54,8 @@ def hover_text(r) -> str:
              f"size {_num(r.get('size_mib'), '.2f')} MiB {r.get('size_label')}"
              f", {_num(r.get('bits_per_weight'), '.1f')} bits/weight",
              f"latency b1 {_num(r.get('lat_b1_p50_ms'), '.2f')} ms (p90 {_num(r.get('lat_b1_p90_ms'), '.2f')}) {lat}",
-             f"latency b32 {_num(r.get('lat_b32_p50_ms'), '.1f')} ms (p90 {_num(r.get('lat_b32_p90_ms'), '.1f')}) {lat}",
+             f"latency b32 {_num(r.get('lat_b32_p50_ms'), '.1f')} ms "
+             f"(p90 {_num(r.get('lat_b32_p90_ms'), '.1f')}) {lat}",
              f"speedup b1: {r.get('speedup_b1_note') or 'n/a'} ({lat})",
              f"nonzero params {_num(r.get('nonzero_params'), ',.0f')} {r.get('params_label', 'measured')}",
              f"runtime {r.get('runtime')}, kernel {r.get('kernel')}"]
@@ -169,7 +170,7 @@ def tradeoff_figure(df: pd.DataFrame, x: str = "lat_b1", y: str = "accuracy", bu
     f = df[on].sort_values(xc)
     if len(f):
         fig.add_trace(go.Scatter(x=f[xc], y=f[yc], mode="lines", name="Pareto frontier", hoverinfo="skip",
-                                 line=dict(color="black", width=1.5, dash="dot", shape="hv" if y != "accuracy" else "linear")))
+                                 line=dict(color="black", width=1.5, dash="dot")))
     for lab in sorted(set(df["latency_label"].dropna())):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{lab} latency",
                                  marker=dict(symbol=SYMBOLS.get(lab, "circle"), color="#999", size=10),
@@ -209,7 +210,8 @@ def figure_3d(df: pd.DataFrame, latency: str = "lat_b1", colors: dict | None = N
     for method, g in df.groupby("method", sort=True):
         fig.add_trace(go.Scatter3d(x=g[lc], y=g["size_mib"], z=g["accuracy"], mode="markers", name=str(method),
                                    hovertext=g["hover"], hoverinfo="text", customdata=g["job_id"],
-                                   marker=dict(size=[9 if f else 5 for f in on[g.index]], color=colors.get(method, "#888"),
+                                   marker=dict(size=[9 if f else 5 for f in on[g.index]],
+                                               color=colors.get(method, "#888"),
                                                symbol=[{"simulated": "diamond", "contended": "x"}.get(l, "circle")
                                                        for l in g["latency_label"]])))
     fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0),
@@ -252,7 +254,8 @@ def compare_figure(df: pd.DataFrame, base: dict, against: str = "compression", c
     fig = go.Figure()
     for method, g in d.groupby("method", sort=True):
         g = g.dropna(subset=[xcol, "accuracy"]).sort_values(xcol)
-        fig.add_trace(go.Scatter(x=g[xcol], y=g["accuracy"], mode="lines+markers" if method != "baseline" else "markers",
+        mode = "lines+markers" if method != "baseline" else "markers"
+        fig.add_trace(go.Scatter(x=g[xcol], y=g["accuracy"], mode=mode,
                                  name=str(method), hovertext=g["hover"], hoverinfo="text",
                                  marker=dict(color=colors.get(method, "#888"), size=10,
                                              symbol=[SYMBOLS.get(l, "circle") for l in g["latency_label"]])))

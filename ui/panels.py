@@ -91,7 +91,8 @@ def details_panel(store, fp: str, df: pd.DataFrame, job_id: int | None) -> None:
         except api.UserError as e:
             st.error(str(e))
             return
-        st.markdown(f"**Sentences whose prediction flips:** {len(fl)} of {int(r['test_rows'] or 0)} test rows (measured)")
+        n = int(r["test_rows"] or 0)
+        st.markdown(f"**Sentences whose prediction flips:** {len(fl)} of {n} test rows (measured)")
         st.dataframe(fl.head(200), hide_index=True, width="stretch")
 
 

@@ -42,7 +42,8 @@ def progress(paths, store, fp: str) -> None:
         st.markdown(" · ".join(f"**{n}** {s}" for s, n in counts.items()))
         st.progress((counts["done"] + counts["failed"] + counts["cancelled"]) / max(1, len(jobs)))
         st.dataframe(api.jobs_frame(store, ids=job_ids), hide_index=True, width="stretch",
-                     column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
+                     column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0,
+                                                                                max_value=1.0)})
         for j in jobs:
             if j["state"] == "failed":
                 with st.expander(f"job {j['id']} failed: {j['error']}"):

@@ -90,7 +90,9 @@ def estimate_seconds(df, method: str) -> float | None:
 
 
 def fmt_seconds(s: float) -> str:
-    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h"
+    if s < 90:
+        return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+    return f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h"
 
 
 def live_slider(method: str, key: str):
