@@ -247,10 +247,15 @@ def starter_values() -> dict[str, dict[str, list]]:
 
 
 def enqueue_setting(store: Store, baseline: str, recipe: Recipe, hardware: str | None = None) -> int:
-    """Queue one setting (the live knob) in the baseline's "live knob" sweep, or reuse its stored job."""
+    """Queue one setting (the live knob) in the baseline's "live knob" sweep, or reuse its stored job.
+
+    It goes ahead of queued sweep jobs (priority 0, as preparation), and a cancelled one is queued again.
+    """
     live = [s for s in store.sweeps(baseline) if s["name"] == "live knob"]
     sweep_id = live[0]["id"] if live else store.add_sweep("live knob", baseline, {"live": True})
-    return store.enqueue(baseline, [recipe.key], hardware or config.hardware_id(), sweep=sweep_id)[0]
+    jid = store.enqueue(baseline, [recipe.key], hardware or config.hardware_id(), priority=0, sweep=sweep_id)[0]
+    store.requeue([jid], states=("cancelled",))
+    return jid
 
 
 def recipe_key(method: str, values: dict) -> Recipe:
