@@ -184,3 +184,13 @@ def test_first_run_registers_the_default_queues_a_starter_sweep_and_shows_progre
     assert bar and "Preparing tiny-bert on reviews.csv" in bar[0].proto.text
     at.run()  # a second run does not queue the starter sweep again
     assert len(store.sweeps()) == len({s["name"] for s in store.sweeps()})
+
+
+def test_sweep_page_builds_widgets_for_every_registered_method(ws):
+    at = run("pages/sweep.py")
+    names = [t.method for t in api.methods()]
+    at.multiselect(key="sweep_methods").set_value(names).run()
+    assert not at.exception, [e.message for e in at.exception]
+    expected = sum(len(api.expand_recipes(m, {k["name"]: api.parse_values(k["sweep"], k["type"])
+                                              for k in api.knobs(m) if k.get("sweep")})) for m in names)
+    assert f"**{expected} settings in all" in texts(at)
