@@ -36,7 +36,7 @@ def results_frame(store: Store, baseline: str | None = None, hardware: str | Non
         ctx, labels, secs = d.get("context", {}), d.get("labels", {}), d.get("seconds", {})
         row = {k: d.get(k) for k in CSV_COLUMNS if k in d}
         row.update(job_id=r["job_id"], baseline=r["baseline"][:12], baseline_name=names.get(r["baseline"], ""),
-                   hardware=r["hardware"], recipe=d.get("recipe_name") or r["recipe"],
+                   hardware=r["hardware"], recipe=_recipe_name(r["recipe"]),
                    accuracy_label=labels.get("accuracy"), size_label=labels.get("size"),
                    latency_label=labels.get("latency"), seconds_total=secs.get("total"),
                    seconds_compress=secs.get("compress"), seconds_measure=secs.get("measure"),
@@ -84,6 +84,8 @@ def _recipe_name(key: str) -> str:
 
     if key == "prepare":
         return "prepare baseline"
+    if key == "[]":
+        return "baseline"
     try:
         return Recipe.from_key(key).name
     except Exception:

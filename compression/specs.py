@@ -99,8 +99,9 @@ class Spec:
         Only fields that differ from their defaults are written.
         """
         fields = dataclasses.fields(self)
-        args = [f"{f.name}={getattr(self, f.name)}" for i, f in enumerate(fields)
-                if getattr(self, f.name) != f.default or i == 0]  # the first knob always shows: quant(bits=8)
+        args = [f"{f.name}={getattr(self, f.name)}" for f in fields if getattr(self, f.name) != f.default]
+        if not args:  # all defaults: still name the first knob, e.g. quant(bits=8)
+            args = [f"{fields[0].name}={getattr(self, fields[0].name)}"]
         return f"{self.method}({','.join(args)})"
 
     def describe(self) -> str:
