@@ -103,13 +103,16 @@ def worker_alive(paths: Paths) -> bool:
         return False
 
 
-def ensure_worker(paths: Paths) -> bool:
-    """Start the background worker unless one is alive (or autostart is off for tests); True if started."""
+def ensure_worker(paths: Paths, executor: str = "local", address: str | None = None) -> bool:
+    """Start the background worker unless one is alive (or autostart is off for tests); True if started.
+
+    ``executor="ray"`` starts a Ray driver for the cluster at ``address`` instead of a local worker.
+    """
     if os.environ.get("COMPRESSION_NO_WORKER_SPAWN") == "1":
         return False
     from .executors import spawn_worker  # imported here: it pulls in torch, which the app's pages never need
 
-    return spawn_worker(paths) is not None
+    return spawn_worker(paths, executor=executor, address=address) is not None
 
 
 def predict_texts(artifact: str | Path, texts: list[str], tokenizer_dir: str | Path, seq_len: int = 64) -> dict:

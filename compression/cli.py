@@ -253,8 +253,16 @@ def cmd_worker(args) -> int:
 
     if args.executor == "ray":
         from .executors import get_executor
+        from .executors.local import WorkerLock
 
-        get_executor("ray", args.address).run(paths, store, [], log, idle_exit=args.idle_exit)
+        try:
+            lock = WorkerLock(paths.workspace / "ray-driver.lock").acquire()
+        except WorkerBusy as e:
+            raise UserError(f"a Ray driver is already running: {e}") from None
+        try:
+            get_executor("ray", args.address).run(paths, store, [], log, idle_exit=args.idle_exit)
+        finally:
+            lock.release()
         return 0
     try:
         n = run_worker(paths, store, idle_exit=args.idle_exit, on_event=log)

@@ -74,9 +74,10 @@ def _pair(a, b) -> str:
 def jobs_frame(store: Store, ids: list[int] | None = None, baseline: str | None = None) -> pd.DataFrame:
     rows = [{"job": j["id"], "recipe": _recipe_name(j["recipe"]), "state": j["state"],
              "progress": j["progress"], "message": j["message"] or "", "error": j["error"] or "",
-             "attempts": j["attempts"], "worker": j["worker"] or ""}
+             "attempts": j["attempts"], "worker": j["worker"] or "", "node": j.get("node") or ""}
             for j in store.jobs(baseline=baseline, ids=ids)]
-    return pd.DataFrame(rows, columns=["job", "recipe", "state", "progress", "message", "error", "attempts", "worker"])
+    return pd.DataFrame(rows, columns=["job", "recipe", "state", "progress", "message", "error", "attempts", "worker",
+                                       "node"])
 
 
 def _recipe_name(key: str) -> str:

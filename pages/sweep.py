@@ -42,13 +42,21 @@ for m in chosen:
 
 st.markdown(f"**{total} settings in all, {fresh_n} to run**" +
             (f", about {widgets.fmt_seconds(seconds)} of worker time." if seconds else "."))
+where = st.radio("run on", ["this machine", "a Ray cluster"], horizontal=True, key="run_on",
+                 help="A Ray cluster runs one job per node at a time; the node that ran each job is listed below.")
+address = st.text_input("Ray cluster address (HOST:PORT)", key="ray_address",
+                        help="Needs `pip install -r requirements-ray.txt` and RAY_AUTH_MODE set for this app") \
+    if where == "a Ray cluster" else None
 if st.button("Queue this sweep", type="primary", disabled=not plan, key="enqueue"):
     try:
         ids = [api.enqueue_sweep(store, fp, m, v)[0] for m, v in plan.items()]
     except (api.SpecError, api.UserError) as e:
         st.error(str(e))
     else:
-        api.ensure_worker(paths)
+        if address:
+            api.ensure_worker(paths, "ray", address)
+        else:
+            api.ensure_worker(paths)
         st.session_state["sweep_id"] = ids[-1]
         st.success(f"Queued {len(ids)} sweep(s): {', '.join(map(str, ids))}. The worker runs them one at a time.")
 st.divider()

@@ -55,3 +55,13 @@ def test_two_node_cluster_runs_sweep_survives_node_death_and_stays_on_loopback(p
     assert r["results_per_job"] == [1] * 12  # no duplicate and no missing row
     inside = r["listen_addrs"]
     assert all(a.startswith(("127.", "[::1]", "0.0.0.0", "[::]", "*", "[::ffff:127.")) for a in inside), inside
+
+
+def test_ray_executor_refuses_to_start_without_an_explicit_auth_mode(prepared, monkeypatch, capsys):
+    from compression.cli import main
+
+    require("ray", lambda: __import__("ray"))
+    ws, args = prepared
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    rc = main(["sweep", "--method", "quant", "--bits", "8", "--executor", "ray", "--address", "127.0.0.1:1", *args])
+    assert rc == 2 and "RAY_AUTH_MODE" in capsys.readouterr().err

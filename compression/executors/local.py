@@ -180,15 +180,24 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
         lock.release()
 
 
-def spawn_worker(paths: Paths, idle_exit: float = 180.0) -> subprocess.Popen | None:
-    """Start a background worker for this workspace unless one is alive; its log goes to logs/worker.log."""
-    if worker_alive(paths):
+def spawn_worker(paths: Paths, idle_exit: float = 180.0, executor: str = "local",
+                 address: str | None = None) -> subprocess.Popen | None:
+    """Start a background worker for this workspace unless one is alive; its log goes to logs/worker.log.
+
+    With ``executor="ray"`` the worker is a Ray driver that runs the jobs on the cluster at ``address``.
+    """
+    lock = paths.worker_lock if executor == "local" else paths.workspace / "ray-driver.lock"
+    try:
+        WorkerLock(lock).acquire().release()
+    except WorkerBusy:
         return None
     paths.logs.mkdir(parents=True, exist_ok=True)
-    log = open(paths.logs / "worker.log", "ab")
+    log = open(paths.logs / f"worker-{executor}.log", "ab")
     env = {**os.environ, "COMPRESSION_WORKSPACE": str(paths.workspace), "COMPRESSION_STORE_URL": paths.store_url}
     root = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    return subprocess.Popen([sys.executable, "-m", "compression", "worker", "--idle-exit", str(idle_exit)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+    cmd = [sys.executable, "-m", "compression", "worker", "--idle-exit", str(idle_exit), "--executor", executor]
+    if address:
+        cmd += ["--address", address]
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             start_new_session=True, cwd=root)

@@ -184,6 +184,10 @@ def onnx_model(path: Path, kernel: str) -> CompressedModel:
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = config.threads(), 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ORT's idle threads spin after each run by default; interleaved with the torch baseline, that spinning
+    # steals its cores and inflates every ratio. Off, both get the machine in turn.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     params = nonzero = 0
     for init in onnx.load(str(path), load_external_data=True).graph.initializer:
