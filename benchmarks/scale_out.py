@@ -92,10 +92,10 @@ def main() -> None:
     from compression.executors.ray import RayExecutor
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 200 * 2**20,
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 400 * 2**20,
                                                             "include_dashboard": False})
     for _ in range(2):
-        cluster.add_node(num_cpus=1, object_store_memory=200 * 2**20)
+        cluster.add_node(num_cpus=1, object_store_memory=400 * 2**20)
     cluster.wait_for_nodes()
     try:
         rs = Store(f"sqlite:///{tmp / 'ray.sqlite'}")

@@ -43,7 +43,9 @@ def require_ray():
 
 
 def _pack(folder: Path) -> dict[str, bytes]:
-    return {str(f.relative_to(folder)): f.read_bytes() for f in folder.rglob("*") if f.is_file()}
+    """The prepared baseline's files; the ONNX export is a cache each node rebuilds for itself."""
+    return {str(f.relative_to(folder)): f.read_bytes() for f in folder.rglob("*")
+            if f.is_file() and f.relative_to(folder).parts[0] != "onnx"}
 
 
 def _unpack(files: dict[str, bytes], folder: Path) -> Path:
