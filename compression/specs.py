@@ -263,7 +263,7 @@ class DistillSpec(Spec):
         return f"a student with {self.student_layers} layers{w}, trained {self.steps} steps to copy the original"
 
 
-def _structured(kind: str, what: str):
+def _structured(what: str):
     """The shared knobs of the three structured-pruning specs (they differ in what they remove)."""
 
     @dataclass(frozen=True)
@@ -278,7 +278,7 @@ def _structured(kind: str, what: str):
 
 
 @dataclass(frozen=True)
-class HeadsSpec(_structured("heads", "attention heads")):
+class HeadsSpec(_structured("attention heads")):
     method: ClassVar[str] = "heads"
     label: ClassVar[str] = "Prune attention heads"
     explain: ClassVar[str] = "Removes the attention heads that matter least; the matrices really shrink, so it runs faster."
@@ -288,7 +288,7 @@ class HeadsSpec(_structured("heads", "attention heads")):
 
 
 @dataclass(frozen=True)
-class NeuronsSpec(_structured("neurons", "feed-forward neurons")):
+class NeuronsSpec(_structured("feed-forward neurons")):
     method: ClassVar[str] = "neurons"
     label: ClassVar[str] = "Prune FFN neurons"
     explain: ClassVar[str] = "Removes the least useful neurons of each feed-forward block, shrinking its matrices."
@@ -298,7 +298,7 @@ class NeuronsSpec(_structured("neurons", "feed-forward neurons")):
 
 
 @dataclass(frozen=True)
-class LayersSpec(_structured("layers", "transformer layers")):
+class LayersSpec(_structured("transformer layers")):
     method: ClassVar[str] = "layers"
     label: ClassVar[str] = "Drop layers"
     explain: ClassVar[str] = "Removes whole transformer layers, the ones that change the result least."
@@ -319,15 +319,6 @@ def spec_type(name: str) -> type[Spec]:
         return _BY_NAME[name]
     except KeyError:
         raise SpecError(f"unknown method {name!r}: choose one of {', '.join(_BY_NAME)}") from None
-
-
-def register_spec(t: type[Spec]) -> type[Spec]:
-    """Add a spec type to the allowlist (used by methods defined in other modules)."""
-    global SPEC_TYPES
-    if t.method not in _BY_NAME:
-        SPEC_TYPES = SPEC_TYPES + (t,)
-    _BY_NAME[t.method] = t
-    return t
 
 
 def spec_fields(t: type[Spec]) -> list[dataclasses.Field]:
