@@ -24,7 +24,7 @@ from .specs import SPEC_TYPES, Recipe, Spec, SpecError, expand, parse_values, sp
 from .store import Store
 
 __all__ = ["open_workspace", "register_baseline", "enqueue_sweep", "enqueue_recipes", "ensure_worker",
-           "worker_alive", "results_frame", "jobs_frame", "CSV_COLUMNS", "methods", "knobs", "predict_texts",
+           "keep_worker_warm", "worker_alive", "results_frame", "jobs_frame", "CSV_COLUMNS", "methods", "knobs", "predict_texts",
            "disk_usage", "hardware_id", "UserError", "SpecError", "Recipe", "Paths", "Store", "parse_values"]
 
 
@@ -113,6 +113,23 @@ def ensure_worker(paths: Paths, executor: str = "local", address: str | None = N
     from .executors import spawn_worker  # imported here: it pulls in torch, which the app's pages never need
 
     return spawn_worker(paths, executor=executor, address=address) is not None
+
+
+def keep_worker_warm(paths: Paths, baseline: str) -> bool:
+    """Keep the local worker up with ``baseline`` loaded, so a live-knob setting starts at once.
+
+    Call it again within ``config.KEEPALIVE_SECONDS`` (the Trade-offs page does, while the live knob is on);
+    starts the worker if none is alive. True if it started one."""
+    config.keep_warm(paths, baseline)
+    return ensure_worker(paths)
+
+
+def worker_warm_for(paths: Paths, baseline: str) -> bool:
+    """True when a live worker holds ``baseline`` loaded: a new setting starts without loading anything."""
+    try:
+        return worker_alive(paths) and paths.worker_ready.read_text().strip() == baseline
+    except OSError:
+        return False
 
 
 def predict_texts(artifact: str | Path, texts: list[str], tokenizer_dir: str | Path, seq_len: int = 64) -> dict:

@@ -248,7 +248,10 @@ def cmd_worker(args) -> int:
           flush=True)
 
     def log(job, fraction, message):
-        if message in ("done", "cancelled") or message.startswith("failed"):
+        if job["id"] is None:  # the app asked to keep a baseline warm for the live knob
+            print(f"baseline {job['baseline'][:12]}: {'loaded and warm' if message == 'warm' else message}",
+                  file=sys.stderr, flush=True)
+        elif message in ("done", "cancelled") or message.startswith("failed"):
             print(f"job {job['id']}: {message}", file=sys.stderr, flush=True)
 
     if args.executor == "ray":

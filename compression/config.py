@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,38 @@ class Paths:
     @property
     def worker_lock(self) -> Path:
         return self.workspace / "worker.lock"
+
+    @property
+    def worker_keepalive(self) -> Path:
+        """Names the baseline the app wants warm; while it is fresh the worker stays up with it loaded."""
+        return self.workspace / "worker.keepalive"
+
+    @property
+    def worker_ready(self) -> Path:
+        """Written by the worker once the kept-warm baseline is loaded; holds its fingerprint."""
+        return self.workspace / "worker.ready"
+
+
+KEEPALIVE_SECONDS = 60.0  # a keepalive touched this recently keeps the worker up, its baseline loaded
+
+
+def wanted_warm(paths: Paths, max_age: float = KEEPALIVE_SECONDS) -> str | None:
+    """The baseline fingerprint the app asked to keep warm, or None when no fresh keepalive names one."""
+    try:
+        st = paths.worker_keepalive.stat()
+        if time.time() - st.st_mtime > max_age:
+            return None
+        return paths.worker_keepalive.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def keep_warm(paths: Paths, fingerprint: str) -> None:
+    """Ask this workspace's worker to stay up with ``fingerprint`` loaded (call again within KEEPALIVE_SECONDS)."""
+    paths.workspace.mkdir(parents=True, exist_ok=True)
+    tmp = paths.worker_keepalive.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(fingerprint + "\n")
+    os.replace(tmp, paths.worker_keepalive)
 
 
 def resolve(workspace: str | os.PathLike | None = None, store: str | None = None) -> Paths:

@@ -97,6 +97,22 @@ class JobRunner:
             self._cache = {fp: (prepared, ms)}  # one baseline in memory at a time
         return self._cache[fp]
 
+    @property
+    def loaded(self) -> str | None:
+        """The fingerprint of the baseline held in memory, if any."""
+        return next(iter(self._cache), None)
+
+    def warm(self, fp: str) -> bool:
+        """Load ``fp``'s prepared baseline and its measurement session now, so the next job starts at once.
+
+        True if it was loaded by this call. Also imports the int8 runtimes, whose first use costs a second."""
+        if fp in self._cache:
+            return False
+        self.session(fp)
+        import onnxruntime  # noqa: F401
+        import torch.ao.quantization  # noqa: F401
+        return True
+
     def run(self, job: dict, progress: Progress, cancel: CancelToken) -> dict | None:
         """Run a claimed job; returns the result row (None for a preparation job)."""
         if job["recipe"] == PREPARE:

@@ -1,7 +1,6 @@
 """Trade-offs: the Pareto frontier of the chosen baseline, constraints, details, and the live knob."""
 import streamlit as st
 
-from compression import api
 from ui import charts, panels, state
 
 paths, store = state.page()
@@ -40,9 +39,9 @@ sentence = charts.why(view, best_i, **cons, latency=lat, objective=objective, co
 st.markdown(f"**Best feasible: {view.loc[best_i, 'recipe'] if best_i is not None else 'none'}** — {sentence}")
 
 live_on = st.toggle("Live knob: measure one setting on release", key="live_on")
-live_ids = panels.live_knob(paths, store, fp) if live_on else []
 if live_on:
-    api.ensure_worker(paths)
+    panels.keep_worker_warm(paths, fp)
+live_ids = panels.live_knob(paths, store, fp) if live_on else []
 
 refs, colors = state.baseline_refs(store, fp), charts.method_colors(df["method"])
 cfg = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": "tradeoffs"}}

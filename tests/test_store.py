@@ -174,3 +174,20 @@ def test_a_store_written_by_schema_v1_opens_with_its_rows(tmp_path):
     assert s.results() == [] and s.sweeps() == []
     s.delete_sweep(1, deleted=False)
     assert len(s.results()) == 1
+
+
+def test_a_point_lands_first_with_batch32_pending_then_completes(store):
+    from compression.report import results_frame, text_table
+
+    (jid,) = store.enqueue("fp1", ["[]"], "hw")
+    store.claim("hw", "w")
+    first = {"accuracy": 0.8, "accuracy_lo": 0.78, "accuracy_hi": 0.82, "size_mib": 1.0, "lat_b1_p50_ms": 2.0,
+             "lat_b1_p90_ms": 2.5, "speedup_b1_note": "no measurable change", "runtime": "torch"}
+    store.add_partial(jid, first)
+    df = results_frame(store, baseline="fp1")
+    assert df["batch32_pending"].tolist() == [True]
+    assert "pending" in text_table(df)  # the terminal says so rather than showing a blank
+    store.finish(jid, {**first, "lat_b32_p50_ms": 40.0, "lat_b32_p90_ms": 41.0, "partial": False})
+    df = results_frame(store, baseline="fp1")
+    assert len(df) == 1 and df["batch32_pending"].tolist() == [False]  # replaced, not duplicated
+    assert "40.0/41.0" in text_table(df)

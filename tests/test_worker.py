@@ -50,3 +50,45 @@ def test_sigkilled_worker_leaves_nothing_stuck_or_repeated(prepared, tmp_path):
             assert j["finished_at"] == done_before[j["id"]]  # finished jobs were not run again
     after = {r["job_id"]: r["id"] for r in store.results(latest=False) if r["job_id"] in done_before}
     assert after == results_before
+
+
+def test_a_worker_kept_warm_by_the_app_stays_up_with_its_baseline_loaded(prepared, tmp_path):
+    from compression import api
+
+    ws, _ = prepared
+    paths = resolve(ws)
+    store = Store(paths.store_url)
+    (b,) = store.baselines()
+    fp = b["fingerprint"]
+    env = {**os.environ, "COMPRESSION_WORKSPACE": str(ws), "PYTHONPATH": str(ROOT)}
+    env.pop("COMPRESSION_STORE_URL", None)
+    log = tmp_path / "worker.log"
+    from compression import config
+
+    config.keep_warm(paths, fp)  # what the Trade-offs page does while the live knob is on
+    proc = subprocess.Popen([sys.executable, "-m", "compression", "worker", "--idle-exit", "1"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(log, "w"), cwd=ROOT)
+    try:
+        deadline = time.time() + 120
+        while not api.worker_warm_for(paths, fp):
+            assert proc.poll() is None and time.time() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert "loaded and warm" in log.read_text()
+        time.sleep(2.5)
+        assert proc.poll() is None  # idle past --idle-exit, yet up: the app still wants it
+        (jid,) = store.enqueue(fp, [Recipe((QuantSpec(bits=8, group_size=8),)).key], hardware_id())
+        store.requeue([jid], states=("done",), remeasure=True)
+        while store.job(jid)["state"] not in ("done", "failed"):
+            assert time.time() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert store.job(jid)["state"] == "done"
+        row = next(r for r in store.results() if r["job_id"] == jid)
+        assert row["data"]["seconds"]["load"] < 0.05  # the job loaded nothing: it started at once
+        old = time.time() - 2 * config.KEEPALIVE_SECONDS
+        os.utime(paths.worker_keepalive, (old, old))  # the page closed: the keepalive lapses
+        assert proc.wait(timeout=60) == 0
+        assert not paths.worker_ready.exists() and not api.worker_warm_for(paths, fp)
+    finally:
+        paths.worker_keepalive.unlink(missing_ok=True)
+        if proc.poll() is None:
+            proc.kill()

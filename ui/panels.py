@@ -132,6 +132,28 @@ def live_knob(paths, store, fp: str) -> list[int]:
     return ids
 
 
+def keep_worker_warm(paths, fp: str) -> None:
+    """While the live knob is on, keep the worker up with this baseline loaded, and say whether it is ready.
+
+    The keepalive is renewed every 20 s (every 2 s while the worker loads); when the page closes it lapses
+    and the worker exits once idle."""
+    api.keep_worker_warm(paths, fp)
+    ready = api.worker_warm_for(paths, fp)
+
+    @st.fragment(run_every=20.0 if ready else 2.0)
+    def _renew():
+        api.keep_worker_warm(paths, fp)
+        now = api.worker_warm_for(paths, fp)
+        if now != ready:
+            st.rerun()  # the page polls at the new pace
+        if now:
+            st.caption("Worker ready: the baseline is loaded, so a post-training setting lands in seconds.")
+        else:
+            st.caption("Worker starting: loading the baseline (about 10 s); a setting moved now waits for it.")
+
+    _renew()
+
+
 def autorefresh(store, fp: str) -> None:
     """While the baseline has queued or running jobs, rerun the page when the store changes.
 
@@ -164,8 +186,8 @@ def results_table(df: pd.DataFrame) -> pd.DataFrame:
         "size": [f"{s:.3g} MiB {lab}" for s, lab in zip(df["size_mib"], df["size_label"])],
         "latency b1": [f"{v:.2f} ms {lab}" if pd.notna(v) else "not measured"
                        for v, lab in zip(df["lat_b1_p50_ms"], df["latency_label"])],
-        "latency b32": [f"{v:.1f} ms {lab}" if pd.notna(v) else "not measured"
-                        for v, lab in zip(df["lat_b32_p50_ms"], df["latency_label"])],
+        "latency b32": ["pending: being measured" if p else f"{v:.1f} ms {lab}" if pd.notna(v) else "not measured"
+                        for v, lab, p in zip(df["lat_b32_p50_ms"], df["latency_label"], df["batch32_pending"])],
         "speedup b1": [f"{n} ({lab})" for n, lab in zip(df["speedup_b1_note"], df["latency_label"])],
         "runtime": df["runtime"], "description": df["description"],
     })

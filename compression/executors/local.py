@@ -135,6 +135,7 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
     runner = JobRunner.local(store, paths)
     ran = 0
     idle_since = time.monotonic()
+    unwarmable: set[str] = set()
     try:
         while True:
             store.requeue_stale(dead_workers=_dead_local_workers(store))
@@ -142,10 +143,25 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
             if job is None:
                 if until is not None and until():
                     return ran
-                if time.monotonic() - idle_since > idle_exit:
+                want = config.wanted_warm(paths)
+                if want is not None:  # the app is open on the live knob: stay up, with its baseline loaded
+                    if want not in unwarmable:
+                        try:
+                            if runner.warm(want):
+                                _announce(paths, runner)
+                                if on_event:
+                                    on_event({"id": None, "baseline": want, "recipe": "warm"}, 1.0, "warm")
+                        except Exception as e:  # not prepared yet, or gone: the job itself will say why
+                            unwarmable.add(want)
+                            if on_event:
+                                on_event({"id": None, "baseline": want, "recipe": "warm"}, 1.0,
+                                         f"warm failed: {format_error(e)[0]}")
+                    idle_since = time.monotonic()  # idle time counts from when the app stops asking
+                elif time.monotonic() - idle_since > idle_exit:
                     return ran
-                time.sleep(0.5)
+                time.sleep(0.2 if want else 0.5)
                 continue
+            unwarmable.clear()  # a job may have prepared it since
             cancel = CancelToken()
             beat = _Heartbeat(store, job["id"], cancel)
 
@@ -174,10 +190,20 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
                     on_event(job, 1.0, "done")
             finally:
                 beat.stop()
+            _announce(paths, runner)
             ran += 1
             idle_since = time.monotonic()
     finally:
+        paths.worker_ready.unlink(missing_ok=True)
         lock.release()
+
+
+def _announce(paths: Paths, runner) -> None:
+    """Tell the app which baseline this worker holds loaded (the live knob says "ready" when it is its own)."""
+    if runner.loaded:
+        paths.worker_ready.write_text(runner.loaded + "\n")
+    else:
+        paths.worker_ready.unlink(missing_ok=True)
 
 
 def spawn_worker(paths: Paths, idle_exit: float = 180.0, executor: str = "local",
