@@ -73,6 +73,15 @@ def _run(label, paths, store, fp, executor) -> dict:
             "nodes": sorted({j["node"] for j in jobs if j["node"]})}
 
 
+def _landed(rows: list[dict]) -> None:
+    """Print and save each setup's row as it finishes, so a stopped run keeps what it measured."""
+    r = rows[-1]
+    print(f"{r['setup']}: {r['done']} done in {r['wall_s']:.0f} s = {r['settings_per_hour']:.1f} settings/hour, "
+          f"median compute {r['median_compute_s']:.1f} s, median task overhead {r['median_task_overhead_s']:.2f} s, "
+          f"nodes {r['nodes']}", flush=True)
+    write("scale_out_partial", pd.DataFrame(rows), {"rows": rows, "load": load_note()})
+
+
 def main() -> None:
     ap = parser(__doc__)
     args = ap.parse_args()
@@ -85,6 +94,7 @@ def main() -> None:
     _copy_baseline(store, local, fp)
     lp = config.Paths(tmp / "ws-local", local.url)
     rows.append(_run("local process", lp, local, fp, LocalExecutor()))
+    _landed(rows)
 
     import ray
     from ray.cluster_utils import Cluster
@@ -102,12 +112,14 @@ def main() -> None:
         _copy_baseline(store, rs, fp)
         rows.append(_run("ray, 2 workers, SQLite", config.Paths(tmp / "ws-ray", rs.url), rs, fp,
                          RayExecutor(cluster.address)))
+        _landed(rows)
         url, stop = _postgres()
         try:
             pg = Store(url)
             _copy_baseline(store, pg, fp)
             rows.append(_run("ray, 2 workers, PostgreSQL", config.Paths(tmp / "ws-pg", url), pg, fp,
                              RayExecutor(cluster.address)))
+            _landed(rows)
         finally:
             stop()
     finally:
