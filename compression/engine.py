@@ -23,7 +23,7 @@ import torch
 from . import baseline as baselines
 from .artifacts import CompressedModel
 from .config import Paths
-from .measure import MeasureSession
+from .measure import MeasureSession, Preempted
 from .registry import method_for
 from .specs import Recipe
 from .store import PREPARE, Store
@@ -113,8 +113,13 @@ class JobRunner:
         import torch.ao.quantization  # noqa: F401
         return True
 
-    def run(self, job: dict, progress: Progress, cancel: CancelToken) -> dict | None:
-        """Run a claimed job; returns the result row (None for a preparation job)."""
+    def run(self, job: dict, progress: Progress, cancel: CancelToken,
+            defer_batch32: bool = False) -> dict | None | Callable[[], dict]:
+        """Run a claimed job; returns the result row (None for a preparation job).
+
+        With ``defer_batch32`` it returns once the point has landed (through ``on_partial``) with a
+        function that times batch 32 and returns the whole row, so a worker can run a live-knob setting
+        queued meanwhile first. The deferred timing is still interleaved with this session's baseline."""
         if job["recipe"] == PREPARE:
             if self.store is None:
                 raise RuntimeError("baseline preparation runs on the driver, next to the store")
@@ -144,18 +149,33 @@ class JobRunner:
             progress(0.85, "measuring accuracy and batch-1 latency")
             row = ms.measure(cm, files, batch32=False)
             t4 = time.perf_counter()
-            row.update(recipe_name=recipe.name, method=recipe.method, description=recipe.describe(),
-                       artifact=str(out), peak_rss_mib=rss.peak / 2**20, node=platform.node(),
-                       seconds={"load": t1 - t0, "compress": t2 - t1, "save": t3 - t2, "measure": t4 - t3,
-                                "total": t4 - t0})
-            if self.on_partial is not None:
-                self.on_partial(job["id"], row)  # the point lands now; batch 32 follows
+        row.update(recipe_name=recipe.name, method=recipe.method, description=recipe.describe(),
+                   artifact=str(out), peak_rss_mib=rss.peak / 2**20, node=platform.node(),
+                   seconds={"load": t1 - t0, "compress": t2 - t1, "save": t3 - t2, "measure": t4 - t3,
+                            "total": t4 - t0})
+        if self.on_partial is not None:
+            self.on_partial(job["id"], row)  # the point lands now; batch 32 follows
+
+        def batch32(preempt: Callable[[], bool] | None = None) -> dict | Callable:
+            """The batch-32 timing; if ``preempt()`` says so midway, it is dropped and this function returned."""
+            cancel.check()
             progress(0.93, "measuring batch-32 latency")
-            ms.add_batch32(row, cm)
-            t5 = time.perf_counter()
-        row["peak_rss_mib"] = rss.peak / 2**20
-        row["seconds"].update(measure_b32=t5 - t4, total_with_b32=t5 - t0)
-        return row
+            with _PeakRss() as rss32:
+                t = time.perf_counter()
+                try:
+                    ms.add_batch32(row, cm, stop=preempt)
+                except Preempted:
+                    progress(0.9, "landed; batch-32 latency waits for a newer setting")
+                    return batch32
+                b32 = time.perf_counter() - t
+            row["peak_rss_mib"] = max(rss.peak, rss32.peak) / 2**20
+            row["seconds"].update(measure_b32=b32, total_with_b32=row["seconds"]["total"] + b32)
+            return row
+
+        if defer_batch32:
+            progress(0.9, "landed; batch-32 latency follows")
+            return batch32
+        return batch32()
 
 
 def format_error(e: BaseException) -> tuple[str, str]:

@@ -19,6 +19,7 @@ import platform
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -128,22 +129,32 @@ def _own(p: psutil.Process) -> float:
     return c.user + c.system
 
 
+class Preempted(Exception):
+    """A timing was abandoned because more urgent work arrived; nothing of it is kept."""
+
+
 def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts: TestSet,
-                        batches: tuple[str, ...] = ("b1", "b32")) -> dict:
+                        batches: tuple[str, ...] = ("b1", "b32"), stop: Callable[[], bool] | None = None) -> dict:
     """Time candidate and baseline alternately on the same inputs; medians, p90s and ratios.
 
-    The ratio is to the baseline timed in this same session, never to a stored number.
+    The ratio is to the baseline timed in this same session, never to a stored number. ``stop()`` is
+    asked between pairs (outside the timed calls); when it says yes the timing is abandoned whole
+    (Preempted), to be run again from its warm-up later.
     """
     out: dict = {}
     plans = {"b1": (ts.b1, B1_WARMUP, B1_REPS), "b32": ([ts.b32], B32_WARMUP, B32_REPS)}
     for tag in batches:
         xs, warm, reps = plans[tag]
         for i in range(warm):
+            if stop is not None and stop():
+                raise Preempted(tag)
             _timed(cand, xs[i % len(xs)])
             _timed(base, xs[i % len(xs)])
         c, b = [], []
         with _CpuWatch() as w:
             for i in range(reps):
+                if stop is not None and stop():
+                    raise Preempted(tag)
                 x = xs[i % len(xs)]
                 c.append(_timed(cand, x))
                 b.append(_timed(base, x))
@@ -250,12 +261,14 @@ class MeasureSession:
         self._latency(row, cm, ("b1", "b32") if batch32 else ("b1",))
         return row
 
-    def add_batch32(self, row: dict, cm: CompressedModel) -> dict:
-        self._latency(row, cm, ("b32",))
+    def add_batch32(self, row: dict, cm: CompressedModel, stop: Callable[[], bool] | None = None) -> dict:
+        """Complete a first landing with its batch-32 timing (Preempted, row untouched, if ``stop()`` says so)."""
+        self._latency(row, cm, ("b32",), stop)
         return row
 
-    def _latency(self, row: dict, cm: CompressedModel, batches: tuple[str, ...]) -> None:
-        row.update(interleaved_latency(cm, self.baseline, self.tests, batches))
+    def _latency(self, row: dict, cm: CompressedModel, batches: tuple[str, ...],
+                 stop: Callable[[], bool] | None = None) -> None:
+        row.update(interleaved_latency(cm, self.baseline, self.tests, batches, stop))
         row["other_cores_during_timing"] = max(row.get(f"other_cores_{t}", 0.0) for t in ("b1", "b32"))
         if row["other_cores_during_timing"] > CONTENTION_CORES:
             row["labels"]["latency"] = "contended"

@@ -192,17 +192,25 @@ class Store:
                              .values(state="queued", error=None, traceback=None, progress=0.0,
                                      message="re-queued", cancel_requested=False, remeasure=remeasure)).rowcount
 
+    @staticmethod
+    def _claimable(hardware: str, baseline: str | None):
+        """The next queued job for this hardware whose baseline is ready (preparation jobs first)."""
+        ready = sa.or_(jobs.c.recipe == PREPARE, baselines.c.prepared.is_(True))
+        q = (sa.select(jobs.c.id).join(baselines, baselines.c.fingerprint == jobs.c.baseline)
+             .where(jobs.c.state == "queued", jobs.c.hardware == hardware, ready)
+             .order_by(jobs.c.priority, jobs.c.id).limit(1))
+        return q.where(jobs.c.baseline == baseline) if baseline else q
+
+    def has_queued(self, hardware: str, baseline: str | None = None) -> bool:
+        """True when a job could be claimed now."""
+        with self.engine.connect() as c:
+            return c.execute(self._claimable(hardware, baseline)).first() is not None
+
     def claim(self, hardware: str, worker: str, baseline: str | None = None, node: str | None = None) -> dict | None:
         """Atomically take the next queued job whose baseline is ready (preparation jobs first)."""
         while True:
             with self.engine.begin() as c:
-                ready = sa.or_(jobs.c.recipe == PREPARE, baselines.c.prepared.is_(True))
-                q = (sa.select(jobs.c.id).join(baselines, baselines.c.fingerprint == jobs.c.baseline)
-                     .where(jobs.c.state == "queued", jobs.c.hardware == hardware, ready)
-                     .order_by(jobs.c.priority, jobs.c.id).limit(1))
-                if baseline:
-                    q = q.where(jobs.c.baseline == baseline)
-                row = c.execute(q).first()
+                row = c.execute(self._claimable(hardware, baseline)).first()
                 if row is None:
                     return None
                 t = now()

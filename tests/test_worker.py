@@ -92,3 +92,53 @@ def test_a_worker_kept_warm_by_the_app_stays_up_with_its_baseline_loaded(prepare
         paths.worker_keepalive.unlink(missing_ok=True)
         if proc.poll() is None:
             proc.kill()
+
+
+def test_with_the_live_knob_on_a_new_setting_lands_before_the_last_ones_batch32(prepared):
+    """Two settings queued at once: the second's point lands before the first's batch-32 timing runs."""
+    from compression import config
+    from compression.executors import run_worker
+
+    ws, _ = prepared
+    paths = resolve(ws)
+    store = Store(paths.store_url)
+    fp = store.baselines()[0]["fingerprint"]
+    keys = [Recipe.parse(r).key for r in ("prune(sparsity=0.35)", "prune(sparsity=0.65)")]
+    a, b = store.enqueue(fp, keys, hardware_id())
+    store.requeue([a, b], states=("done",), remeasure=True)
+    events = []
+    config.keep_warm(paths, fp)
+    try:
+        run_worker(paths, store, on_event=lambda j, f, m: events.append((j["id"], m)),
+                   until=lambda: all(j["state"] == "done" for j in store.jobs(ids=[a, b])))
+    finally:
+        paths.worker_keepalive.unlink(missing_ok=True)
+    order = [e for e in events if e[1] in ("done", "landed; batch-32 latency follows")]
+    assert order == [(a, "landed; batch-32 latency follows"), (b, "landed; batch-32 latency follows"),
+                     (a, "done"), (b, "done")]
+    for jid in (a, b):
+        (row,) = [r["data"] for r in store.results() if r["job_id"] == jid]
+        assert not row["partial"] and row["lat_b32_p50_ms"] > 0  # completed: batch 32 filled in, no partial left
+
+
+def test_a_preempted_batch32_timing_is_dropped_whole_and_run_again_later(prepared):
+    from compression.engine import JobRunner
+    from compression.training import CancelToken
+
+    ws, _ = prepared
+    paths = resolve(ws)
+    store = Store(paths.store_url)
+    fp = store.baselines()[0]["fingerprint"]
+    (jid,) = store.enqueue(fp, [Recipe.parse("prune(sparsity=0.45)").key], hardware_id())
+    store.requeue([jid], states=("done",), remeasure=True)
+    kept = store.result_count(jid)  # earlier measurements stay
+    job = store.claim(hardware_id(), "test:1")
+    assert job["id"] == jid
+    finish = JobRunner.local(store, paths).run(job, lambda f, m: None, CancelToken(), defer_batch32=True)
+    landed = next(r["data"] for r in store.results() if r["job_id"] == jid)
+    assert landed["partial"] and "lat_b1_p50_ms" in landed and "lat_b32_p50_ms" not in landed
+    assert finish(preempt=lambda: True) is finish  # a newer setting arrived: nothing of the timing is kept
+    row = finish()
+    assert row["lat_b32_p50_ms"] > 0 and row["seconds"]["measure_b32"] > 0 and not row["partial"]
+    store.finish(jid, row)
+    assert store.result_count(jid) == kept + 1  # the partial row was replaced, not added to

@@ -120,11 +120,16 @@ class _Heartbeat(threading.Thread):
         self.join()
 
 
+MAX_DEFERRED = 3  # landed points whose batch-32 timing waits behind live-knob settings (each holds a model)
+
+
 def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_exit: float = 180.0,
                until: Callable[[], bool] | None = None, on_event: Event | None = None,
                baseline: str | None = None) -> int:
     """Claim and run jobs until idle for ``idle_exit`` seconds, or until ``until()`` is true.
 
+    While the app keeps a baseline warm (the live knob is on), the worker stays up with it loaded and
+    lands each point before its batch-32 timing, which waits until no new setting is queued.
     Returns the number of jobs run. Raises WorkerBusy if another worker holds the lock.
     """
     from ..engine import JobRunner, format_error
@@ -136,10 +141,41 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
     ran = 0
     idle_since = time.monotonic()
     unwarmable: set[str] = set()
+    deferred: list[tuple[dict, _Heartbeat, Callable[[], dict]]] = []
+
+    def settle(job: dict, beat: _Heartbeat, work: Callable, again: bool = False) -> None:
+        """Run ``work``; record done, failed (with its traceback) or cancelled, or keep it deferred
+        (first in line when ``again``: its timing was preempted by a newer setting)."""
+        try:
+            row = work()
+        except Cancelled:
+            store.fail(job["id"], "cancelled by the user", state="cancelled")
+            if on_event:
+                on_event(job, 1.0, "cancelled")
+        except Exception as e:  # a failed setting is one failed row, never a dead sweep
+            msg, tb = format_error(e)
+            store.fail(job["id"], msg, tb)
+            if job["recipe"] == "prepare":
+                store.fail_dependents(job["baseline"], msg)
+            if on_event:
+                on_event(job, 1.0, f"failed: {msg}")
+        else:
+            if callable(row):  # landed; its batch-32 timing waits (the heartbeat keeps its lease)
+                deferred.insert(0 if again else len(deferred), (job, beat, row))
+                return
+            store.finish(job["id"], row)
+            if on_event:
+                on_event(job, 1.0, "done")
+        beat.stop()
+
     try:
         while True:
             store.requeue_stale(dead_workers=_dead_local_workers(store))
-            job = store.claim(hardware, me, baseline=baseline)
+            job = None if len(deferred) >= MAX_DEFERRED else store.claim(hardware, me, baseline=baseline)
+            if job is None and deferred:  # nothing new queued: time a landed point's batch 32, unless one arrives
+                job, beat, finish = deferred.pop(0)
+                settle(job, beat, lambda: finish(preempt=lambda: store.has_queued(hardware, baseline)), again=True)
+                continue
             if job is None:
                 if until is not None and until():
                     return ran
@@ -171,29 +207,14 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
                     on_event(_job, fraction, message)
 
             beat.start()
-            try:
-                row = runner.run(job, progress, cancel)
-            except Cancelled:
-                store.fail(job["id"], "cancelled by the user", state="cancelled")
-                if on_event:
-                    on_event(job, 1.0, "cancelled")
-            except Exception as e:  # a failed setting is one failed row, never a dead sweep
-                msg, tb = format_error(e)
-                store.fail(job["id"], msg, tb)
-                if job["recipe"] == "prepare":
-                    store.fail_dependents(job["baseline"], msg)
-                if on_event:
-                    on_event(job, 1.0, f"failed: {msg}")
-            else:
-                store.finish(job["id"], row)
-                if on_event:
-                    on_event(job, 1.0, "done")
-            finally:
-                beat.stop()
+            live = config.wanted_warm(paths) is not None
+            settle(job, beat, lambda: runner.run(job, progress, cancel, defer_batch32=live))
             _announce(paths, runner)
             ran += 1
             idle_since = time.monotonic()
     finally:
+        for _, beat, _ in deferred:  # only on a crash; the next worker re-queues their jobs (a dead worker's)
+            beat.stop()
         paths.worker_ready.unlink(missing_ok=True)
         lock.release()
 

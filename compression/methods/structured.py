@@ -27,7 +27,7 @@ def _batches(workload, n: int = IMPORTANCE_BATCHES, size: int = 32):
     df = workload.train.sample(n=min(len(workload.train), n * size), random_state=workload.seed)
     for i in range(0, len(df), size):
         part = df.iloc[i:i + size]
-        yield workload.encode(part["text"].tolist()), torch.as_tensor(part["label"].to_numpy(), dtype=torch.long)
+        yield workload.encode(part["text"].tolist()), torch.tensor(part["label"].to_numpy(), dtype=torch.long)
 
 
 def _gate_importance(model, workload, modules: list[torch.nn.Module], width: int, group: int) -> torch.Tensor:
@@ -156,7 +156,7 @@ def drop_layers(model: torch.nn.Module, spec: LayersSpec, workload) -> Compresse
                 score[i] += sum(float((p * p.grad).abs().sum()) for p in l.parameters() if p.grad is not None)
         model.zero_grad(set_to_none=True)
     else:
-        score = torch.tensor([sum(float(p.norm() ** 2) for p in l.parameters()) for l in layers])
+        score = torch.tensor([sum(float(p.detach().norm() ** 2) for p in l.parameters()) for l in layers])
     kept = sorted(torch.argsort(score, descending=True)[:n_keep].tolist())
     model.base_model.encoder.layer = torch.nn.ModuleList([layers[i] for i in kept])
     model.config.num_hidden_layers = len(kept)
