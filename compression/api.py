@@ -126,8 +126,9 @@ def keep_worker_warm(paths: Paths, baseline: str) -> bool:
 
 def worker_warm_for(paths: Paths, baseline: str) -> bool:
     """True when a live worker holds ``baseline`` loaded: a new setting starts without loading anything."""
-    try:
-        return worker_alive(paths) and paths.worker_ready.read_text().strip() == baseline
+    try:  # the ready note names the baseline and the worker's pid; the lock file holds the live worker's pid
+        fp, _, pid = paths.worker_ready.read_text().strip().partition(" ")
+        return fp == baseline and worker_alive(paths) and paths.worker_lock.read_text().strip() == pid
     except OSError:
         return False
 

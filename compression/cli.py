@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 
 from . import config
@@ -246,6 +247,7 @@ def cmd_worker(args) -> int:
     paths, store = _store(args)
     print(f"worker {os.getpid()} on workspace {paths.workspace}\nstore: {paths.store_url}", file=sys.stderr,
           flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a polite stop still runs the cleanup
 
     def log(job, fraction, message):
         if job["id"] is None:  # the app asked to keep a baseline warm for the live knob

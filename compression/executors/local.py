@@ -120,6 +120,7 @@ class _Heartbeat(threading.Thread):
         self.join()
 
 
+SPAWN_GRACE_SECONDS = 10.0  # a worker started this recently is still importing: do not start another
 MAX_DEFERRED = 3  # landed points whose batch-32 timing waits behind live-knob settings (each holds a model)
 
 
@@ -135,6 +136,7 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
     from ..engine import JobRunner, format_error
 
     lock = WorkerLock(paths.worker_lock).acquire()
+    paths.worker_ready.unlink(missing_ok=True)  # a killed worker's claim to be ready is not ours
     hardware = hardware or config.hardware_id()
     me = worker_name()
     runner = JobRunner.local(store, paths)
@@ -222,7 +224,7 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
 def _announce(paths: Paths, runner) -> None:
     """Tell the app which baseline this worker holds loaded (the live knob says "ready" when it is its own)."""
     if runner.loaded:
-        paths.worker_ready.write_text(runner.loaded + "\n")
+        paths.worker_ready.write_text(f"{runner.loaded} {os.getpid()}\n")
     else:
         paths.worker_ready.unlink(missing_ok=True)
 
@@ -234,10 +236,27 @@ def spawn_worker(paths: Paths, idle_exit: float = 180.0, executor: str = "local"
     With ``executor="ray"`` the worker is a Ray driver that runs the jobs on the cluster at ``address``.
     """
     lock = paths.worker_lock if executor == "local" else paths.workspace / "ray-driver.lock"
-    try:
-        WorkerLock(lock).acquire().release()
-    except WorkerBusy:
-        return None
+    paths.workspace.mkdir(parents=True, exist_ok=True)
+    with open(lock.with_suffix(".spawn"), "a+") as spawn:  # two page runs at once start one worker
+        fcntl.flock(spawn, fcntl.LOCK_EX)
+        try:
+            WorkerLock(lock).acquire().release()
+        except WorkerBusy:
+            return None
+        spawn.seek(0)
+        try:
+            last = float(spawn.read().strip() or 0)
+        except ValueError:
+            last = 0.0
+        if time.time() - last < SPAWN_GRACE_SECONDS:
+            return None  # one was started moments ago and is still importing
+        spawn.seek(0)
+        spawn.truncate()
+        spawn.write(f"{time.time()}\n")
+        return _spawn(paths, idle_exit, executor, address)
+
+
+def _spawn(paths: Paths, idle_exit: float, executor: str, address: str | None) -> subprocess.Popen:
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = open(paths.logs / f"worker-{executor}.log", "ab")
     env = {**os.environ, "COMPRESSION_WORKSPACE": str(paths.workspace), "COMPRESSION_STORE_URL": paths.store_url}

@@ -153,7 +153,7 @@ def drop_layers(model: torch.nn.Module, spec: LayersSpec, workload) -> Compresse
             model.zero_grad(set_to_none=True)
             torch.nn.functional.cross_entropy(model(**batch).logits, labels).backward()
             for i, l in enumerate(layers):
-                score[i] += sum(float((p * p.grad).abs().sum()) for p in l.parameters() if p.grad is not None)
+                score[i] += sum(float((p.detach() * p.grad).abs().sum()) for p in l.parameters() if p.grad is not None)
         model.zero_grad(set_to_none=True)
     else:
         score = torch.tensor([sum(float(p.detach().norm() ** 2) for p in l.parameters()) for l in layers])
