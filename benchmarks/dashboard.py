@@ -10,7 +10,7 @@
    $COMPRESSION_WORKSPACE, else the user cache): turning the knob on warms the worker (timed); then from
    pressing "measure this setting" for int8, and for 50% pruning as soon as int8's point lands, to each
    job's point landing (goal: 5 s). A setting already stored is reused unless --remeasure, and the
-   output says so.
+   output says so; --fresh uses a scratch store holding only the baseline, so each point is new on screen.
 
     python benchmarks/dashboard.py                 # writes benchmarks/out/dashboard.json
 """
@@ -187,6 +187,21 @@ def live_knob(page, url: str, store, fp: str, remeasure: bool = False) -> dict:
     return res
 
 
+def fresh_workspace(src_store, fp: str, ws: Path):
+    """A scratch workspace whose store holds only the prepared baseline (its files are used in place) and its
+    own result row, so the live knob's settings are new there and their points appear on screen fresh.
+    The source store is only read."""
+    paths, store = api.open_workspace(str(ws))
+    b = src_store.baseline(fp)
+    store.add_baseline(fp, b["name"], b["model_source"], b["dataset_source"], b["settings"])
+    store.mark_prepared(fp, b["path"], b["info"])
+    base = next(r for r in src_store.results(baseline=fp) if r["recipe"] == "[]")
+    (jid,) = store.enqueue(fp, ["[]"], base["hardware"])
+    store.claim(base["hardware"], "benchmark:0")
+    store.finish(jid, base["data"])
+    return paths, store
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=int, default=500)
@@ -194,6 +209,8 @@ def main() -> None:
     ap.add_argument("--no-live", action="store_true", help="skip the live-knob measurement")
     ap.add_argument("--only-live", action="store_true", help="skip the 500-result measurements")
     ap.add_argument("--remeasure", action="store_true", help="live knob: measure stored settings again")
+    ap.add_argument("--fresh", action="store_true",
+                    help="live knob on a scratch store holding only the baseline: each point is new on screen")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -224,6 +241,9 @@ def main() -> None:
             if b is None or not b["prepared"]:
                 out["live_knob"] = f"skipped: the default baseline is not prepared in {paths.workspace}"
             else:
+                if args.fresh:
+                    paths, store = fresh_workspace(store, b["fingerprint"], tmp / "ws-live")
+                out["live_knob_store"] = "fresh: only the baseline stored" if args.fresh else str(paths.store_url)
                 port = free_port()
                 proc = start_server(paths.workspace, port, tmp / "server-live.log")
                 try:

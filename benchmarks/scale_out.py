@@ -130,7 +130,7 @@ def main() -> None:
     print(df.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     # projection on paper: each node runs one task at a time (all its CPUs); the driver adds overhead per task
     c, o = df["median_compute_s"].iloc[0], df["median_task_overhead_s"].iloc[-1]
-    proj = {n: round(3600 * n / (c + o), 1) for n in (1, 2, 4, 8, 16, 32)}
+    proj = {n: round(float(3600 * n / (c + o)), 1) for n in (1, 2, 4, 8, 16, 32)}
     print(f"\nprojection (settings/hour vs nodes, from {c:.1f} s compute + {o:.2f} s overhead per task, "
           f"assuming nodes like this one and a driver that keeps up): {proj}")
     print(load_note())

@@ -173,10 +173,12 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
     try:
         while True:
             store.requeue_stale(dead_workers=_dead_local_workers(store))
-            job = None if len(deferred) >= MAX_DEFERRED else store.claim(hardware, me, baseline=baseline)
-            if job is None and deferred:  # nothing new queued: time a landed point's batch 32, unless one arrives
+            full = len(deferred) >= MAX_DEFERRED
+            job = None if full else store.claim(hardware, me, baseline=baseline)
+            if job is None and deferred:  # time a landed point's batch 32; a newer setting preempts it unless full
                 job, beat, finish = deferred.pop(0)
-                settle(job, beat, lambda: finish(preempt=lambda: store.has_queued(hardware, baseline)), again=True)
+                stop = None if full else (lambda: store.has_queued(hardware, baseline))
+                settle(job, beat, lambda: finish(preempt=stop), again=True)
                 continue
             if job is None:
                 if until is not None and until():
