@@ -45,10 +45,9 @@ class Paths:
     def worker_lock(self) -> Path:
         return self.workspace / "worker.lock"
 
-    @property
-    def worker_keepalive(self) -> Path:
-        """Names the baseline the app wants warm; while it is fresh the worker stays up with it loaded."""
-        return self.workspace / "worker.keepalive"
+    def keepalive(self, fingerprint: str) -> Path:
+        """Touched by the app while the live knob is on for this baseline; while fresh the worker stays up."""
+        return self.workspace / "keepalive" / fingerprint
 
     @property
     def worker_ready(self) -> Path:
@@ -59,23 +58,27 @@ class Paths:
 KEEPALIVE_SECONDS = 60.0  # a keepalive touched this recently keeps the worker up, its baseline loaded
 
 
-def wanted_warm(paths: Paths, max_age: float = KEEPALIVE_SECONDS) -> str | None:
-    """The baseline fingerprint the app asked to keep warm, or None when no fresh keepalive names one."""
+def wanted_warm(paths: Paths, max_age: float = KEEPALIVE_SECONDS) -> list[str]:
+    """The baselines the app (one or more open pages) asks to keep warm, most recently asked first."""
+    fresh = []
     try:
-        st = paths.worker_keepalive.stat()
-        if time.time() - st.st_mtime > max_age:
-            return None
-        return paths.worker_keepalive.read_text().strip() or None
+        for f in (paths.workspace / "keepalive").iterdir():
+            try:
+                age = time.time() - f.stat().st_mtime
+            except OSError:
+                continue
+            if age <= max_age:
+                fresh.append((age, f.name))
     except OSError:
-        return None
+        return []
+    return [fp for _, fp in sorted(fresh)]
 
 
 def keep_warm(paths: Paths, fingerprint: str) -> None:
     """Ask this workspace's worker to stay up with ``fingerprint`` loaded (call again within KEEPALIVE_SECONDS)."""
-    paths.workspace.mkdir(parents=True, exist_ok=True)
-    tmp = paths.worker_keepalive.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(fingerprint + "\n")
-    os.replace(tmp, paths.worker_keepalive)
+    f = paths.keepalive(fingerprint)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.touch()
 
 
 def resolve(workspace: str | os.PathLike | None = None, store: str | None = None) -> Paths:

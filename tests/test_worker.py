@@ -85,11 +85,11 @@ def test_a_worker_kept_warm_by_the_app_stays_up_with_its_baseline_loaded(prepare
         row = next(r for r in store.results() if r["job_id"] == jid)
         assert row["data"]["seconds"]["load"] < 0.05  # the job loaded nothing: it started at once
         old = time.time() - 2 * config.KEEPALIVE_SECONDS
-        os.utime(paths.worker_keepalive, (old, old))  # the page closed: the keepalive lapses
+        os.utime(paths.keepalive(fp), (old, old))  # the page closed: the keepalive lapses
         assert proc.wait(timeout=60) == 0
         assert not paths.worker_ready.exists() and not api.worker_warm_for(paths, fp)
     finally:
-        paths.worker_keepalive.unlink(missing_ok=True)
+        paths.keepalive(fp).unlink(missing_ok=True)
         if proc.poll() is None:
             proc.kill()
 
@@ -113,7 +113,7 @@ def test_with_the_live_knob_on_a_new_setting_lands_before_the_last_ones_batch32(
         run_worker(paths, store, on_event=lambda j, f, m: events.append((j["id"], m)),
                    until=lambda: all(j["state"] == "done" for j in store.jobs(ids=ids)))
     finally:
-        paths.worker_keepalive.unlink(missing_ok=True)
+        paths.keepalive(fp).unlink(missing_ok=True)
     landed, done = "landed; batch-32 latency follows", "done"
     order = [ev for ev in events if ev[1] in (landed, done)]
     assert order == [(a, landed), (b, landed), (c, landed), (a, done), (d, landed), (b, done), (e, landed),
@@ -144,3 +144,17 @@ def test_a_preempted_batch32_timing_is_dropped_whole_and_run_again_later(prepare
     assert row["lat_b32_p50_ms"] > 0 and row["seconds"]["measure_b32"] > 0 and not row["partial"]
     store.finish(jid, row)
     assert store.result_count(jid) == kept + 1  # the partial row was replaced, not added to
+
+
+def test_keepalives_name_the_baselines_pages_want_warm_newest_first_and_lapse(tmp_path):
+    from compression import config
+
+    paths = resolve(str(tmp_path / "ws"))
+    assert config.wanted_warm(paths) == []  # no page open
+    config.keep_warm(paths, "aaa")
+    config.keep_warm(paths, "bbb")
+    os.utime(paths.keepalive("aaa"), (time.time() - 5, time.time() - 5))
+    assert config.wanted_warm(paths) == ["bbb", "aaa"]  # two tabs: the most recently renewed first
+    old = time.time() - 2 * config.KEEPALIVE_SECONDS
+    os.utime(paths.keepalive("bbb"), (old, old))  # that tab closed
+    assert config.wanted_warm(paths) == ["aaa"]

@@ -183,9 +183,11 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
             if job is None:
                 if until is not None and until():
                     return ran
-                want = config.wanted_warm(paths)
-                if want is not None:  # the app is open on the live knob: stay up, with its baseline loaded
-                    if want not in unwarmable:
+                wants = config.wanted_warm(paths)
+                if wants:  # the app is open on the live knob: stay up, with its baseline loaded
+                    # two pages on two baselines keep whichever is loaded (one fits in memory), never reload in turn
+                    want = None if runner.loaded in wants else next((w for w in wants if w not in unwarmable), None)
+                    if want is not None:
                         try:
                             if runner.warm(want):
                                 _announce(paths, runner)
@@ -199,7 +201,7 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
                     idle_since = time.monotonic()  # idle time counts from when the app stops asking
                 elif time.monotonic() - idle_since > idle_exit:
                     return ran
-                time.sleep(0.2 if want else 0.5)
+                time.sleep(0.2 if wants else 0.5)
                 continue
             unwarmable.clear()  # a job may have prepared it since
             cancel = CancelToken()
@@ -211,7 +213,7 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
                     on_event(_job, fraction, message)
 
             beat.start()
-            live = config.wanted_warm(paths) is not None
+            live = bool(config.wanted_warm(paths))
             settle(job, beat, lambda: runner.run(job, progress, cancel, defer_batch32=live))
             _announce(paths, runner)
             ran += 1
