@@ -338,16 +338,18 @@ def count_params(module: torch.nn.Module) -> tuple[int, int]:
         else:
             continue
         for x in vs:
+            if k.endswith(("._scale", "._shift", "input_scale", "output_scale")):
+                continue  # quantization metadata (quanto's per-channel scales), not weights
             if k.endswith(("scale", "zero_point", "position_ids", "token_type_ids")) and x.numel() <= 1:
                 continue
             if k.endswith(("position_ids", "dtype")):
                 continue
-            if x.is_quantized:
-                x = x.int_repr()
-            ptr = x.untyped_storage().data_ptr() if x.numel() else id(x)
+            ptr = x.data_ptr() if x.numel() else id(x)  # a tied weight is counted once
             if ptr in seen:
                 continue
             seen.add(ptr)
+            if x.is_quantized:  # (its int copy is temporary: its address says nothing about sharing)
+                x = x.int_repr()
             total += x.numel()
             nonzero += int(torch.count_nonzero(x))
     return total, nonzero

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from compression.artifacts import load, weight_bytes
+from compression.artifacts import count_params, load, weight_bytes
 from compression.engine import compress
 from compression.registry import EXAMPLES, METHODS, POST_TRAINING
 from compression.specs import LowRankSpec, PruneSpec, QuantSpec, Recipe, SpecError
@@ -148,6 +148,8 @@ def test_torch_int8_runs_int8_modules_and_shrinks(tiny, tmp_path):
     b0, b1, b2 = (fp32_bytes(model, tmp_path), weight_bytes(cm.save(tmp_path / "a")),
                   weight_bytes(cm8.save(tmp_path / "b")))
     assert b2 < b1 < b0
+    # every weight is still counted (the parameters axis and bits per weight use it)
+    assert count_params(cm.module)[0] == count_params(model)[0] == sum(p.numel() for p in model.parameters())
 
 
 def test_onnx_runtime_int8_is_a_runnable_terminal_artifact(tiny, tmp_path):
@@ -190,6 +192,7 @@ def test_quanto_w8a8_runs_int8_and_reloads(tiny, tmp_path):
     model, _, _, batch = tiny
     cm = compress(model, Recipe((QuantSpec(bits=8, kernel="quanto"),)), workload(tiny, tmp_path))
     assert any(isinstance(m, QLinear) for m in cm.module.modules())
+    assert count_params(cm.module)[0] == count_params(model)[0]  # scales are not counted as weights
     ref = model(**batch).logits.detach().numpy()
     out = cm.predict(batch)
     assert rel(out, ref) < 0.15
