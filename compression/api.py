@@ -24,8 +24,8 @@ from .specs import SPEC_TYPES, Recipe, Spec, SpecError, expand, parse_values, sp
 from .store import Store
 
 __all__ = ["open_workspace", "register_baseline", "enqueue_sweep", "enqueue_recipes", "ensure_worker",
-           "keep_worker_warm", "worker_alive", "results_frame", "jobs_frame", "CSV_COLUMNS", "methods", "knobs", "predict_texts",
-           "disk_usage", "hardware_id", "UserError", "SpecError", "Recipe", "Paths", "Store", "parse_values"]
+           "keep_worker_warm", "worker_warm_for", "worker_alive", "results_frame", "jobs_frame", "CSV_COLUMNS",
+           "methods", "knobs", "predict_texts", "disk_usage", "hardware_id", "UserError", "SpecError", "Recipe", "Paths", "Store", "parse_values"]
 
 
 def open_workspace(workspace: str | None = None, store_url: str | None = None) -> tuple[Paths, Store]:

@@ -51,7 +51,7 @@ class Paths:
 
     @property
     def worker_ready(self) -> Path:
-        """Written by the worker once the kept-warm baseline is loaded; holds its fingerprint."""
+        """Written by the worker when a baseline is loaded: "<fingerprint> <pid>" (the pid tells a live note)."""
         return self.workspace / "worker.ready"
 
 

@@ -133,6 +133,11 @@ class Preempted(Exception):
     """A timing was abandoned because more urgent work arrived; nothing of it is kept."""
 
 
+def _check(stop: Callable[[], bool] | None, tag: str) -> None:
+    if stop is not None and stop():
+        raise Preempted(tag)
+
+
 def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts: TestSet,
                         batches: tuple[str, ...] = ("b1", "b32"), stop: Callable[[], bool] | None = None) -> dict:
     """Time candidate and baseline alternately on the same inputs; medians, p90s and ratios.
@@ -146,15 +151,13 @@ def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts: TestSe
     for tag in batches:
         xs, warm, reps = plans[tag]
         for i in range(warm):
-            if stop is not None and stop():
-                raise Preempted(tag)
+            _check(stop, tag)
             _timed(cand, xs[i % len(xs)])
             _timed(base, xs[i % len(xs)])
         c, b = [], []
         with _CpuWatch() as w:
             for i in range(reps):
-                if stop is not None and stop():
-                    raise Preempted(tag)
+                _check(stop, tag)
                 x = xs[i % len(xs)]
                 c.append(_timed(cand, x))
                 b.append(_timed(base, x))

@@ -55,7 +55,8 @@ def hover_text(r) -> str:
              f", {_num(r.get('bits_per_weight'), '.1f')} bits/weight",
              f"latency b1 {_num(r.get('lat_b1_p50_ms'), '.2f')} ms (p90 {_num(r.get('lat_b1_p90_ms'), '.2f')}) {lat}",
              ("latency b32 pending: being measured now" if r.get("batch32_pending") else
-              f"latency b32 {_num(r.get('lat_b32_p50_ms'), '.1f')} ms (p90 {_num(r.get('lat_b32_p90_ms'), '.1f')}) {lat}"),
+              f"latency b32 {_num(r.get('lat_b32_p50_ms'), '.1f')} ms "
+              f"(p90 {_num(r.get('lat_b32_p90_ms'), '.1f')}) {lat}"),
              f"speedup b1: {r.get('speedup_b1_note') or 'n/a'} ({lat})",
              f"nonzero params {_num(r.get('nonzero_params'), ',.0f')} {r.get('params_label', 'measured')}",
              f"runtime {r.get('runtime')}, kernel {r.get('kernel')}"]

@@ -137,8 +137,7 @@ def keep_worker_warm(paths, fp: str) -> None:
 
     The keepalive is renewed every 20 s (every 2 s while the worker loads); when the page closes it lapses
     and the worker exits once idle."""
-    api.keep_worker_warm(paths, fp)
-    ready = api.worker_warm_for(paths, fp)
+    ready = api.worker_warm_for(paths, fp)  # sets the pace; the fragment's first run (inline) renews
 
     @st.fragment(run_every=20.0 if ready else 2.0)
     def _renew():

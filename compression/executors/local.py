@@ -183,22 +183,9 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
             if job is None:
                 if until is not None and until():
                     return ran
-                wants = config.wanted_warm(paths)
-                if wants:  # the app is open on the live knob: stay up, with its baseline loaded
-                    # two pages on two baselines keep whichever is loaded (one fits in memory), never reload in turn
-                    want = None if runner.loaded in wants else next((w for w in wants if w not in unwarmable), None)
-                    if want is not None:
-                        try:
-                            if runner.warm(want):
-                                _announce(paths, runner)
-                                if on_event:
-                                    on_event({"id": None, "baseline": want, "recipe": "warm"}, 1.0, "warm")
-                        except Exception as e:  # not prepared yet, or gone: the job itself will say why
-                            unwarmable.add(want)
-                            if on_event:
-                                on_event({"id": None, "baseline": want, "recipe": "warm"}, 1.0,
-                                         f"warm failed: {format_error(e)[0]}")
-                    idle_since = time.monotonic()  # idle time counts from when the app stops asking
+                wants = _keep_warm(paths, runner, unwarmable, on_event)
+                if wants:  # the app is open on the live knob: stay up; idle time counts from when it stops
+                    idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > idle_exit:
                     return ran
                 time.sleep(0.2 if wants else 0.5)
@@ -223,6 +210,33 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
             beat.stop()
         paths.worker_ready.unlink(missing_ok=True)
         lock.release()
+
+
+def _keep_warm(paths: Paths, runner, unwarmable: set[str], on_event: Event | None) -> list[str]:
+    """Load the baseline the app asks to keep warm (the live knob), unless one it asks for is loaded.
+
+    Two pages on two baselines keep whichever is loaded (one fits in memory) rather than reload in
+    turn. A baseline that fails to load (not prepared yet, or gone) is not retried until a job runs.
+    Returns the baselines asked for."""
+    from ..engine import format_error
+
+    wants = config.wanted_warm(paths)
+    if not wants or runner.loaded in wants:
+        return wants
+    want = next((w for w in wants if w not in unwarmable), None)
+    if want is None:
+        return wants
+    event = {"id": None, "baseline": want, "recipe": "warm"}
+    try:
+        if runner.warm(want):
+            _announce(paths, runner)
+            if on_event:
+                on_event(event, 1.0, "warm")
+    except Exception as e:  # the job itself will say why
+        unwarmable.add(want)
+        if on_event:
+            on_event(event, 1.0, f"warm failed: {format_error(e)[0]}")
+    return wants
 
 
 def _announce(paths: Paths, runner) -> None:
