@@ -6,6 +6,10 @@ This is the only module that reads the test split. Labels:
 - ``contended``: timed while other processes used the CPU (left off the frontier);
 - ``estimated``: not timed at all.
 
+Where CUDA is present, batch-1 and batch-32 latency are timed on the GPU too (``gpu_*`` fields, with
+their own label); a runtime with no CUDA kernel (ONNX Runtime's CPU provider, fbgemm int8) gets a
+``gpu_note`` saying so instead of a number.
+
 Example::
 
     >>> session = MeasureSession(baseline_cm, workload.tokenizer, test_df)
@@ -34,6 +38,7 @@ EVAL_BATCH = 64
 B1_WARMUP, B1_REPS = 10, 30
 B32_WARMUP, B32_REPS = 3, 10
 BOOTSTRAP = 1000
+GPU_WARMUP_S = 0.5  # on a GPU, warm up for at least this long too: an idle card's clocks ramp up under load
 CONTENTION_CORES = 0.25  # other processes using more than this many cores make a timing "contended"
 
 
@@ -174,6 +179,85 @@ def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts: TestSe
     return out
 
 
+def cuda_device() -> str | None:
+    """The CUDA device latency is also timed on, by name; None on a CPU-only machine (the default)."""
+    if os.environ.get("COMPRESSION_NO_CUDA") == "1" or not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_name(0)
+
+
+def _sync(device: str) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+
+def device_module(cm: CompressedModel, device: str) -> tuple[torch.nn.Module | None, str]:
+    """The candidate's torch module on ``device``, or None and, in plain words, why it cannot run there.
+
+    Usually a copy. A module that cannot be copied (quanto's tensor subclasses) is moved itself; then
+    :func:`release` moves it back, so the CPU timings that may follow (a deferred batch 32) see it unchanged.
+    """
+    if cm.module is None:
+        return None, f"not timed on the GPU: {cm.runtime} runs it on its CPU provider here"
+    if cm.kind == "int8-dynamic":
+        return None, "not timed on the GPU: torch's dynamic int8 (fbgemm) is a CPU kernel with no CUDA version"
+    try:
+        import copy
+
+        return copy.deepcopy(cm.module).to(device).eval(), ""
+    except Exception:
+        pass
+    try:
+        return cm.module.to(device).eval(), ""
+    except Exception as e:  # e.g. a packed format with no device version
+        release(cm, cm.module)
+        return None, f"not timed on the GPU: it could not be moved there ({type(e).__name__}: {str(e)[:120]})"
+
+
+def release(cm: CompressedModel, module: torch.nn.Module | None) -> None:
+    """Undo :func:`device_module`: drop a copy, or bring the candidate's own module back to the CPU."""
+    if module is not None and module is cm.module:
+        cm.module.to("cpu")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def device_latency(cand: torch.nn.Module, base: torch.nn.Module, ts: "TestSet", device: str) -> dict:
+    """Batch-1 and batch-32 latency of two torch modules on ``device``, timed alternately like on the CPU.
+
+    Each call is bracketed by a device synchronize, so the time is the forward pass's, not its launch's.
+    The fields are ``gpu_*``: on a CUDA machine this is the GPU's column beside the CPU's.
+    """
+    sync = _sync(device)
+    move = lambda x: {k: v.to(device) for k, v in x.items()}  # noqa: E731
+    plans = {"b1": ([move(x) for x in ts.b1], B1_WARMUP, B1_REPS), "b32": ([move(ts.b32)], B32_WARMUP, B32_REPS)}
+
+    def timed(m, x) -> float:
+        sync()
+        t = time.perf_counter()
+        m(**x)
+        sync()
+        return (time.perf_counter() - t) * 1e3
+
+    out: dict = {}
+    with torch.no_grad():  # not inference_mode: quanto's modules need no_grad
+        for tag, (xs, warm, reps) in plans.items():
+            t0, i = time.perf_counter(), 0
+            while i < warm or (device.startswith("cuda") and time.perf_counter() - t0 < GPU_WARMUP_S):
+                timed(cand, xs[i % len(xs)])
+                timed(base, xs[i % len(xs)])
+                i += 1
+            c, b = [], []
+            for i in range(reps):
+                c.append(timed(cand, xs[i % len(xs)]))
+                b.append(timed(base, xs[i % len(xs)]))
+            cp50, bp50 = _pct(c, 50), _pct(b, 50)
+            spread = (_pct(b, 90) - _pct(b, 10)) / 2 / bp50
+            out.update({f"gpu_lat_{tag}_p50_ms": cp50, f"gpu_lat_{tag}_p90_ms": _pct(c, 90),
+                        f"gpu_base_lat_{tag}_p50_ms": bp50, f"gpu_speedup_{tag}": bp50 / cp50,
+                        f"gpu_speedup_{tag}_note": _ratio_note(bp50 / cp50, spread)})
+    return out
+
+
 def _ratio_note(ratio: float, spread: float) -> str:
     if abs(ratio - 1) <= spread:
         return "no measurable change"
@@ -237,6 +321,7 @@ class MeasureSession:
         self.tests = TestSet(tokenizer, test)
         self.base_logits = self.tests.logits(baseline)
         self.base_pred = self.base_logits.argmax(1)
+        self._gpu_base: torch.nn.Module | None = None  # the baseline's copy on the GPU, made on first use
 
     def measure(self, cm: CompressedModel, files: list[Path], batch32: bool = True) -> dict:
         """All numbers for one compressed model, each with its label.
@@ -262,7 +347,29 @@ class MeasureSession:
         row["predictions"] = pred.astype(int).tolist()  # for the flip table and the playground
         row["context"] = context(self.seed)
         self._latency(row, cm, ("b1", "b32") if batch32 else ("b1",))
+        self._gpu_latency(row, cm)
         return row
+
+    def _gpu_latency(self, row: dict, cm: CompressedModel) -> None:
+        """Where CUDA is present, the GPU's latency beside the CPU's (after the CPU timing, never during it)."""
+        name = cuda_device()
+        if name is None:
+            return
+        if self._gpu_base is None:
+            self._gpu_base = device_module(self.baseline, "cuda")[0]
+        module, why = device_module(cm, "cuda")
+        row["gpu"] = name
+        if module is None or self._gpu_base is None:
+            row["gpu_note"] = why or "not timed on the GPU: the baseline could not be moved there"
+            return
+        try:
+            row.update(device_latency(module, self._gpu_base, self.tests, "cuda"))
+            # a stand-in on the CPU (decoded low-bit weights) is the same stand-in on the GPU
+            row["labels"]["gpu_latency"] = "simulated" if cm.latency_label == "simulated" else "measured"
+        except Exception as e:  # a kernel with no CUDA path fails at the first call
+            row["gpu_note"] = f"not timed on the GPU: {type(e).__name__}: {str(e)[:160]}"
+        finally:
+            release(cm, module)
 
     def add_batch32(self, row: dict, cm: CompressedModel, stop: Callable[[], bool] | None = None) -> dict:
         """Complete a first landing with its batch-32 timing (Preempted, row untouched, if ``stop()`` says so)."""

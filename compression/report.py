@@ -24,6 +24,10 @@ CSV_COLUMNS = [
     "speedup_b32_note", "other_cores_during_timing", "peak_rss_mib", "seconds_total", "seconds_compress",
     "seconds_measure", "measured_at", "host", "cpu", "load_avg_1m", "threads_intra", "threads_inter",
     "seq_len", "seed", "torch", "transformers", "onnxruntime", "git_commit", "artifact",
+    # where CUDA was present on the measuring machine (empty elsewhere)
+    "gpu", "gpu_lat_b1_p50_ms", "gpu_lat_b1_p90_ms", "gpu_lat_b32_p50_ms", "gpu_lat_b32_p90_ms",
+    "gpu_base_lat_b1_p50_ms", "gpu_base_lat_b32_p50_ms", "gpu_speedup_b1", "gpu_speedup_b32",
+    "gpu_speedup_b1_note", "gpu_latency_label", "gpu_note",
 ]
 
 
@@ -38,7 +42,8 @@ def results_frame(store: Store, baseline: str | None = None, hardware: str | Non
         row.update(job_id=r["job_id"], baseline=r["baseline"][:12], baseline_name=names.get(r["baseline"], ""),
                    hardware=r["hardware"], recipe=_recipe_name(r["recipe"]),
                    accuracy_label=labels.get("accuracy"), size_label=labels.get("size"),
-                   latency_label=labels.get("latency"), batch32_pending=bool(d.get("partial")),
+                   latency_label=labels.get("latency"), gpu_latency_label=labels.get("gpu_latency"),
+                   batch32_pending=bool(d.get("partial")),
                    seconds_total=secs.get("total"),
                    seconds_compress=secs.get("compress"), seconds_measure=secs.get("measure"),
                    measured_at=iso(r["created_at"]),

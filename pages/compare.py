@@ -23,11 +23,12 @@ c1, c2 = st.columns(2)
 c1.plotly_chart(fig_c, key="cmp_c", config={"displaylogo": False})
 c2.plotly_chart(fig_s, key="cmp_s", config={"displaylogo": False})
 
-lat = state.qp("lat", "lat_b1")
+lat = state.qp("lat", "lat_b1")  # the Trade-offs page's latency axis, carried in the URL
+lat = lat if lat in charts.latency_axes(view) else "lat_b1"
 majority = refs["majority"] if refs["majority"] is not None else 0.5
 hv = charts.hypervolumes(view, base, majority, lat)
 st.subheader("Hypervolume per method")
-st.caption(f"Volume each method's settings dominate on (size ratio, latency ratio at batch {lat[5:]}, accuracy), "
+st.caption(f"Volume each method's settings dominate on (size ratio, latency ratio at {charts.LATENCY_NAMES[lat]}, accuracy), "
            f"reference point (1, 1, majority-class accuracy {majority * 100:.1f}%). Bigger is better; contended "
            "latencies are left out.")
 st.dataframe(hv, hide_index=True, width="stretch",

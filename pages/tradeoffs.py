@@ -19,8 +19,9 @@ present = sorted(set(df["method"]))
 c1, c2, c3 = st.columns([3, 1, 1])
 with c1:
     chosen = state.method_filter(present, key="methods")
-lat = c2.radio("latency axis", ["lat_b1", "lat_b32"], index=int(state.qp("lat", "lat_b1") == "lat_b32"),
-               format_func={"lat_b1": "batch 1", "lat_b32": "batch 32"}.get, horizontal=True, key="lat")
+lats = charts.latency_axes(df)  # the GPU's batch 1 and 32 join where CUDA measured them
+lat = c2.radio("latency axis", lats, index=lats.index(state.qp("lat", "lat_b1")) if state.qp("lat") in lats else 0,
+               format_func=charts.LATENCY_NAMES.get, horizontal=True, key="lat")
 size = c3.radio("size axis", ["size", "params"], index=int(state.qp("size", "size") == "params"),
                 format_func={"size": "MiB on disk", "params": "parameters"}.get, horizontal=True, key="size")
 state.set_qp(lat=lat, size=size)

@@ -199,3 +199,41 @@ def test_quanto_w8a8_runs_int8_and_reloads(tiny, tmp_path):
     files = cm.save(tmp_path / "q")
     np.testing.assert_allclose(load(tmp_path / "q").predict(batch), out, rtol=1e-3, atol=1e-4)
     assert weight_bytes(files) < fp32_bytes(model, tmp_path)
+
+
+def test_device_latency_times_both_models_and_says_why_a_runtime_cannot_move(tiny, tmp_path):
+    """The GPU column's code path, run on the CPU device here (CI has no GPU): interleaved medians and a
+    ratio to the baseline; ONNX Runtime and fbgemm int8 get a plain reason instead of a number."""
+    from compression.artifacts import CompressedModel
+    from compression.measure import (MeasureSession, TestSet, cuda_device, device_latency, device_module,
+                                     release)
+
+    model, tok, df, _ = tiny
+    ts = TestSet(tok, df)
+    cast = compress(model, Recipe((LowRankSpec(rank=4),)), workload(tiny, tmp_path))
+    mod, why = device_module(cast, "cpu")
+    assert why == "" and mod is not cast.module  # a copy: the stored candidate stays where it was
+    out = device_latency(mod, model, ts, "cpu")
+    for tag in ("b1", "b32"):
+        assert out[f"gpu_lat_{tag}_p50_ms"] > 0 and out[f"gpu_lat_{tag}_p90_ms"] >= out[f"gpu_lat_{tag}_p50_ms"]
+        assert out[f"gpu_speedup_{tag}"] == pytest.approx(out[f"gpu_base_lat_{tag}_p50_ms"] / out[f"gpu_lat_{tag}_p50_ms"])
+    int8 = compress(model, Recipe((QuantSpec(bits=8),)), workload(tiny, tmp_path))
+    assert device_module(int8, "cuda") == (None, "not timed on the GPU: torch's dynamic int8 (fbgemm) is a CPU "
+                                                 "kernel with no CUDA version")
+    ort = compress(model, Recipe((QuantSpec(bits=8, kernel="ort", embeddings="8"),)), workload(tiny, tmp_path))
+    assert "onnxruntime runs it on its CPU provider" in device_module(ort, "cuda")[1]
+    # quanto's tensor subclasses cannot be deep-copied: the module itself goes over and comes back
+    q = compress(model, Recipe((QuantSpec(bits=8, kernel="quanto"),)), workload(tiny, tmp_path))
+    before = q.predict(ts.b32)
+    qm, why = device_module(q, "cpu")
+    assert why == "" and qm is q.module
+    assert device_latency(qm, model, ts, "cpu")["gpu_lat_b1_p50_ms"] > 0
+    release(q, qm)
+    assert np.allclose(q.predict(ts.b32), before)
+    # a whole measurement: GPU fields exactly where CUDA is present
+    row = MeasureSession(CompressedModel.fp32(model), tok, df).measure(cast, cast.save(tmp_path / "lr"))
+    if cuda_device() is None:
+        assert not any(k.startswith("gpu") for k in row) and "gpu_latency" not in row["labels"]
+    else:
+        assert row["gpu"] == cuda_device() and row["gpu_lat_b1_p50_ms"] > 0
+        assert row["labels"]["gpu_latency"] == "measured"

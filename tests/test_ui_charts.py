@@ -116,3 +116,35 @@ def test_html_report_embeds_plotlyjs(df):
 def test_png_export(df):
     base = df[df["method"] == "baseline"].iloc[0].to_dict()
     assert charts.png(charts.compare_figure(df, base), 400, 300)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gpu_axes_appear_only_where_cuda_measured_and_keep_their_own_labels(df):
+    assert charts.latency_axes(df) == ["lat_b1", "lat_b32"]  # a CPU-only store offers no GPU axis
+    gpu = frame([
+        dict(method="baseline", recipe="baseline", accuracy=0.82, size_mib=86.0, lat_b1_p50_ms=13.0, gpu="NVIDIA H200",
+             gpu_lat_b1_p50_ms=2.0, gpu_lat_b32_p50_ms=2.5, gpu_latency_label="measured", gpu_speedup_b1_note="x"),
+        dict(method="cast", recipe="cast(dtype=bf16)", accuracy=0.82, size_mib=43.0, lat_b1_p50_ms=11.0,
+             gpu="NVIDIA H200", gpu_lat_b1_p50_ms=1.5, gpu_lat_b32_p50_ms=1.6, gpu_latency_label="measured",
+             gpu_speedup_b1_note="1.33x faster"),
+        dict(method="quant", recipe="quant()", accuracy=0.81, size_mib=22.0, lat_b1_p50_ms=8.0, gpu="NVIDIA H200",
+             gpu_note="not timed on the GPU: torch's dynamic int8 (fbgemm) is a CPU kernel with no CUDA version"),
+        dict(method="quant", recipe="quant(bits=4)", accuracy=0.78, size_mib=12.0, lat_b1_p50_ms=15.0,
+             latency_label="simulated", gpu="NVIDIA H200", gpu_lat_b1_p50_ms=1.0, gpu_lat_b32_p50_ms=1.2,
+             gpu_latency_label="simulated", gpu_speedup_b1_note="2.00x faster"),
+    ])
+    assert charts.latency_axes(gpu) == ["lat_b1", "lat_b32", "gpu_b1", "gpu_b32"]
+    # on the CPU axis int8 is the fastest; on the GPU it has no number and is not a candidate
+    assert gpu.loc[charts.best(gpu, latency="lat_b1")[0], "recipe"] == "quant()"
+    assert gpu.loc[charts.best(gpu, latency="gpu_b1")[0], "recipe"] == "quant(bits=4)"
+    assert "simulated" in charts.why(gpu, charts.best(gpu, latency="gpu_b1")[0], latency="gpu_b1")
+    # bf16 ties the baseline's accuracy and is faster there, so the baseline is dominated on the GPU
+    assert gpu.loc[charts.frontier(gpu, "gpu_b1", "accuracy"), "recipe"].tolist() == [
+        "cast(dtype=bf16)", "quant(bits=4)"]
+    fig = charts.tradeoff_figure(gpu, "gpu_b1", "accuracy")
+    assert fig.layout.xaxis.title.text == "GPU latency at batch 1, median (ms)"
+    q = next(t for t in fig.data if t.name == "quant")
+    assert list(q.marker.symbol) == ["circle", "diamond"]  # glyphs follow the GPU's own label
+    hov = dict(zip(gpu["recipe"], gpu["hover"]))
+    assert "GPU (NVIDIA H200) latency b1 1.50 ms, b32 1.60 ms measured; speedup b1: 1.33x faster" in hov["cast(dtype=bf16)"]
+    assert "GPU (NVIDIA H200): not timed on the GPU: torch's dynamic int8" in hov["quant()"]
+    assert "GPU" not in df["hover"].iloc[0]  # a CPU-only row says nothing about a GPU

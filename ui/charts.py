@@ -23,11 +23,15 @@ from compression.pareto import best_feasible, pareto_mask, relative_hypervolume
 AXES = {
     "lat_b1": ("lat_b1_p50_ms", "latency at batch 1, median (ms)", "latency_label", "min"),
     "lat_b32": ("lat_b32_p50_ms", "latency at batch 32, median (ms)", "latency_label", "min"),
+    "gpu_b1": ("gpu_lat_b1_p50_ms", "GPU latency at batch 1, median (ms)", "gpu_latency_label", "min"),
+    "gpu_b32": ("gpu_lat_b32_p50_ms", "GPU latency at batch 32, median (ms)", "gpu_latency_label", "min"),
     "size": ("size_mib", "size on disk (MiB)", "size_label", "min"),
     "params": ("nonzero_params", "nonzero parameters", "params_label", "min"),
     "accuracy": ("accuracy", "test accuracy", "accuracy_label", "max"),
 }
-LATENCY_AXES = ("lat_b1", "lat_b32")
+LATENCY_AXES = ("lat_b1", "lat_b32", "gpu_b1", "gpu_b32")
+LATENCY_NAMES = {"lat_b1": "batch 1", "lat_b32": "batch 32", "gpu_b1": "GPU batch 1", "gpu_b32": "GPU batch 32"}
+_LABEL_OF = {col: lab for col, _, lab, _ in AXES.values() if lab.endswith("latency_label")}  # latency column -> label
 SYMBOLS = {"measured": "circle", "simulated": "diamond", "contended": "x", "estimated": "triangle-up"}
 PALETTE = qualitative.Plotly + qualitative.D3
 
@@ -38,6 +42,18 @@ def method_colors(methods) -> dict[str, str]:
     out = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(names)}
     out["baseline"] = "#333333"
     return out
+
+
+def latency_axes(df: pd.DataFrame) -> list[str]:
+    """The latency axes this frame has numbers for: the CPU's always, the GPU's where CUDA measured some."""
+    gpu = [k for k in ("gpu_b1", "gpu_b32") if AXES[k][0] in df and pd.to_numeric(df[AXES[k][0]], errors="coerce")
+           .notna().any()]
+    return ["lat_b1", "lat_b32"] + gpu
+
+
+def label_col(latency: str) -> str:
+    """The label column that goes with a latency axis (the CPU's and the GPU's are labelled apart)."""
+    return AXES[latency][2] if latency in LATENCY_AXES else "latency_label"
 
 
 def _num(v, fmt: str) -> str:
@@ -60,6 +76,15 @@ def hover_text(r) -> str:
              f"speedup b1: {r.get('speedup_b1_note') or 'n/a'} ({lat})",
              f"nonzero params {_num(r.get('nonzero_params'), ',.0f')} {r.get('params_label', 'measured')}",
              f"runtime {r.get('runtime')}, kernel {r.get('kernel')}"]
+    gpu = r.get("gpu")
+    if isinstance(gpu, str) and gpu:
+        glab = r.get("gpu_latency_label") or "n/a"
+        if isinstance(r.get("gpu_note"), str) and r["gpu_note"]:
+            lines.append(f"GPU ({gpu}): {r['gpu_note']}")
+        else:
+            lines.append(f"GPU ({gpu}) latency b1 {_num(r.get('gpu_lat_b1_p50_ms'), '.2f')} ms, "
+                         f"b32 {_num(r.get('gpu_lat_b32_p50_ms'), '.2f')} ms {glab}; "
+                         f"speedup b1: {r.get('gpu_speedup_b1_note') or 'n/a'} ({glab})")
     if r.get("accuracy_delta") is not None and not pd.isna(r.get("accuracy_delta")):
         lines.insert(3, f"change vs baseline {r['accuracy_delta'] * 100:+.2f} pts "
                         f"[{r['delta_lo'] * 100:+.1f}, {r['delta_hi'] * 100:+.1f}] measured")
@@ -71,8 +96,10 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     if "params_label" not in df:
         df["params_label"] = "measured"
-    for c in ("accuracy", "size_mib", "lat_b1_p50_ms", "lat_b32_p50_ms", "nonzero_params"):
-        df[c] = pd.to_numeric(df[c], errors="coerce")
+    for c in ("accuracy", "size_mib", "lat_b1_p50_ms", "lat_b32_p50_ms", "nonzero_params", "gpu_lat_b1_p50_ms",
+              "gpu_lat_b32_p50_ms"):
+        if c in df:
+            df[c] = pd.to_numeric(df[c], errors="coerce")
     df["hover"] = [hover_text(r) for r in df.to_dict("records")]
     return df
 
@@ -80,8 +107,9 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
 def eligible(df: pd.DataFrame, cols: list[str]) -> pd.Series:
     """Rows that may stand on a frontier: numbers present; a latency taken under contention is left off."""
     ok = df[cols].notna().all(axis=1)
-    if any(c.startswith("lat_") for c in cols):
-        ok &= df["latency_label"] != "contended"
+    for c in cols:
+        if c in _LABEL_OF:
+            ok &= df[_LABEL_OF[c]] != "contended"
     return ok
 
 
@@ -100,7 +128,7 @@ def best(df: pd.DataFrame, max_mib=None, max_ms=None, min_acc=None, latency: str
     """Index of the best feasible row, and whether it had to use a contended latency to exist."""
     lat = AXES[latency][0]
     kw = dict(max_size=max_mib, max_latency=max_ms, min_accuracy=min_acc, latency_col=lat, objective=objective)
-    clean = df[df["latency_label"] != "contended"]
+    clean = df[df[label_col(latency)] != "contended"]
     i = best_feasible(clean, **kw) if not clean.empty else None
     if i is not None:
         return i, False
@@ -119,7 +147,7 @@ def why(df: pd.DataFrame, i, max_mib=None, max_ms=None, min_acc=None, latency: s
             f"≥ {min_acc * 100:g}% accuracy" if min_acc is not None else ""]
     cons = ", ".join(c for c in cons if c) or "no constraints"
     n = int(((df[lat_col].notna()) & (df["size_mib"].notna())).sum())
-    what = {"latency": f"the fastest ({r[lat_col]:.2f} ms {r['latency_label']})",
+    what = {"latency": f"the fastest ({r[lat_col]:.2f} ms {r[label_col(latency)]})",
             "accuracy": f"the most accurate ({r['accuracy'] * 100:.2f}% {r['accuracy_label']})",
             "size": f"the smallest ({r['size_mib']:.2f} MiB {r['size_label']})"}[objective]
     tail = " (only contended timings meet these constraints)" if contended else ""
@@ -154,6 +182,7 @@ def tradeoff_figure(df: pd.DataFrame, x: str = "lat_b1", y: str = "accuracy", bu
     ``live`` is a list of job ids from the live knob, ringed beside the frontier.
     """
     (xc, xt, _, _), (yc, yt, _, _) = AXES[x], AXES[y]
+    glyph = label_col(x if x in LATENCY_AXES else y)
     colors = colors or method_colors(df["method"])
     fig = go.Figure()
     on = frontier(df, x, y) if len(df) else pd.Series(dtype=bool)
@@ -166,13 +195,13 @@ def tradeoff_figure(df: pd.DataFrame, x: str = "lat_b1", y: str = "accuracy", bu
             x=g[xc], y=g[yc], mode="markers", name=str(method), error_y=err, customdata=g["job_id"],
             hovertext=g["hover"], hoverinfo="text",
             marker=dict(color=colors.get(method, "#888"), size=_size_markers(g["size_mib"]) if bubble else 11,
-                        symbol=[SYMBOLS.get(lab, "circle") for lab in g["latency_label"]],
+                        symbol=[SYMBOLS.get(lab, "circle") for lab in g[glyph]],
                         line=dict(width=[2.5 if f else 0.5 for f in on[g.index]], color="black"), opacity=0.85)))
     f = df[on].sort_values(xc)
     if len(f):
         fig.add_trace(go.Scatter(x=f[xc], y=f[yc], mode="lines", name="Pareto frontier", hoverinfo="skip",
                                  line=dict(color="black", width=1.5, dash="dot")))
-    for lab in sorted(set(df["latency_label"].dropna())):
+    for lab in sorted(set(df[glyph].dropna())):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{lab} latency",
                                  marker=dict(symbol=SYMBOLS.get(lab, "circle"), color="#999", size=10),
                                  legendgroup="glyphs"))
@@ -214,7 +243,7 @@ def figure_3d(df: pd.DataFrame, latency: str = "lat_b1", colors: dict | None = N
                                    marker=dict(size=[9 if f else 5 for f in on[g.index]],
                                                color=colors.get(method, "#888"),
                                                symbol=[{"simulated": "diamond", "contended": "x"}.get(l, "circle")
-                                                       for l in g["latency_label"]])))
+                                                       for l in g[label_col(latency)]])))
     fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0),
                       scene=dict(xaxis_title=AXES[latency][1], yaxis_title="size (MiB)", zaxis_title="accuracy",
                                  zaxis=dict(tickformat=".1%")))
@@ -239,7 +268,7 @@ def hypervolumes(df: pd.DataFrame, base: dict, majority: float, latency: str = "
     lc = AXES[latency][0]
     rows = []
     for method, g in df[df["method"] != "baseline"].groupby("method"):
-        clean = g[g["latency_label"] != "contended"]
+        clean = g[g[label_col(latency)] != "contended"]
         rows.append({"method": method, "settings": len(g), "hypervolume": relative_hypervolume(
             clean, base["size_mib"], base[lc], majority, latency_col=lc),
             "left out (contended latency)": len(g) - len(clean)})

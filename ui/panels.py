@@ -35,7 +35,7 @@ def constraint_sliders(df: pd.DataFrame, latency: str) -> dict:
     c1, c2, c3 = st.columns(3)
     mib = c1.slider("max size (MiB)", 0.0, hi_mib, min(state.qp("max_mib", hi_mib, float), hi_mib), step=hi_mib / 200,
                     format="%.3f" if hi_mib < 1 else "%.1f", key="c_mib", help="only settings at most this big")
-    ms = c2.slider(f"max latency (ms, batch {latency[5:]})", 0.0, hi_ms, min(state.qp("max_ms", hi_ms, float), hi_ms),
+    ms = c2.slider(f"max latency (ms, {charts.LATENCY_NAMES[latency]})", 0.0, hi_ms, min(state.qp("max_ms", hi_ms, float), hi_ms),
                    step=hi_ms / 200, format="%.2f", key="c_ms", help="only settings at most this slow (median)")
     acc = c3.slider("min accuracy (%)", 0.0, 100.0, state.qp("min_acc", 0.0, float), step=0.1, format="%.1f",
                     key="c_acc", help="only settings at least this accurate on the test split")
