@@ -327,7 +327,7 @@ class MeasureSession:
         """All numbers for one compressed model, each with its label.
 
         With ``batch32=False`` the row is a quick first landing (quality, size, batch-1 latency);
-        :meth:`add_batch32` completes it.
+        :meth:`add_batch32` completes it (batch 32, and the GPU's timings where CUDA is present).
         """
         logits = self.tests.logits(cm)
         pred = logits.argmax(1)
@@ -347,7 +347,8 @@ class MeasureSession:
         row["predictions"] = pred.astype(int).tolist()  # for the flip table and the playground
         row["context"] = context(self.seed)
         self._latency(row, cm, ("b1", "b32") if batch32 else ("b1",))
-        self._gpu_latency(row, cm)
+        if batch32:
+            self._gpu_latency(row, cm)
         return row
 
     def _gpu_latency(self, row: dict, cm: CompressedModel) -> None:
@@ -372,8 +373,10 @@ class MeasureSession:
             release(cm, module)
 
     def add_batch32(self, row: dict, cm: CompressedModel, stop: Callable[[], bool] | None = None) -> dict:
-        """Complete a first landing with its batch-32 timing (Preempted, row untouched, if ``stop()`` says so)."""
+        """Complete a first landing with its batch-32 timing, and the GPU's where CUDA is present
+        (Preempted, row untouched, if ``stop()`` says so)."""
         self._latency(row, cm, ("b32",), stop)
+        self._gpu_latency(row, cm)
         return row
 
     def _latency(self, row: dict, cm: CompressedModel, batches: tuple[str, ...],
