@@ -197,3 +197,29 @@ def test_sweep_page_builds_widgets_for_every_registered_method(ws):
     expected = sum(len(api.expand_recipes(m, {k["name"]: api.parse_values(k["sweep"], k["type"])
                                               for k in api.knobs(m) if k.get("sweep")})) for m in names)
     assert f"**{expected} settings in all" in texts(at)
+
+
+def test_tradeoffs_offers_gpu_axes_for_results_measured_where_cuda_was_present(ws_copy):
+    """Rows from a CUDA machine (here: the real rows, with the GPU columns a CUDA worker adds) bring the
+    GPU latency axes; the slider, the best-setting sentence and the details all follow the chosen axis."""
+    store, df = stored(ws_copy)
+    for i, r in enumerate(store.results()):
+        d = dict(r["data"])
+        if r["recipe"] == "[]":
+            d.update(gpu="NVIDIA H200", gpu_lat_b1_p50_ms=3.5, gpu_lat_b32_p50_ms=3.1)
+        else:
+            d.update(gpu="NVIDIA H200", gpu_note="not timed on the GPU: torch's dynamic int8 (fbgemm) is a CPU "
+                                                 "kernel with no CUDA version")
+        d["labels"] = {**d["labels"], "gpu_latency": "measured"}
+        store.finish(r["job_id"], d)
+    at = run(lat="gpu_b1")
+    radio = at.radio(key="lat")
+    assert list(radio.options) == ["batch 1", "batch 32", "GPU batch 1", "GPU batch 32"] and radio.value == "gpu_b1"
+    assert at.slider(key="c_ms").label == "max latency (ms, GPU batch 1)"
+    best = [m.value for m in at.markdown if m.value.startswith("**Best feasible:")][0]
+    assert "**Best feasible: baseline**" in best and "3.50 ms measured" in best  # the only row with a GPU time
+    page = texts(at)
+    assert "GPU (NVIDIA H200) latency b1 3.50 ms, b32 3.10 ms measured" in page
+    at.selectbox(key=next(s.key for s in at.selectbox if s.label == "details for")).set_value(
+        int(df[df["method"] == "quant"]["job_id"].iloc[0])).run()
+    assert "GPU (NVIDIA H200): not timed on the GPU: torch's dynamic int8" in texts(at)
