@@ -17,8 +17,9 @@ on = charts.frontier(others, "lat_b1", "accuracy") if len(others) else []
 ids = others["job_id"].tolist()
 picks = [int(j) for j in (state.qp_list("models") or others[on]["job_id"].head(3).tolist() or ids[:3]) if int(j) in ids]
 text = st.text_area("a sentence", "A warm, clever film with a superb cast.", key="sentence", max_chars=1000)
+recipes = dict(zip(ids, others["recipe"]))
 chosen = st.multiselect("compressed models", ids, default=picks, key="models",
-                        format_func=lambda j: f"job {j}: {others.loc[others['job_id'] == j, 'recipe'].iloc[0]}")
+                        format_func=lambda j: f"job {j}: {recipes[j]}")
 state.set_qp(models=chosen or None)
 if not text.strip():
     st.error("Type a sentence first.")
