@@ -17,14 +17,16 @@ present = sorted(set(df["method"]))
 chosen = state.method_filter(present, key="cmp_methods")
 view = df[df["method"].isin(chosen) | (df["method"] == "baseline")]
 colors = charts.method_colors(df["method"])
+lats = charts.latency_axes(view)  # the GPU's join where CUDA measured them; shared with Trade-offs via the URL
+lat = st.radio("speedup and hypervolume on", lats, horizontal=True, key="cmp_lat",
+               format_func=charts.LATENCY_NAMES.get, index=lats.index(state.qp("lat")) if state.qp("lat") in lats else 0)
+state.set_qp(lat=lat)
 fig_c = charts.compare_figure(view, base, "compression", colors)
-fig_s = charts.compare_figure(view, base, "speedup", colors)
+fig_s = charts.compare_figure(view, base, "speedup", colors, latency=lat)
 c1, c2 = st.columns(2)
 c1.plotly_chart(fig_c, key="cmp_c", config={"displaylogo": False})
 c2.plotly_chart(fig_s, key="cmp_s", config={"displaylogo": False})
 
-lat = state.qp("lat", "lat_b1")  # the Trade-offs page's latency axis, carried in the URL
-lat = lat if lat in charts.latency_axes(view) else "lat_b1"
 majority = refs["majority"] if refs["majority"] is not None else 0.5
 hv = charts.hypervolumes(view, base, majority, lat)
 st.subheader("Hypervolume per method")

@@ -148,3 +148,7 @@ def test_gpu_axes_appear_only_where_cuda_measured_and_keep_their_own_labels(df):
     assert "GPU (NVIDIA H200) latency b1 1.50 ms, b32 1.60 ms measured; speedup b1: 1.33x faster" in hov["cast(dtype=bf16)"]
     assert "GPU (NVIDIA H200): not timed on the GPU: torch's dynamic int8" in hov["quant()"]
     assert "GPU" not in df["hover"].iloc[0]  # a CPU-only row says nothing about a GPU
+    gpu["gpu_speedup_b1"] = [1.0, 1.33, None, 2.0]
+    cmp = charts.compare_figure(gpu, gpu.iloc[0].to_dict(), "speedup", latency="gpu_b1")
+    assert cmp.layout.xaxis.title.text.startswith("speedup at GPU batch 1")
+    assert list(next(t for t in cmp.data if t.name == "quant").x) == [2.0]  # int8 has no GPU ratio to draw

@@ -223,3 +223,6 @@ def test_tradeoffs_offers_gpu_axes_for_results_measured_where_cuda_was_present(w
     at.selectbox(key=next(s.key for s in at.selectbox if s.label == "details for")).set_value(
         int(df[df["method"] == "quant"]["job_id"].iloc[0])).run()
     assert "GPU (NVIDIA H200): not timed on the GPU: torch's dynamic int8" in texts(at)
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and at.radio(key="cmp_lat").value == "gpu_b1"  # the axis follows through the URL
+    assert "latency ratio at GPU batch 1" in texts(at)

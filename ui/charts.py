@@ -275,12 +275,19 @@ def hypervolumes(df: pd.DataFrame, base: dict, majority: float, latency: str = "
     return pd.DataFrame(rows, columns=["method", "settings", "hypervolume", "left out (contended latency)"])
 
 
+SPEEDUP_COLS = {"lat_b1": "speedup_b1", "lat_b32": "speedup_b32", "gpu_b1": "gpu_speedup_b1",
+                "gpu_b32": "gpu_speedup_b32"}
+
+
 def compare_figure(df: pd.DataFrame, base: dict, against: str = "compression", colors: dict | None = None,
-                   height: int = 440) -> go.Figure:
-    """Accuracy against compression ratio (or speedup at batch 1), one curve per method."""
+                   height: int = 440, latency: str = "lat_b1") -> go.Figure:
+    """Accuracy against compression ratio (or speedup on a latency axis), one curve per method."""
     colors = colors or method_colors(df["method"])
-    xcol = "compression" if against == "compression" else "speedup_b1"
+    xcol = "compression" if against == "compression" else SPEEDUP_COLS[latency]
+    glyph = label_col(latency) if against != "compression" else "latency_label"
     d = df.assign(compression=base["size_mib"] / df["size_mib"])
+    if xcol in d:
+        d[xcol] = pd.to_numeric(d[xcol], errors="coerce")
     fig = go.Figure()
     for method, g in d.groupby("method", sort=True):
         g = g.dropna(subset=[xcol, "accuracy"]).sort_values(xcol)
@@ -288,9 +295,9 @@ def compare_figure(df: pd.DataFrame, base: dict, against: str = "compression", c
         fig.add_trace(go.Scatter(x=g[xcol], y=g["accuracy"], mode=mode,
                                  name=str(method), hovertext=g["hover"], hoverinfo="text",
                                  marker=dict(color=colors.get(method, "#888"), size=10,
-                                             symbol=[SYMBOLS.get(l, "circle") for l in g["latency_label"]])))
+                                             symbol=[SYMBOLS.get(l, "circle") for l in g[glyph]])))
     title = ("compression ratio (baseline size / size, measured)" if xcol == "compression"
-             else "speedup at batch 1 (same-session ratio; glyph = latency label)")
+             else f"speedup at {LATENCY_NAMES[latency]} (same-session ratio; glyph = latency label)")
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=title,
                       yaxis_title="test accuracy (measured)")
     fig.update_yaxes(tickformat=".1%", range=accuracy_range(d))
