@@ -1,7 +1,7 @@
 """The real app in a real browser: Debian's Chromium driven by playwright.
 
-It starts ``streamlit run app.py`` on a free port with a fresh workspace, prepares the tiny fixture
-model through the Baseline page, runs a small sweep from the Sweep page, waits for the points on the
+It starts the dashboard as ``make run`` does (``python -m ui.serve``: ``streamlit run app.py`` with its
+imports done first) on a free port with a fresh workspace, prepares the tiny fixture model through the Baseline page, runs a small sweep from the Sweep page, waits for the points on the
 Trade-offs chart, moves the max-size constraint slider, checks that the highlighted best setting
 changes to the one the engine's own best-feasible rule picks, and saves docs/screenshot.png.
 
@@ -56,7 +56,7 @@ def server(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("COMPRESSION_STORE_URL", "COMPRESSION_NO_WORKER_SPAWN")}
     env.update(COMPRESSION_WORKSPACE=str(ws), COMPRESSION_NO_AUTOSTART="1", HF_HUB_OFFLINE="1")
     log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+    proc = subprocess.Popen([sys.executable, "-m", "ui.serve", "--server.headless", "true",
                              "--server.address", "127.0.0.1", "--server.port", str(port),
                              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
