@@ -361,6 +361,7 @@ class MeasureSession:
         module, why = device_module(cm, "cuda")
         row["gpu"] = name
         if module is None or self._gpu_base is None:
+            release(cm, module)
             row["gpu_note"] = why or "not timed on the GPU: the baseline could not be moved there"
             return
         try:
