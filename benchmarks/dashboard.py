@@ -1,10 +1,10 @@
 """Dashboard speed in a real browser (Debian's Chromium + playwright). Not a timed test.
 
 1. Time to the first chart with 500 stored results: a synthetic-but-stored workspace (a baseline row,
-   a saved test split, 500 result rows with predictions) is served as `make run` serves it (`python -m ui.serve`); the clock
-   starts once the server answers its health check (goal: 2 s). Cold = the server's first session and
-   the browser's first visit, warm = a second page load, server restarted = a new server's first session
-   for a browser that has visited before.
+   a saved test split, 500 result rows with predictions) is served as `make run` serves it
+   (`python -m ui.serve`); the clock starts once the server answers its health check (goal: 2 s).
+   Cold = the server's first session and the browser's first visit, warm = a second page load, server
+   restarted = a new server's first session for a browser that has visited before.
 2. Slider to highlight: from releasing the max-size constraint slider (a key press) to the updated
    "Best feasible" line (goal: 300 ms); median over several moves.
 3. Live knob on the default baseline, when it is prepared in the workspace (--live-workspace, else

@@ -60,6 +60,9 @@ def main() -> int:
     df = results_frame(store, baseline=fp, hardware=config.hardware_id())
     names = {"baseline"} | {Recipe.parse(s).name for s in SETTINGS}
     df = df[df["recipe"].isin(names)].reset_index(drop=True)
+    if df.empty:
+        print("No results were stored; see the sweep's messages above.")
+        return 1
     cols = ["recipe", "accuracy", "size_mib", "lat_b1_p50_ms", "speedup_b1", "lat_b32_p50_ms", "latency_label",
             "gpu_lat_b1_p50_ms", "gpu_speedup_b1", "gpu_lat_b32_p50_ms", "gpu_speedup_b32", "gpu_latency_label",
             "gpu_note"]

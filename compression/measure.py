@@ -190,11 +190,12 @@ def _sync(device: str) -> Callable[[], None]:
     return torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
 
-def device_module(cm: CompressedModel, device: str) -> tuple[torch.nn.Module | None, str]:
+def device_module(cm: CompressedModel, device: str, move: bool = True) -> tuple[torch.nn.Module | None, str]:
     """The candidate's torch module on ``device``, or None and, in plain words, why it cannot run there.
 
-    Usually a copy. A module that cannot be copied (quanto's tensor subclasses) is moved itself; then
-    :func:`release` moves it back, so the CPU timings that may follow (a deferred batch 32) see it unchanged.
+    Usually a copy. A module that cannot be copied (quanto's tensor subclasses) is moved itself, unless
+    ``move`` is False; then :func:`release` moves it back, so the CPU timings that may follow (a deferred
+    batch 32) see it unchanged.
     """
     if cm.module is None:
         return None, f"not timed on the GPU: {cm.runtime} runs it on its CPU provider here"
@@ -204,8 +205,9 @@ def device_module(cm: CompressedModel, device: str) -> tuple[torch.nn.Module | N
         import copy
 
         return copy.deepcopy(cm.module).to(device).eval(), ""
-    except Exception:
-        pass
+    except Exception as e:
+        if not move:
+            return None, f"not timed on the GPU: it could not be copied there ({type(e).__name__})"
     try:
         return cm.module.to(device).eval(), ""
     except Exception as e:  # e.g. a packed format with no device version
@@ -214,18 +216,18 @@ def device_module(cm: CompressedModel, device: str) -> tuple[torch.nn.Module | N
 
 
 def release(cm: CompressedModel, module: torch.nn.Module | None) -> None:
-    """Undo :func:`device_module`: drop a copy, or bring the candidate's own module back to the CPU."""
+    """Undo :func:`device_module` for a module moved itself: bring it back to the CPU (a copy is just dropped)."""
     if module is not None and module is cm.module:
         cm.module.to("cpu")
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
-def device_latency(cand: torch.nn.Module, base: torch.nn.Module, ts: "TestSet", device: str) -> dict:
+def device_latency(cand: torch.nn.Module, base: torch.nn.Module, ts: "TestSet", device: str,
+                   stop: Callable[[], bool] | None = None) -> dict:
     """Batch-1 and batch-32 latency of two torch modules on ``device``, timed alternately like on the CPU.
 
     Each call is bracketed by a device synchronize, so the time is the forward pass's, not its launch's.
-    The fields are ``gpu_*``: on a CUDA machine this is the GPU's column beside the CPU's.
+    The fields are ``gpu_*``: on a CUDA machine this is the GPU's column beside the CPU's. ``stop()`` is
+    asked between pairs, as on the CPU (Preempted).
     """
     sync = _sync(device)
     move = lambda x: {k: v.to(device) for k, v in x.items()}  # noqa: E731
@@ -243,11 +245,13 @@ def device_latency(cand: torch.nn.Module, base: torch.nn.Module, ts: "TestSet", 
         for tag, (xs, warm, reps) in plans.items():
             t0, i = time.perf_counter(), 0
             while i < warm or (device.startswith("cuda") and time.perf_counter() - t0 < GPU_WARMUP_S):
+                _check(stop, f"gpu {tag}")
                 timed(cand, xs[i % len(xs)])
                 timed(base, xs[i % len(xs)])
                 i += 1
             c, b = [], []
             for i in range(reps):
+                _check(stop, f"gpu {tag}")
                 c.append(timed(cand, xs[i % len(xs)]))
                 b.append(timed(base, xs[i % len(xs)]))
             cp50, bp50 = _pct(c, 50), _pct(b, 50)
@@ -351,13 +355,14 @@ class MeasureSession:
             self._gpu_latency(row, cm)
         return row
 
-    def _gpu_latency(self, row: dict, cm: CompressedModel) -> None:
+    def _gpu_latency(self, row: dict, cm: CompressedModel, stop: Callable[[], bool] | None = None) -> None:
         """Where CUDA is present, the GPU's latency beside the CPU's (after the CPU timing, never during it)."""
         name = cuda_device()
         if name is None:
             return
-        if self._gpu_base is None:
-            self._gpu_base = device_module(self.baseline, "cuda")[0]
+        t0 = time.perf_counter()
+        if self._gpu_base is None:  # a copy only: the baseline itself must stay on the CPU for its timings
+            self._gpu_base = device_module(self.baseline, "cuda", move=False)[0]
         module, why = device_module(cm, "cuda")
         row["gpu"] = name
         if module is None or self._gpu_base is None:
@@ -365,19 +370,26 @@ class MeasureSession:
             row["gpu_note"] = why or "not timed on the GPU: the baseline could not be moved there"
             return
         try:
-            row.update(device_latency(module, self._gpu_base, self.tests, "cuda"))
+            row.update(device_latency(module, self._gpu_base, self.tests, "cuda", stop))
             # a stand-in on the CPU (decoded low-bit weights) is the same stand-in on the GPU
             row["labels"]["gpu_latency"] = "simulated" if cm.latency_label == "simulated" else "measured"
+            row["gpu_seconds"] = time.perf_counter() - t0
+        except Preempted:
+            raise
         except Exception as e:  # a kernel with no CUDA path fails at the first call
             row["gpu_note"] = f"not timed on the GPU: {type(e).__name__}: {str(e)[:160]}"
         finally:
             release(cm, module)
+            module = None
+            torch.cuda.empty_cache()  # the copy's memory goes back once nothing holds it
 
     def add_batch32(self, row: dict, cm: CompressedModel, stop: Callable[[], bool] | None = None) -> dict:
         """Complete a first landing with its batch-32 timing, and the GPU's where CUDA is present
         (Preempted, row untouched, if ``stop()`` says so)."""
-        self._latency(row, cm, ("b32",), stop)
-        self._gpu_latency(row, cm)
+        done = {**row, "labels": dict(row["labels"])}  # filled apart, so a preempted timing leaves ``row`` as it was
+        self._latency(done, cm, ("b32",), stop)
+        self._gpu_latency(done, cm, stop)
+        row.update(done)
         return row
 
     def _latency(self, row: dict, cm: CompressedModel, batches: tuple[str, ...],

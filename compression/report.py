@@ -27,7 +27,7 @@ CSV_COLUMNS = [
     # where CUDA was present on the measuring machine (empty elsewhere)
     "gpu", "gpu_lat_b1_p50_ms", "gpu_lat_b1_p90_ms", "gpu_lat_b32_p50_ms", "gpu_lat_b32_p90_ms",
     "gpu_base_lat_b1_p50_ms", "gpu_base_lat_b32_p50_ms", "gpu_speedup_b1", "gpu_speedup_b32",
-    "gpu_speedup_b1_note", "gpu_latency_label", "gpu_note",
+    "gpu_speedup_b1_note", "gpu_speedup_b32_note", "gpu_latency_label", "gpu_note",
 ]
 
 

@@ -18,8 +18,8 @@ chosen = state.method_filter(present, key="cmp_methods")
 view = df[df["method"].isin(chosen) | (df["method"] == "baseline")]
 colors = charts.method_colors(df["method"])
 lats = charts.latency_axes(view)  # the GPU's join where CUDA measured them; shared with Trade-offs via the URL
-lat = st.radio("speedup and hypervolume on", lats, horizontal=True, key="cmp_lat",
-               format_func=charts.LATENCY_NAMES.get, index=lats.index(state.qp("lat")) if state.qp("lat") in lats else 0)
+lat = st.radio("speedup and hypervolume on", lats, horizontal=True, key="cmp_lat", format_func=charts.LATENCY_NAMES.get,
+               index=lats.index(state.qp("lat")) if state.qp("lat") in lats else 0)
 state.set_qp(lat=lat)
 fig_c = charts.compare_figure(view, base, "compression", colors)
 fig_s = charts.compare_figure(view, base, "speedup", colors, latency=lat)
@@ -30,7 +30,8 @@ c2.plotly_chart(fig_s, key="cmp_s", config={"displaylogo": False})
 majority = refs["majority"] if refs["majority"] is not None else 0.5
 hv = charts.hypervolumes(view, base, majority, lat)
 st.subheader("Hypervolume per method")
-st.caption(f"Volume each method's settings dominate on (size ratio, latency ratio at {charts.LATENCY_NAMES[lat]}, accuracy), "
+st.caption("Volume each method's settings dominate on (size ratio, same-session latency ratio at "
+           f"{charts.LATENCY_NAMES[lat]}, accuracy), "
            f"reference point (1, 1, majority-class accuracy {majority * 100:.1f}%). Bigger is better; contended "
            "latencies are left out.")
 st.dataframe(hv, hide_index=True, width="stretch",

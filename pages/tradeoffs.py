@@ -25,6 +25,10 @@ lat = c2.radio("latency axis", lats, index=lats.index(state.qp("lat", "lat_b1"))
 size = c3.radio("size axis", ["size", "params"], index=int(state.qp("size", "size") == "params"),
                 format_func={"size": "MiB on disk", "params": "parameters"}.get, horizontal=True, key="size")
 state.set_qp(lat=lat, size=size)
+gpus = sorted(df["gpu"].dropna().unique()) if lat.startswith("gpu") else []
+if len(gpus) > 1:  # rows are keyed by the CPU target: timings from two GPU models never share a frontier
+    gpu = st.selectbox("GPU", gpus, key="gpu", help="whose timings the GPU axes show")
+    df = df[df["gpu"] == gpu]
 view = df[df["method"].isin(chosen)]
 if view.empty:
     st.warning("Pick at least one method.")

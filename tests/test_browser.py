@@ -1,9 +1,10 @@
 """The real app in a real browser: Debian's Chromium driven by playwright.
 
 It starts the dashboard as ``make run`` does (``python -m ui.serve``: ``streamlit run app.py`` with its
-imports done first) on a free port with a fresh workspace, prepares the tiny fixture model through the Baseline page, runs a small sweep from the Sweep page, waits for the points on the
-Trade-offs chart, moves the max-size constraint slider, checks that the highlighted best setting
-changes to the one the engine's own best-feasible rule picks, and saves docs/screenshot.png.
+imports done first) on a free port with a fresh workspace, prepares the tiny fixture model through the
+Baseline page, runs a small sweep from the Sweep page, waits for the points on the Trade-offs chart,
+moves the max-size constraint slider, checks that the highlighted best setting changes to the one the
+engine's own best-feasible rule picks, and saves docs/screenshot.png.
 
 Under CI a missing Chromium fails this test; elsewhere it is skipped.
 """

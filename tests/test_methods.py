@@ -216,7 +216,8 @@ def test_device_latency_times_both_models_and_says_why_a_runtime_cannot_move(tin
     out = device_latency(mod, model, ts, "cpu")
     for tag in ("b1", "b32"):
         assert out[f"gpu_lat_{tag}_p50_ms"] > 0 and out[f"gpu_lat_{tag}_p90_ms"] >= out[f"gpu_lat_{tag}_p50_ms"]
-        assert out[f"gpu_speedup_{tag}"] == pytest.approx(out[f"gpu_base_lat_{tag}_p50_ms"] / out[f"gpu_lat_{tag}_p50_ms"])
+        ratio = out[f"gpu_base_lat_{tag}_p50_ms"] / out[f"gpu_lat_{tag}_p50_ms"]
+        assert out[f"gpu_speedup_{tag}"] == pytest.approx(ratio)
     int8 = compress(model, Recipe((QuantSpec(bits=8),)), workload(tiny, tmp_path))
     assert device_module(int8, "cuda") == (None, "not timed on the GPU: torch's dynamic int8 (fbgemm) is a CPU "
                                                  "kernel with no CUDA version")
@@ -225,6 +226,7 @@ def test_device_latency_times_both_models_and_says_why_a_runtime_cannot_move(tin
     # quanto's tensor subclasses cannot be deep-copied: the module itself goes over and comes back
     q = compress(model, Recipe((QuantSpec(bits=8, kernel="quanto"),)), workload(tiny, tmp_path))
     before = q.predict(ts.b32)
+    assert device_module(q, "cpu", move=False)[0] is None  # how the baseline is sent: a copy or nothing
     qm, why = device_module(q, "cpu")
     assert why == "" and qm is q.module
     assert device_latency(qm, model, ts, "cpu")["gpu_lat_b1_p50_ms"] > 0

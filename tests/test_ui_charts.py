@@ -14,11 +14,13 @@ from ui import charts
 def frame(rows: list[dict]) -> pd.DataFrame:
     base = {"accuracy_lo": None, "accuracy_hi": None, "accuracy_label": "measured", "size_label": "measured",
             "latency_label": "measured", "lat_b32_p50_ms": 100.0, "description": "", "speedup_b1_note": "x",
-            "runtime": "torch", "kernel": "k", "nonzero_params": 1000, "speedup_b1": 1.0, "speedup_b32": 1.0,
+            "runtime": "torch", "kernel": "k", "nonzero_params": 1000, "speedup_b32": 1.0,
             "accuracy_delta": 0.0, "delta_lo": 0.0, "delta_hi": 0.0}
     out = []
     for i, r in enumerate(rows):
         d = {**base, "job_id": i + 1, **r}
+        if "speedup_b1" not in d:  # as if timed beside a 13 ms baseline in the same session
+            d["speedup_b1"] = 13.0 / d["lat_b1_p50_ms"] if d.get("lat_b1_p50_ms") else None
         d["accuracy_lo"] = d["accuracy_lo"] if d["accuracy_lo"] is not None else d["accuracy"] - 0.01
         d["accuracy_hi"] = d["accuracy_hi"] if d["accuracy_hi"] is not None else d["accuracy"] + 0.01
         out.append(d)
@@ -145,10 +147,17 @@ def test_gpu_axes_appear_only_where_cuda_measured_and_keep_their_own_labels(df):
     q = next(t for t in fig.data if t.name == "quant")
     assert list(q.marker.symbol) == ["circle", "diamond"]  # glyphs follow the GPU's own label
     hov = dict(zip(gpu["recipe"], gpu["hover"]))
-    assert "GPU (NVIDIA H200) latency b1 1.50 ms, b32 1.60 ms measured; speedup b1: 1.33x faster" in hov["cast(dtype=bf16)"]
+    assert ("GPU (NVIDIA H200) latency b1 1.50 ms, b32 1.60 ms measured; speedup b1: 1.33x faster"
+            in hov["cast(dtype=bf16)"])
     assert "GPU (NVIDIA H200): not timed on the GPU: torch's dynamic int8" in hov["quant()"]
     assert "GPU" not in df["hover"].iloc[0]  # a CPU-only row says nothing about a GPU
     gpu["gpu_speedup_b1"] = [1.0, 1.33, None, 2.0]
+    assert "None of the chosen settings has a latency at GPU batch 1" in charts.why(
+        gpu[gpu["method"] == "quant"].iloc[:1], None, latency="gpu_b1")  # int8 alone: no GPU timing to rank
     cmp = charts.compare_figure(gpu, gpu.iloc[0].to_dict(), "speedup", latency="gpu_b1")
     assert cmp.layout.xaxis.title.text.startswith("speedup at GPU batch 1")
     assert list(next(t for t in cmp.data if t.name == "quant").x) == [2.0]  # int8 has no GPU ratio to draw
+    # hypervolume on the GPU axis uses the same-session ratio (1 / 2.0), not the stored baseline row's time
+    gpu.loc[gpu["method"] == "baseline", "gpu_lat_b1_p50_ms"] = None
+    hv = charts.hypervolumes(gpu, gpu.iloc[0].to_dict(), majority=0.5, latency="gpu_b1").set_index("method")
+    assert hv.loc["quant", "hypervolume"] == pytest.approx((1 - 12 / 86) * (1 - 0.5) * (0.78 - 0.5))

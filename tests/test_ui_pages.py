@@ -223,6 +223,16 @@ def test_tradeoffs_offers_gpu_axes_for_results_measured_where_cuda_was_present(w
     at.selectbox(key=next(s.key for s in at.selectbox if s.label == "details for")).set_value(
         int(df[df["method"] == "quant"]["job_id"].iloc[0])).run()
     assert "GPU (NVIDIA H200): not timed on the GPU: torch's dynamic int8" in texts(at)
+    assert "3.50 ms measured (NVIDIA H200)" in texts(at)  # the results table's GPU column
     at.switch_page("pages/compare.py").run()
     assert not at.exception and at.radio(key="cmp_lat").value == "gpu_b1"  # the axis follows through the URL
     assert "latency ratio at GPU batch 1" in texts(at)
+    # a second GPU model in the same store: its timings never share a frontier with the first one's
+    q = next(r for r in store.results() if r["recipe"] != "[]")
+    store.finish(q["job_id"], {**q["data"], "gpu": "NVIDIA L4", "gpu_note": None, "gpu_lat_b1_p50_ms": 9.0,
+                               "gpu_lat_b32_p50_ms": 9.5})
+    at = run(lat="gpu_b1")
+    assert at.selectbox(key="gpu").options == ["NVIDIA H200", "NVIDIA L4"]
+    assert "**Best feasible: baseline**" in texts(at)
+    at.selectbox(key="gpu").set_value("NVIDIA L4").run()
+    assert "9.00 ms measured" in [m.value for m in at.markdown if m.value.startswith("**Best feasible:")][0]

@@ -31,6 +31,8 @@ AXES = {
 }
 LATENCY_AXES = ("lat_b1", "lat_b32", "gpu_b1", "gpu_b32")
 LATENCY_NAMES = {"lat_b1": "batch 1", "lat_b32": "batch 32", "gpu_b1": "GPU batch 1", "gpu_b32": "GPU batch 32"}
+SPEEDUP_COLS = {"lat_b1": "speedup_b1", "lat_b32": "speedup_b32", "gpu_b1": "gpu_speedup_b1",
+                "gpu_b32": "gpu_speedup_b32"}  # same-session ratios to the baseline, per latency axis
 _LABEL_OF = {col: lab for col, _, lab, _ in AXES.values() if lab.endswith("latency_label")}  # latency column -> label
 SYMBOLS = {"measured": "circle", "simulated": "diamond", "contended": "x", "estimated": "triangle-up"}
 PALETTE = qualitative.Plotly + qualitative.D3
@@ -139,10 +141,13 @@ def best(df: pd.DataFrame, max_mib=None, max_ms=None, min_acc=None, latency: str
 def why(df: pd.DataFrame, i, max_mib=None, max_ms=None, min_acc=None, latency: str = "lat_b1",
         objective: str = "latency", contended: bool = False) -> str:
     """One sentence on why the highlighted setting wins."""
+    lat_col = AXES[latency][0]
+    if i is None and not df[lat_col].notna().any():
+        return (f"None of the chosen settings has a latency at {LATENCY_NAMES.get(latency, latency)}; pick another "
+                "latency axis or other methods.")
     if i is None:
         return "No stored setting meets these constraints; loosen one of them."
     r = df.loc[i]
-    lat_col = AXES[latency][0]
     cons = [f"≤ {max_mib:g} MiB" if max_mib is not None else "", f"≤ {max_ms:g} ms" if max_ms is not None else "",
             f"≥ {min_acc * 100:g}% accuracy" if min_acc is not None else ""]
     cons = ", ".join(c for c in cons if c) or "no constraints"
@@ -264,19 +269,17 @@ def ratios(df: pd.DataFrame, base: dict) -> pd.DataFrame:
 
 
 def hypervolumes(df: pd.DataFrame, base: dict, majority: float, latency: str = "lat_b1") -> pd.DataFrame:
-    """Relative hypervolume per method (size ratio, latency ratio, accuracy; ref (1, 1, majority))."""
-    lc = AXES[latency][0]
+    """Relative hypervolume per method (size ratio, latency ratio, accuracy; ref (1, 1, majority)).
+
+    The latency ratio is 1 / the same-session speedup, never a ratio to the stored baseline row's time."""
+    d = df.assign(latency_ratio=1 / pd.to_numeric(df[SPEEDUP_COLS[latency]], errors="coerce"))
     rows = []
-    for method, g in df[df["method"] != "baseline"].groupby("method"):
+    for method, g in d[d["method"] != "baseline"].groupby("method"):
         clean = g[g[label_col(latency)] != "contended"]
         rows.append({"method": method, "settings": len(g), "hypervolume": relative_hypervolume(
-            clean, base["size_mib"], base[lc], majority, latency_col=lc),
+            clean, base["size_mib"], 1.0, majority, latency_col="latency_ratio"),
             "left out (contended latency)": len(g) - len(clean)})
     return pd.DataFrame(rows, columns=["method", "settings", "hypervolume", "left out (contended latency)"])
-
-
-SPEEDUP_COLS = {"lat_b1": "speedup_b1", "lat_b32": "speedup_b32", "gpu_b1": "gpu_speedup_b1",
-                "gpu_b32": "gpu_speedup_b32"}
 
 
 def compare_figure(df: pd.DataFrame, base: dict, against: str = "compression", colors: dict | None = None,

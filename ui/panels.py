@@ -178,7 +178,7 @@ def autorefresh(store, fp: str) -> None:
 
 def results_table(df: pd.DataFrame) -> pd.DataFrame:
     """The stored results as text, each number beside its label."""
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "job": df["job_id"], "recipe": df["recipe"], "method": df["method"],
         "accuracy": [f"{a * 100:.2f}% [{lo * 100:.1f}–{hi * 100:.1f}] {lab}" for a, lo, hi, lab in
                      zip(df["accuracy"], df["accuracy_lo"], df["accuracy_hi"], df["accuracy_label"])],
@@ -190,3 +190,8 @@ def results_table(df: pd.DataFrame) -> pd.DataFrame:
         "speedup b1": [f"{n} ({lab})" for n, lab in zip(df["speedup_b1_note"], df["latency_label"])],
         "runtime": df["runtime"], "description": df["description"],
     })
+    if "gpu" in df and df["gpu"].notna().any():  # where CUDA timed them: the GPU's batch 1 beside the CPU's
+        out.insert(6, "GPU latency b1", [
+            f"{v:.2f} ms {lab} ({g})" if pd.notna(v) else (note if isinstance(note, str) else "not measured")
+            for v, lab, g, note in zip(df["gpu_lat_b1_p50_ms"], df["gpu_latency_label"], df["gpu"], df["gpu_note"])])
+    return out
