@@ -20,7 +20,8 @@ import torch
 from . import config
 from .config import UserError
 from .data import DatasetSource, SplitSettings, content_hash, label_names, load_rows, split_rows
-from .models import ModelSource, files_hash, load_for_labels, load_tokenizer, model_dir, quiet_transformers
+from .models import (ModelSource, check_memory, files_hash, load_for_labels, load_tokenizer, model_dir,
+                     quiet_transformers)
 from .store import PREPARE, Store
 from .training import CancelToken, Progress, TrainSettings, train
 
@@ -61,7 +62,9 @@ def register(store: Store, req: BaselineRequest) -> str:
 
     Bad sources raise UserError here, before anything is written.
     """
-    model_dir(req.model)  # a wrong model path is reported before the dataset is read
+    # a wrong model path, then a model this machine cannot fine-tune, are reported before the dataset is
+    # read or the weights are hashed for the fingerprint
+    check_memory(model_dir(req.model))
     rows = load_rows(req.dataset)
     fp = fingerprint(req, rows)
     store.add_baseline(fp, req.name, req.model.to_dict(), req.dataset.to_dict(), req.settings())
@@ -89,6 +92,7 @@ def prepare(store: Store, paths: config.Paths, fp: str, progress: Progress, canc
     quiet_transformers()
     row = store.baseline(fp)
     req = request_from_row(row)
+    check_memory(model_dir(req.model))  # again here: free memory may have shrunk since it was queued
     progress(0.0, "reading the dataset")
     rows = load_rows(req.dataset)
     labels = label_names(rows)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import os
 import re
 import warnings
@@ -74,6 +75,41 @@ def model_dir(src: ModelSource) -> Path:
         raise UserError(f"{path} has no .safetensors weights; only safetensors are loaded "
                         "(pickled .bin files can run code)")
     return path
+
+
+# Fine-tuning holds fp32 weights, their gradients and two Adam moments; a job then holds the baseline,
+# the copy it compresses and the teacher for distillation. Five fp32 copies, plus the runtimes' own 1 GiB.
+MEMORY_COPIES, MEMORY_OVERHEAD = 5, 2**30
+
+
+def weights_numel(path: Path) -> int:
+    """Parameters in a folder's safetensors files, read from their headers (no weights are loaded)."""
+    from safetensors import safe_open
+
+    n = 0
+    for f in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(f, framework="numpy") as st:
+                for key in st.keys():
+                    shape = st.get_slice(key).get_shape()
+                    n += int(math.prod(shape))
+        except Exception as e:  # a truncated or foreign file
+            raise UserError(f"{f} is not a readable safetensors file: {str(e).splitlines()[0][:200]}") from None
+    return n
+
+
+def check_memory(path: Path, available: int | None = None) -> int:
+    """Refuse, in plain words, a model this machine cannot fine-tune and compress; returns the bytes needed."""
+    import psutil
+
+    n = weights_numel(path)
+    need = MEMORY_COPIES * 4 * n + MEMORY_OVERHEAD
+    free = psutil.virtual_memory().available if available is None else available
+    if need > free:
+        raise UserError(f"{path.name} has {n / 1e6:,.0f}M parameters: fine-tuning and compressing it needs about "
+                        f"{need / 2**30:,.1f} GiB of memory, and this machine has {free / 2**30:,.1f} GiB free. "
+                        "Pick a smaller model, or prepare it on a machine with more free memory.")
+    return need
 
 
 def _download(repo_id: str) -> Path:

@@ -48,6 +48,23 @@ def make_tiny_model(path: Path, layers: int = 2, hidden: int = 32, heads: int = 
     return path
 
 
+def huge_model(path: Path) -> Path:
+    """A model folder whose safetensors header declares 2**38 fp32 weights (1 TiB, a sparse file on disk)."""
+    import json
+    import shutil
+    import struct
+
+    shutil.copytree(make_tiny_model(path.parent / "tiny-for-huge"), path)
+    n = 2**38
+    header = json.dumps({"bert.embeddings.word_embeddings.weight": {
+        "dtype": "F32", "shape": [n // 64, 64], "data_offsets": [0, 4 * n]}}).encode()
+    header += b" " * (-len(header) % 8)
+    with open(path / "model.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + 4 * n)
+    return path
+
+
 def make_csv(path: Path, n: int = 400, seed: int = 0, sep: str = ",") -> Path:
     """Sentences whose label follows from their sentiment words (so a tiny model can learn them)."""
     import pandas as pd

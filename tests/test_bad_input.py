@@ -6,7 +6,7 @@ import pytest
 from compression import resolve
 from compression.cli import main
 from compression.store import Store
-from conftest import make_csv
+from conftest import huge_model, make_csv
 
 
 def snapshot(ws):
@@ -24,7 +24,7 @@ def csv_variants(tmp_path):
     single.write_text(single.read_text().replace("negative", "positive"))
     empty_dir = tmp_path / "not_a_model"
     empty_dir.mkdir()
-    return {"no_text": no_text, "single": single, "empty_dir": empty_dir}
+    return {"no_text": no_text, "single": single, "empty_dir": empty_dir, "huge": huge_model(tmp_path / "huge")}
 
 
 CASES = {
@@ -38,6 +38,9 @@ CASES = {
     "single-class csv": (lambda v, m, c: ["prepare", "--model", str(m), "--dataset", str(v["single"]),
                                           "--text-col", "review", "--label-col", "sentiment"],
                          "at least two classes"),
+    "model too big for memory": (lambda v, m, c: ["prepare", "--model", str(v["huge"]), "--dataset", str(c),
+                                                  "--text-col", "review", "--label-col", "sentiment"],
+                                 "huge has 274,878M parameters: fine-tuning and compressing it needs about 5,121.0 GiB"),
     "bits=0": (lambda v, m, c: ["sweep", "--method", "quant", "--bits", "0"], "quant.bits=0 is out of range"),
     "unknown method": (lambda v, m, c: ["sweep", "--method", "squash"], "unknown method 'squash'"),
 }

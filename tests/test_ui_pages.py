@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from compression import api
+from conftest import huge_model
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -148,7 +149,7 @@ def test_playground_predicts_with_labels(ws):
     assert any("measured" in s or "contended" in s for s in out["stored latency b1"])
 
 
-def test_baseline_page_shows_measured_numbers_and_rejects_a_wrong_path(ws):
+def test_baseline_page_shows_measured_numbers_and_rejects_a_wrong_path_or_a_model_too_big(ws, tmp_path):
     store, _ = stored(ws)
     info = store.baselines()[0]["info"]
     at = run("pages/baseline.py")
@@ -158,6 +159,10 @@ def test_baseline_page_shows_measured_numbers_and_rejects_a_wrong_path(ws):
     at.button(key="prepare").click().run()
     assert at.error and "no/such/model-folder" in at.error[0].value
     assert len(store.baselines()) == 1  # nothing stored changed
+    at.text_input(key="model_ref").set_value(str(huge_model(tmp_path / "huge"))).run()
+    at.button(key="prepare").click().run()
+    assert at.error and "needs about 5,121.0 GiB of memory" in at.error[0].value
+    assert len(store.baselines()) == 1
 
 
 def test_first_run_autostart_stays_off_under_tests(tmp_path, monkeypatch):
