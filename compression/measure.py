@@ -143,6 +143,33 @@ def _check(stop: Callable[[], bool] | None, tag: str) -> None:
         raise Preempted(tag)
 
 
+def _pairs(time_cand: Callable[[dict], float], time_base: Callable[[dict], float], xs: list[dict], warm: int,
+           reps: int, stop: Callable[[], bool] | None, tag: str, warm_s: float = 0.0) -> tuple[list, list, float]:
+    """The protocol's loop, shared by the CPU and the GPU: at least ``warm`` warm-up pairs (lasting at least
+    ``warm_s``), then ``reps`` timed pairs, candidate and baseline alternately on the same inputs. ``stop()``
+    is asked between pairs. Returns both lists of ms and the cores other processes used while timing."""
+    t0, i = time.perf_counter(), 0
+    while i < warm or time.perf_counter() - t0 < warm_s:
+        _check(stop, tag)
+        time_cand(xs[i % len(xs)])
+        time_base(xs[i % len(xs)])
+        i += 1
+    c, b = [], []
+    with _CpuWatch() as w:
+        for i in range(reps):
+            _check(stop, tag)
+            x = xs[i % len(xs)]
+            c.append(time_cand(x))
+            b.append(time_base(x))
+    return c, b, w.other_cores
+
+
+def _ratio(c: list, b: list) -> tuple[float, float, float, float]:
+    """Candidate and baseline medians, the ratio baseline/candidate, and the baseline's own run-to-run spread."""
+    cp50, bp50 = _pct(c, 50), _pct(b, 50)
+    return cp50, bp50, bp50 / cp50, (_pct(b, 90) - _pct(b, 10)) / 2 / bp50
+
+
 def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts: TestSet,
                         batches: tuple[str, ...] = ("b1", "b32"), stop: Callable[[], bool] | None = None) -> dict:
     """Time candidate and baseline alternately on the same inputs; medians, p90s and ratios.
@@ -154,26 +181,13 @@ def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts: TestSe
     out: dict = {}
     plans = {"b1": (ts.b1, B1_WARMUP, B1_REPS), "b32": ([ts.b32], B32_WARMUP, B32_REPS)}
     for tag in batches:
-        xs, warm, reps = plans[tag]
-        for i in range(warm):
-            _check(stop, tag)
-            _timed(cand, xs[i % len(xs)])
-            _timed(base, xs[i % len(xs)])
-        c, b = [], []
-        with _CpuWatch() as w:
-            for i in range(reps):
-                _check(stop, tag)
-                x = xs[i % len(xs)]
-                c.append(_timed(cand, x))
-                b.append(_timed(base, x))
-        cp50, bp50 = _pct(c, 50), _pct(b, 50)
-        spread = (_pct(b, 90) - _pct(b, 10)) / 2 / bp50  # the baseline's own run-to-run spread
-        ratio = bp50 / cp50
-        contended = w.other_cores > CONTENTION_CORES
+        c, b, other = _pairs(lambda x: _timed(cand, x), lambda x: _timed(base, x), *plans[tag], stop, tag)
+        cp50, bp50, ratio, spread = _ratio(c, b)
+        contended = other > CONTENTION_CORES
         out.update({f"lat_{tag}_p50_ms": cp50, f"lat_{tag}_p90_ms": _pct(c, 90),
                     f"base_lat_{tag}_p50_ms": bp50, f"base_lat_{tag}_p90_ms": _pct(b, 90),
                     f"speedup_{tag}": ratio, f"speedup_{tag}_spread": spread,
-                    f"other_cores_{tag}": round(w.other_cores, 3),
+                    f"other_cores_{tag}": round(other, 3),
                     f"speedup_{tag}_note": ("not comparable: other work used the CPU while timing" if contended
                                             else _ratio_note(ratio, spread))})
     return out
@@ -240,25 +254,15 @@ def device_latency(cand: torch.nn.Module, base: torch.nn.Module, ts: "TestSet", 
         sync()
         return (time.perf_counter() - t) * 1e3
 
+    warm_s = GPU_WARMUP_S if device.startswith("cuda") else 0.0
     out: dict = {}
     with torch.no_grad():  # not inference_mode: quanto's modules need no_grad
-        for tag, (xs, warm, reps) in plans.items():
-            t0, i = time.perf_counter(), 0
-            while i < warm or (device.startswith("cuda") and time.perf_counter() - t0 < GPU_WARMUP_S):
-                _check(stop, f"gpu {tag}")
-                timed(cand, xs[i % len(xs)])
-                timed(base, xs[i % len(xs)])
-                i += 1
-            c, b = [], []
-            for i in range(reps):
-                _check(stop, f"gpu {tag}")
-                c.append(timed(cand, xs[i % len(xs)]))
-                b.append(timed(base, xs[i % len(xs)]))
-            cp50, bp50 = _pct(c, 50), _pct(b, 50)
-            spread = (_pct(b, 90) - _pct(b, 10)) / 2 / bp50
+        for tag, plan in plans.items():
+            c, b, _ = _pairs(lambda x: timed(cand, x), lambda x: timed(base, x), *plan, stop, f"gpu {tag}", warm_s)
+            cp50, bp50, ratio, spread = _ratio(c, b)
             out.update({f"gpu_lat_{tag}_p50_ms": cp50, f"gpu_lat_{tag}_p90_ms": _pct(c, 90),
-                        f"gpu_base_lat_{tag}_p50_ms": bp50, f"gpu_speedup_{tag}": bp50 / cp50,
-                        f"gpu_speedup_{tag}_note": _ratio_note(bp50 / cp50, spread)})
+                        f"gpu_base_lat_{tag}_p50_ms": bp50, f"gpu_speedup_{tag}": ratio,
+                        f"gpu_speedup_{tag}_note": _ratio_note(ratio, spread)})
     return out
 
 
