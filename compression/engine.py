@@ -1,14 +1,19 @@
 """Run one job: copy the baseline, compress it by the recipe, save the artifact, measure it.
 
+A job's result moves through stages (:class:`Landed`): it lands with quality, size and batch-1
+latency, then its batch-32 (and GPU) timing completes it. A newer request may preempt the second
+stage (:class:`~compression.timing.Preempted`); the landed point stays as it was.
+
 Example::
 
-    >>> cm = compress(model, Recipe.parse("quant(bits=8)"), workload)   # model is left untouched
-    >>> session = JobRunner(store, paths)
-    >>> row = session.run(job, progress, cancel)
+    >>> cm = compress(model, Recipe.parse("quant(bits=8)"), workload)   # model and workload untouched
+    >>> landed = JobRunner.local(store, paths).run(job, progress, cancel)
+    >>> measurement = landed.complete()
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import platform
 import shutil
 import threading
@@ -23,25 +28,27 @@ import torch
 from . import baseline as baselines
 from .artifacts import CompressedModel
 from .config import Paths
-from .measure import MeasureSession, Preempted
+from .measure import MeasureSession
+from .measurement import Measurement, Seconds
 from .registry import method_for
 from .specs import Recipe
-from .store import PREPARE, Store
+from .store import Store
+from .timing import Preempted
 from .training import CancelToken, Progress
 from .workload import Workload
 
 
 def compress(model: torch.nn.Module, recipe: Recipe, workload: Workload) -> CompressedModel:
-    """Apply the recipe's steps in order to a deep copy of ``model``; the input is never changed."""
+    """Apply the recipe's steps in order to a deep copy of ``model``; neither input is changed."""
     current = CompressedModel.fp32(copy.deepcopy(model))
     notes: list[str] = []
     info: dict = {}
-    cache = workload.onnx_cache
     for i, spec in enumerate(recipe.steps):
         workload.cancel.check()
-        workload.onnx_cache = cache if i == 0 else None  # the cache holds the untouched baseline only
+        # the ONNX cache holds the untouched baseline only: later steps start from a changed model
+        step_workload = workload if i == 0 else dataclasses.replace(workload, onnx_cache=None)
         workload.progress(i / max(1, len(recipe.steps)), f"step {i + 1}/{len(recipe.steps)}: {spec.short()}")
-        current = method_for(spec)(current.module, spec, workload)
+        current = method_for(spec)(current.module, spec, step_workload)
         notes += current.notes
         info.update(current.info)
     current.notes, current.info = notes, info
@@ -73,21 +80,61 @@ class _PeakRss:
         self.peak = max(self.peak, self._proc.memory_info().rss)
 
 
+class Landed:
+    """One job's result on its way through its stages: landed (quality, size, batch 1), then complete.
+
+    ``measurement`` is the record as it stands; :meth:`complete` runs what is left (batch 32, and the
+    GPU's timing where CUDA is present) and returns the whole record. If ``preempt()`` says so midway,
+    it raises Preempted and the landed record stays as it was, to be completed later.
+    """
+
+    def __init__(self, measurement: Measurement, cm: CompressedModel, session: MeasureSession,
+                 progress: Progress, cancel: CancelToken, peak_rss: int):
+        self.measurement, self._cm, self._session = measurement, cm, session
+        self._progress, self._cancel, self._peak_rss = progress, cancel, peak_rss
+
+    @property
+    def done(self) -> bool:
+        return not self.measurement.partial
+
+    def complete(self, preempt: Callable[[], bool] | None = None) -> Measurement:
+        if self.done:
+            return self.measurement
+        self._cancel.check()
+        self._progress(0.93, "measuring batch-32 latency")
+        m = self.measurement
+        with _PeakRss() as rss:
+            t = time.perf_counter()
+            try:
+                m = self._session.add_batch32(m, self._cm, stop=preempt)
+            except Preempted:
+                self._progress(0.9, "landed; batch-32 latency waits for a newer setting")
+                raise
+            b32 = time.perf_counter() - t
+        secs = dataclasses.replace(m.seconds, measure_b32=b32, total_with_b32=(m.seconds.total or 0.0) + b32)
+        self.measurement = dataclasses.replace(m, seconds=secs,
+                                               peak_rss_mib=max(self._peak_rss, rss.peak) / 2**20)
+        self._cm = None  # the model is no longer needed: a deferred job holds only its record
+        return self.measurement
+
+
 class JobRunner:
     """One worker's session: loads each prepared baseline once, then runs jobs against it.
 
-    ``locate(fingerprint)`` gives the prepared baseline's folder; ``on_partial(job_id, row)`` receives
-    a row's first landing. The local worker wires both to the store; a Ray task to its node's copy.
+    ``locate(fingerprint)`` gives the prepared baseline's folder; ``on_landed(job_id, measurement)``
+    receives each result's first landing. The local worker wires both to the store; a Ray task to its
+    node's copy.
     """
 
-    def __init__(self, paths: Paths, locate: Callable[[str], Path], on_partial: Callable | None = None,
-                 store: Store | None = None):
-        self.paths, self.locate, self.on_partial, self.store = paths, locate, on_partial, store
+    def __init__(self, paths: Paths, locate: Callable[[str], Path],
+                 on_landed: Callable[[int, Measurement], None] | None = None):
+        self.paths, self.locate, self.on_landed = paths, locate, on_landed
         self._cache: dict[str, tuple[baselines.Prepared, MeasureSession]] = {}
 
     @classmethod
     def local(cls, store: Store, paths: Paths) -> "JobRunner":
-        return cls(paths, lambda fp: Path(store.baseline(fp)["path"]), store.add_partial, store)
+        return cls(paths, lambda fp: Path(store.baseline(fp)["path"]),
+                   lambda job_id, m: store.add_partial(job_id, m.to_row()))
 
     def session(self, fp: str) -> tuple[baselines.Prepared, MeasureSession]:
         if fp not in self._cache:
@@ -113,19 +160,13 @@ class JobRunner:
         import torch.ao.quantization  # noqa: F401
         return True
 
-    def run(self, job: dict, progress: Progress, cancel: CancelToken,
-            defer_batch32: bool = False) -> dict | None | Callable[[], dict]:
-        """Run a claimed job; returns the result row (None for a preparation job).
+    def prepare(self, store: Store, job: dict, progress: Progress, cancel: CancelToken) -> None:
+        """A preparation job: fine-tune the baseline once (on the driver, next to the store)."""
+        baselines.prepare(store, self.paths, job["baseline"], progress, cancel)
+        self._cache.pop(job["baseline"], None)
 
-        With ``defer_batch32`` it returns once the point has landed (through ``on_partial``) with a
-        function that times batch 32 and returns the whole row, so a worker can run a live-knob setting
-        queued meanwhile first. The deferred timing is still interleaved with this session's baseline."""
-        if job["recipe"] == PREPARE:
-            if self.store is None:
-                raise RuntimeError("baseline preparation runs on the driver, next to the store")
-            baselines.prepare(self.store, self.paths, job["baseline"], progress, cancel)
-            self._cache.pop(job["baseline"], None)
-            return None
+    def run(self, job: dict, progress: Progress, cancel: CancelToken) -> Landed:
+        """Run a claimed job up to its first landing (handed to ``on_landed``); ``complete()`` finishes it."""
         t0 = time.perf_counter()
         recipe = Recipe.from_key(job["recipe"])
         with _PeakRss() as rss:
@@ -147,35 +188,16 @@ class JobRunner:
             shutil.rmtree(scratch, ignore_errors=True)
             t3 = time.perf_counter()
             progress(0.85, "measuring accuracy and batch-1 latency")
-            row = ms.measure(cm, files, batch32=False)
+            m = ms.measure(cm, files, batch32=False, recipe_name=recipe.name, method=recipe.method,
+                           description=recipe.describe(), artifact=str(out))
             t4 = time.perf_counter()
-        row.update(recipe_name=recipe.name, method=recipe.method, description=recipe.describe(),
-                   artifact=str(out), peak_rss_mib=rss.peak / 2**20, node=platform.node(),
-                   seconds={"load": t1 - t0, "compress": t2 - t1, "save": t3 - t2, "measure": t4 - t3,
-                            "total": t4 - t0})
-        if self.on_partial is not None:
-            self.on_partial(job["id"], row)  # the point lands now; batch 32 follows
-
-        def batch32(preempt: Callable[[], bool] | None = None) -> dict | Callable:
-            """The batch-32 timing; if ``preempt()`` says so midway, it is dropped and this function returned."""
-            cancel.check()
-            progress(0.93, "measuring batch-32 latency")
-            with _PeakRss() as rss32:
-                t = time.perf_counter()
-                try:
-                    ms.add_batch32(row, cm, stop=preempt)
-                except Preempted:
-                    progress(0.9, "landed; batch-32 latency waits for a newer setting")
-                    return batch32
-                b32 = time.perf_counter() - t
-            row["peak_rss_mib"] = max(rss.peak, rss32.peak) / 2**20
-            row["seconds"].update(measure_b32=b32, total_with_b32=row["seconds"]["total"] + b32)
-            return row
-
-        if defer_batch32:
-            progress(0.9, "landed; batch-32 latency follows")
-            return batch32
-        return batch32()
+        m = dataclasses.replace(m, peak_rss_mib=rss.peak / 2**20, node=platform.node(),
+                                seconds=Seconds(load=t1 - t0, compress=t2 - t1, save=t3 - t2, measure=t4 - t3,
+                                                total=t4 - t0))
+        if self.on_landed is not None:
+            self.on_landed(job["id"], m)  # the point lands now; batch 32 follows
+        progress(0.9, "landed; batch-32 latency follows")
+        return Landed(m, cm, ms, progress, cancel, rss.peak)
 
 
 def format_error(e: BaseException) -> tuple[str, str]:

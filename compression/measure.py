@@ -1,22 +1,25 @@
 """Measurement: quality on the held-out test split, size on disk, interleaved latency; each number labelled.
 
-This is the only module that reads the test split. Labels:
+This is the only module that reads the test split. It fills the typed record of
+:mod:`compression.measurement`; the latency protocol itself is :mod:`compression.timing`. Labels:
 - ``measured``: the artifact's own numerics / timed on the kernel a deployment would use here;
 - ``simulated``: timed on a stand-in path because no real kernel exists here (the kernel field says which);
 - ``contended``: timed while other processes used the CPU (left off the frontier);
 - ``estimated``: not timed at all.
 
-Where CUDA is present, batch-1 and batch-32 latency are timed on the GPU too (``gpu_*`` fields, with
-their own label); a runtime with no CUDA kernel (ONNX Runtime's CPU provider, fbgemm int8) gets a
+Where CUDA is present, batch-1 and batch-32 latency are timed on the GPU too (device "gpu" timings,
+with their own label); a runtime with no CUDA kernel (ONNX Runtime's CPU provider, fbgemm int8) gets a
 ``gpu_note`` saying so instead of a number.
 
 Example::
 
     >>> session = MeasureSession(baseline_cm, workload.tokenizer, test_df)
-    >>> row = session.measure(candidate_cm, artifact_files)
+    >>> landed = session.measure(candidate_cm, artifact_files, batch32=False)   # a Measurement
+    >>> full = session.add_batch32(landed, candidate_cm)
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import platform
@@ -27,28 +30,19 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import psutil
 import torch
 
 from . import config
 from .artifacts import CompressedModel, count_params, weight_bytes
+from .measurement import Context, Labels, Measurement
+from .timing import (CONTENTION_CORES, Preempted, cuda_device, device_latency, device_module,
+                     interleaved_latency, pct, release, set_threads)
 
 SEQ_LEN = 64  # latency inputs are real test sentences padded to this fixed length
 EVAL_BATCH = 64
-B1_WARMUP, B1_REPS = 10, 30
-B32_WARMUP, B32_REPS = 3, 10
 BOOTSTRAP = 1000
-GPU_WARMUP_S = 0.5  # on a GPU, warm up for at least this long too: an idle card's clocks ramp up under load
-CONTENTION_CORES = 0.25  # other processes using more than this many cores make a timing "contended"
 
-
-def set_threads() -> None:
-    """The protocol's threads: torch 2 intra-op and 1 inter-op (once per process)."""
-    torch.set_num_threads(config.threads())
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set, or parallel work already started in this process
-        pass
+__all__ = ["MeasureSession", "TestSet", "quality", "context", "reference_accuracies", "Preempted", "SEQ_LEN"]
 
 
 class TestSet:
@@ -81,12 +75,9 @@ class TestSet:
         return back
 
 
-def _pct(a, q) -> float:
-    return float(np.percentile(np.asarray(a), q))
-
-
 def quality(pred: np.ndarray, y: np.ndarray, base_pred: np.ndarray | None, seed: int = 0) -> dict:
-    """Accuracy and macro-F1 with bootstrap 95% CIs, and the paired change against the baseline."""
+    """Accuracy and macro-F1 with bootstrap 95% CIs, and the paired change against the baseline
+    (keyword arguments of :class:`Measurement`)."""
     from sklearn.metrics import f1_score
 
     n = len(y)
@@ -94,182 +85,15 @@ def quality(pred: np.ndarray, y: np.ndarray, base_pred: np.ndarray | None, seed:
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(BOOTSTRAP, n))
     boot = correct[idx].mean(axis=1)
-    out = {"accuracy": float(correct.mean()), "accuracy_lo": _pct(boot, 2.5), "accuracy_hi": _pct(boot, 97.5),
+    out = {"accuracy": float(correct.mean()), "accuracy_lo": pct(boot, 2.5), "accuracy_hi": pct(boot, 97.5),
            "macro_f1": float(f1_score(y, pred, average="macro")), "test_rows": int(n)}
     if base_pred is not None:
         base_correct = (base_pred == y).astype(np.float64)
         diff = correct - base_correct
         dboot = diff[idx].mean(axis=1)
-        out.update(accuracy_delta=float(diff.mean()), delta_lo=_pct(dboot, 2.5), delta_hi=_pct(dboot, 97.5),
+        out.update(accuracy_delta=float(diff.mean()), delta_lo=pct(dboot, 2.5), delta_hi=pct(dboot, 97.5),
                    agreement=float((pred == base_pred).mean()))
     return out
-
-
-def _timed(cm: CompressedModel, x: dict) -> float:
-    t = time.perf_counter()
-    cm.predict(x)
-    return (time.perf_counter() - t) * 1e3
-
-
-class _CpuWatch:
-    """How many cores other processes used while we timed: a timing under contention is not clean."""
-
-    def __enter__(self):
-        self.proc = psutil.Process()
-        self.t0, self.sys0, self.own0 = time.perf_counter(), _busy(psutil.cpu_times()), _own(self.proc)
-        return self
-
-    def __exit__(self, *exc):
-        wall = time.perf_counter() - self.t0
-        other = (_busy(psutil.cpu_times()) - self.sys0) - (_own(self.proc) - self.own0)
-        self.other_cores = max(0.0, other / wall) if wall > 0 else 0.0
-
-
-def _busy(t) -> float:
-    return t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
-
-
-def _own(p: psutil.Process) -> float:
-    c = p.cpu_times()
-    return c.user + c.system
-
-
-class Preempted(Exception):
-    """A timing was abandoned because more urgent work arrived; nothing of it is kept."""
-
-
-def _check(stop: Callable[[], bool] | None, tag: str) -> None:
-    if stop is not None and stop():
-        raise Preempted(tag)
-
-
-def _pairs(time_cand: Callable[[dict], float], time_base: Callable[[dict], float], xs: list[dict], warm: int,
-           reps: int, stop: Callable[[], bool] | None, tag: str, warm_s: float = 0.0) -> tuple[list, list, float]:
-    """The protocol's loop, shared by the CPU and the GPU: at least ``warm`` warm-up pairs (lasting at least
-    ``warm_s``), then ``reps`` timed pairs, candidate and baseline alternately on the same inputs. ``stop()``
-    is asked between pairs. Returns both lists of ms and the cores other processes used while timing."""
-    t0, i = time.perf_counter(), 0
-    while i < warm or time.perf_counter() - t0 < warm_s:
-        _check(stop, tag)
-        time_cand(xs[i % len(xs)])
-        time_base(xs[i % len(xs)])
-        i += 1
-    c, b = [], []
-    with _CpuWatch() as w:
-        for i in range(reps):
-            _check(stop, tag)
-            x = xs[i % len(xs)]
-            c.append(time_cand(x))
-            b.append(time_base(x))
-    return c, b, w.other_cores
-
-
-def _ratio(c: list, b: list) -> tuple[float, float, float, float]:
-    """Candidate and baseline medians, the ratio baseline/candidate, and the baseline's own run-to-run spread."""
-    cp50, bp50 = _pct(c, 50), _pct(b, 50)
-    return cp50, bp50, bp50 / cp50, (_pct(b, 90) - _pct(b, 10)) / 2 / bp50
-
-
-def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts: TestSet,
-                        batches: tuple[str, ...] = ("b1", "b32"), stop: Callable[[], bool] | None = None) -> dict:
-    """Time candidate and baseline alternately on the same inputs; medians, p90s and ratios.
-
-    The ratio is to the baseline timed in this same session, never to a stored number. ``stop()`` is
-    asked between pairs (outside the timed calls); when it says yes the timing is abandoned whole
-    (Preempted), to be run again from its warm-up later.
-    """
-    out: dict = {}
-    plans = {"b1": (ts.b1, B1_WARMUP, B1_REPS), "b32": ([ts.b32], B32_WARMUP, B32_REPS)}
-    for tag in batches:
-        c, b, other = _pairs(lambda x: _timed(cand, x), lambda x: _timed(base, x), *plans[tag], stop, tag)
-        cp50, bp50, ratio, spread = _ratio(c, b)
-        contended = other > CONTENTION_CORES
-        out.update({f"lat_{tag}_p50_ms": cp50, f"lat_{tag}_p90_ms": _pct(c, 90),
-                    f"base_lat_{tag}_p50_ms": bp50, f"base_lat_{tag}_p90_ms": _pct(b, 90),
-                    f"speedup_{tag}": ratio, f"speedup_{tag}_spread": spread,
-                    f"other_cores_{tag}": round(other, 3),
-                    f"speedup_{tag}_note": ("not comparable: other work used the CPU while timing" if contended
-                                            else _ratio_note(ratio, spread))})
-    return out
-
-
-def cuda_device() -> str | None:
-    """The CUDA device latency is also timed on, by name; None on a CPU-only machine (the default)."""
-    if os.environ.get("COMPRESSION_NO_CUDA") == "1" or not torch.cuda.is_available():
-        return None
-    return torch.cuda.get_device_name(0)
-
-
-def _sync(device: str) -> Callable[[], None]:
-    return torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-
-
-def device_module(cm: CompressedModel, device: str, move: bool = True) -> tuple[torch.nn.Module | None, str]:
-    """The candidate's torch module on ``device``, or None and, in plain words, why it cannot run there.
-
-    Usually a copy. A module that cannot be copied (quanto's tensor subclasses) is moved itself, unless
-    ``move`` is False; then :func:`release` moves it back, so the CPU timings that may follow (a deferred
-    batch 32) see it unchanged.
-    """
-    if cm.module is None:
-        return None, f"not timed on the GPU: {cm.runtime} runs it on its CPU provider here"
-    if cm.kind == "int8-dynamic":
-        return None, "not timed on the GPU: torch's dynamic int8 (fbgemm) is a CPU kernel with no CUDA version"
-    try:
-        import copy
-
-        return copy.deepcopy(cm.module).to(device).eval(), ""
-    except Exception as e:
-        if not move:
-            return None, f"not timed on the GPU: it could not be copied there ({type(e).__name__})"
-    try:
-        return cm.module.to(device).eval(), ""
-    except Exception as e:  # e.g. a packed format with no device version
-        release(cm, cm.module)
-        return None, f"not timed on the GPU: it could not be moved there ({type(e).__name__}: {str(e)[:120]})"
-
-
-def release(cm: CompressedModel, module: torch.nn.Module | None) -> None:
-    """Undo :func:`device_module` for a module moved itself: bring it back to the CPU (a copy is just dropped)."""
-    if module is not None and module is cm.module:
-        cm.module.to("cpu")
-
-
-def device_latency(cand: torch.nn.Module, base: torch.nn.Module, ts: "TestSet", device: str,
-                   stop: Callable[[], bool] | None = None) -> dict:
-    """Batch-1 and batch-32 latency of two torch modules on ``device``, timed alternately like on the CPU.
-
-    Each call is bracketed by a device synchronize, so the time is the forward pass's, not its launch's.
-    The fields are ``gpu_*``: on a CUDA machine this is the GPU's column beside the CPU's. ``stop()`` is
-    asked between pairs, as on the CPU (Preempted).
-    """
-    sync = _sync(device)
-    move = lambda x: {k: v.to(device) for k, v in x.items()}  # noqa: E731
-    plans = {"b1": ([move(x) for x in ts.b1], B1_WARMUP, B1_REPS), "b32": ([move(ts.b32)], B32_WARMUP, B32_REPS)}
-
-    def timed(m, x) -> float:
-        sync()
-        t = time.perf_counter()
-        m(**x)
-        sync()
-        return (time.perf_counter() - t) * 1e3
-
-    warm_s = GPU_WARMUP_S if device.startswith("cuda") else 0.0
-    out: dict = {}
-    with torch.no_grad():  # not inference_mode: quanto's modules need no_grad
-        for tag, plan in plans.items():
-            c, b, _ = _pairs(lambda x: timed(cand, x), lambda x: timed(base, x), *plan, stop, f"gpu {tag}", warm_s)
-            cp50, bp50, ratio, spread = _ratio(c, b)
-            out.update({f"gpu_lat_{tag}_p50_ms": cp50, f"gpu_lat_{tag}_p90_ms": _pct(c, 90),
-                        f"gpu_base_lat_{tag}_p50_ms": bp50, f"gpu_speedup_{tag}": ratio,
-                        f"gpu_speedup_{tag}_note": _ratio_note(ratio, spread)})
-    return out
-
-
-def _ratio_note(ratio: float, spread: float) -> str:
-    if abs(ratio - 1) <= spread:
-        return "no measurable change"
-    return f"{ratio:.2f}x faster" if ratio > 1 else f"{1 / ratio:.2f}x slower"
 
 
 @functools.lru_cache(maxsize=1)
@@ -298,11 +122,11 @@ def _static_context() -> dict:
             "cpu": cpu, "host": platform.node(), "git_commit": commit, "python": platform.python_version()}
 
 
-def context(seed: int) -> dict:
+def context(seed: int) -> Context:
     """What a measurement depends on, recorded with every result."""
-    return {**_static_context(), "threads_intra": torch.get_num_threads(),
-            "threads_inter": torch.get_num_interop_threads(), "seq_len": SEQ_LEN, "seed": seed,
-            "load_avg_1m": round(os.getloadavg()[0], 2), "hardware": config.hardware_id()}
+    return Context(**_static_context(), threads_intra=torch.get_num_threads(),
+                   threads_inter=torch.get_num_interop_threads(), seq_len=SEQ_LEN, seed=seed,
+                   load_avg_1m=round(os.getloadavg()[0], 2), hardware=config.hardware_id())
 
 
 def reference_accuracies(train: pd.DataFrame, test: pd.DataFrame) -> dict:
@@ -319,6 +143,8 @@ def reference_accuracies(train: pd.DataFrame, test: pd.DataFrame) -> dict:
             "tfidf_accuracy": float((pred == test["label"].to_numpy()).mean())}
 
 
+
+
 class MeasureSession:
     """Holds the baseline for one worker session: its test predictions and its live latency twin."""
 
@@ -331,75 +157,67 @@ class MeasureSession:
         self.base_pred = self.base_logits.argmax(1)
         self._gpu_base: torch.nn.Module | None = None  # the baseline's copy on the GPU, made on first use
 
-    def measure(self, cm: CompressedModel, files: list[Path], batch32: bool = True) -> dict:
-        """All numbers for one compressed model, each with its label.
+    def measure(self, cm: CompressedModel, files: list[Path], batch32: bool = True, **what) -> Measurement:
+        """All numbers for one compressed model, each with its label; ``what`` names the setting
+        (recipe_name, method, description, artifact: fields of :class:`Measurement`).
 
-        With ``batch32=False`` the row is a quick first landing (quality, size, batch-1 latency);
+        With ``batch32=False`` the record is a first landing (quality, size, batch-1 latency);
         :meth:`add_batch32` completes it (batch 32, and the GPU's timings where CUDA is present).
         """
-        logits = self.tests.logits(cm)
-        pred = logits.argmax(1)
-        row = quality(pred, self.tests.y, self.base_pred, self.seed)
+        pred = self.tests.logits(cm).argmax(1)
         size = weight_bytes(files)
-        row.update(size_bytes=size, size_mib=size / 2**20)
         if cm.module is not None:
             params, nonzero = count_params(cm.module)
         else:
             params, nonzero = cm.info.get("params"), cm.info.get("nonzero_params")
-        row.update(params=params, nonzero_params=nonzero,
-                   bits_per_weight=(8 * size / params) if params else None)
-        row["labels"] = {"accuracy": "measured", "f1": "measured", "size": "measured",
-                         "params": "measured" if params else "estimated", "latency": cm.latency_label}
-        row["runtime"], row["kernel"] = cm.runtime, cm.kernel
-        row["notes"], row["info"] = cm.notes, cm.info
-        row["predictions"] = pred.astype(int).tolist()  # for the flip table and the playground
-        row["context"] = context(self.seed)
-        self._latency(row, cm, ("b1", "b32") if batch32 else ("b1",))
-        if batch32:
-            self._gpu_latency(row, cm)
-        return row
+        m = Measurement(**quality(pred, self.tests.y, self.base_pred, self.seed), **what,
+                        size_bytes=size, size_mib=size / 2**20, params=params, nonzero_params=nonzero,
+                        bits_per_weight=(8 * size / params) if params else None,
+                        labels=Labels(params="measured" if params else "estimated", latency=cm.latency_label),
+                        runtime=cm.runtime, kernel=cm.kernel, notes=tuple(cm.notes), info=cm.info,
+                        predictions=tuple(pred.astype(int).tolist()), context=context(self.seed))
+        m = self._cpu_latency(m, cm, (1, 32) if batch32 else (1,))
+        return self._gpu_latency(m, cm) if batch32 else m
 
-    def _gpu_latency(self, row: dict, cm: CompressedModel, stop: Callable[[], bool] | None = None) -> None:
+    def add_batch32(self, m: Measurement, cm: CompressedModel, stop: Callable[[], bool] | None = None) -> Measurement:
+        """Complete a first landing with its batch-32 timing, and the GPU's where CUDA is present.
+
+        Raises Preempted, and nothing of the timing is kept, if ``stop()`` says so midway."""
+        return self._gpu_latency(self._cpu_latency(m, cm, (32,), stop), cm, stop)
+
+    def _cpu_latency(self, m: Measurement, cm: CompressedModel, batches: tuple[int, ...],
+                     stop: Callable[[], bool] | None = None) -> Measurement:
+        m = m.with_timings(*interleaved_latency(cm, self.baseline, self.tests, batches, stop))
+        if m.other_cores_during_timing > CONTENTION_CORES:
+            m = dataclasses.replace(m, labels=dataclasses.replace(m.labels, latency="contended"))
+        return m
+
+    def _gpu_latency(self, m: Measurement, cm: CompressedModel,
+                     stop: Callable[[], bool] | None = None) -> Measurement:
         """Where CUDA is present, the GPU's latency beside the CPU's (after the CPU timing, never during it)."""
         name = cuda_device()
         if name is None:
-            return
+            return m
         t0 = time.perf_counter()
         if self._gpu_base is None:  # a copy only: the baseline itself must stay on the CPU for its timings
             self._gpu_base = device_module(self.baseline, "cuda", move=False)[0]
         module, why = device_module(cm, "cuda")
-        row["gpu"] = name
         if module is None or self._gpu_base is None:
             release(cm, module)
-            row["gpu_note"] = why or "not timed on the GPU: the baseline could not be moved there"
-            return
+            return dataclasses.replace(m, gpu=name, gpu_note=why or "not timed on the GPU: the baseline could "
+                                                                      "not be moved there")
         try:
-            row.update(device_latency(module, self._gpu_base, self.tests, "cuda", stop))
+            timings = device_latency(module, self._gpu_base, self.tests, "cuda", stop)
             # a stand-in on the CPU (decoded low-bit weights) is the same stand-in on the GPU
-            row["labels"]["gpu_latency"] = "simulated" if cm.latency_label == "simulated" else "measured"
-            row["gpu_seconds"] = time.perf_counter() - t0
+            label = "simulated" if cm.latency_label == "simulated" else "measured"
+            return m.with_timings(*timings, gpu=name, gpu_seconds=time.perf_counter() - t0,
+                                  labels=dataclasses.replace(m.labels, gpu_latency=label))
         except Preempted:
             raise
         except Exception as e:  # a kernel with no CUDA path fails at the first call
-            row["gpu_note"] = f"not timed on the GPU: {type(e).__name__}: {str(e)[:160]}"
+            return dataclasses.replace(m, gpu=name, gpu_note=f"not timed on the GPU: {type(e).__name__}: "
+                                                             f"{str(e)[:160]}")
         finally:
             release(cm, module)
             module = None
             torch.cuda.empty_cache()  # the copy's memory goes back once nothing holds it
-
-    def add_batch32(self, row: dict, cm: CompressedModel, stop: Callable[[], bool] | None = None) -> dict:
-        """Complete a first landing with its batch-32 timing, and the GPU's where CUDA is present
-        (Preempted, row untouched, if ``stop()`` says so)."""
-        done = {**row, "labels": dict(row["labels"])}  # filled apart, so a preempted timing leaves ``row`` as it was
-        self._latency(done, cm, ("b32",), stop)
-        self._gpu_latency(done, cm, stop)
-        row.update(done)
-        return row
-
-    def _latency(self, row: dict, cm: CompressedModel, batches: tuple[str, ...],
-                 stop: Callable[[], bool] | None = None) -> None:
-        row.update(interleaved_latency(cm, self.baseline, self.tests, batches, stop))
-        row["other_cores_during_timing"] = max(row.get(f"other_cores_{t}", 0.0) for t in ("b1", "b32"))
-        if row["other_cores_during_timing"] > CONTENTION_CORES:
-            row["labels"]["latency"] = "contended"
-        row["partial"] = "lat_b32_p50_ms" not in row

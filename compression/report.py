@@ -11,24 +11,13 @@ import json
 
 import pandas as pd
 
+from .measurement import MEASUREMENT_COLUMNS, Measurement
 from .store import Store, iso
 
-# The fixed columns of `results --csv` (documented in the README). Units are in the names.
-CSV_COLUMNS = [
-    "job_id", "baseline", "baseline_name", "hardware", "method", "recipe", "description", "runtime", "kernel",
-    "accuracy", "accuracy_lo", "accuracy_hi", "accuracy_label", "macro_f1", "agreement",
-    "accuracy_delta", "delta_lo", "delta_hi", "test_rows",
-    "size_mib", "size_bytes", "size_label", "params", "nonzero_params", "bits_per_weight",
-    "lat_b1_p50_ms", "lat_b1_p90_ms", "lat_b32_p50_ms", "lat_b32_p90_ms", "batch32_pending", "latency_label",
-    "base_lat_b1_p50_ms", "base_lat_b32_p50_ms", "speedup_b1", "speedup_b32", "speedup_b1_note",
-    "speedup_b32_note", "other_cores_during_timing", "peak_rss_mib", "seconds_total", "seconds_compress",
-    "seconds_measure", "measured_at", "host", "cpu", "load_avg_1m", "threads_intra", "threads_inter",
-    "seq_len", "seed", "torch", "transformers", "onnxruntime", "git_commit", "artifact",
-    # where CUDA was present on the measuring machine (empty elsewhere)
-    "gpu", "gpu_lat_b1_p50_ms", "gpu_lat_b1_p90_ms", "gpu_lat_b32_p50_ms", "gpu_lat_b32_p90_ms",
-    "gpu_base_lat_b1_p50_ms", "gpu_base_lat_b32_p50_ms", "gpu_speedup_b1", "gpu_speedup_b32",
-    "gpu_speedup_b1_note", "gpu_speedup_b32_note", "gpu_latency_label", "gpu_note",
-]
+# The fixed columns of `results --csv` (documented in the README): the job's own, then the Measurement's
+# (compression/measurement.py declares each one; units are in the names).
+JOB_COLUMNS = ["job_id", "baseline", "baseline_name", "hardware", "recipe", "measured_at"]
+CSV_COLUMNS = JOB_COLUMNS + MEASUREMENT_COLUMNS
 
 
 def results_frame(store: Store, baseline: str | None = None, hardware: str | None = None,
@@ -36,21 +25,9 @@ def results_frame(store: Store, baseline: str | None = None, hardware: str | Non
     names = {b["fingerprint"]: b["name"] for b in store.baselines()}
     rows = []
     for r in store.results(baseline=baseline, hardware=hardware, latest=latest, include_archived=include_archived):
-        d = r["data"]
-        ctx, labels, secs = d.get("context", {}), d.get("labels", {}), d.get("seconds", {})
-        row = {k: d.get(k) for k in CSV_COLUMNS if k in d}
-        row.update(job_id=r["job_id"], baseline=r["baseline"][:12], baseline_name=names.get(r["baseline"], ""),
-                   hardware=r["hardware"], recipe=_recipe_name(r["recipe"]),
-                   accuracy_label=labels.get("accuracy"), size_label=labels.get("size"),
-                   latency_label=labels.get("latency"), gpu_latency_label=labels.get("gpu_latency"),
-                   batch32_pending=bool(d.get("partial")),
-                   seconds_total=secs.get("total"),
-                   seconds_compress=secs.get("compress"), seconds_measure=secs.get("measure"),
-                   measured_at=iso(r["created_at"]),
-                   **{k: ctx.get(k) for k in ("host", "cpu", "load_avg_1m", "threads_intra", "threads_inter",
-                                              "seq_len", "seed", "torch", "transformers", "onnxruntime",
-                                              "git_commit")})
-        rows.append(row)
+        rows.append({"job_id": r["job_id"], "baseline": r["baseline"][:12], "baseline_name": names.get(r["baseline"], ""),
+                     "hardware": r["hardware"], "recipe": _recipe_name(r["recipe"]),
+                     "measured_at": iso(r["created_at"]), **Measurement.from_row(r["data"]).csv_row()})
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 

@@ -205,19 +205,19 @@ def test_device_latency_times_both_models_and_says_why_a_runtime_cannot_move(tin
     """The GPU column's code path, run on the CPU device here (CI has no GPU): interleaved medians and a
     ratio to the baseline; ONNX Runtime and fbgemm int8 get a plain reason instead of a number."""
     from compression.artifacts import CompressedModel
-    from compression.measure import (MeasureSession, TestSet, cuda_device, device_latency, device_module,
-                                     release)
+    from compression.measure import MeasureSession, TestSet
+    from compression.timing import cuda_device, device_latency, device_module, release
 
     model, tok, df, _ = tiny
     ts = TestSet(tok, df)
     cast = compress(model, Recipe((LowRankSpec(rank=4),)), workload(tiny, tmp_path))
     mod, why = device_module(cast, "cpu")
     assert why == "" and mod is not cast.module  # a copy: the stored candidate stays where it was
-    out = device_latency(mod, model, ts, "cpu")
-    for tag in ("b1", "b32"):
-        assert out[f"gpu_lat_{tag}_p50_ms"] > 0 and out[f"gpu_lat_{tag}_p90_ms"] >= out[f"gpu_lat_{tag}_p50_ms"]
-        ratio = out[f"gpu_base_lat_{tag}_p50_ms"] / out[f"gpu_lat_{tag}_p50_ms"]
-        assert out[f"gpu_speedup_{tag}"] == pytest.approx(ratio)
+    timings = device_latency(mod, model, ts, "cpu")
+    assert [(t.device, t.batch) for t in timings] == [("gpu", 1), ("gpu", 32)]  # the GPU's column
+    for t in timings:
+        assert t.p50_ms > 0 and t.p90_ms >= t.p50_ms
+        assert t.speedup == pytest.approx(t.base_p50_ms / t.p50_ms)
     int8 = compress(model, Recipe((QuantSpec(bits=8),)), workload(tiny, tmp_path))
     assert device_module(int8, "cuda") == (None, "not timed on the GPU: torch's dynamic int8 (fbgemm) is a CPU "
                                                  "kernel with no CUDA version")
@@ -229,11 +229,11 @@ def test_device_latency_times_both_models_and_says_why_a_runtime_cannot_move(tin
     assert device_module(q, "cpu", move=False)[0] is None  # how the baseline is sent: a copy or nothing
     qm, why = device_module(q, "cpu")
     assert why == "" and qm is q.module
-    assert device_latency(qm, model, ts, "cpu")["gpu_lat_b1_p50_ms"] > 0
+    assert device_latency(qm, model, ts, "cpu")[0].p50_ms > 0
     release(q, qm)
     assert np.allclose(q.predict(ts.b32), before)
     # a whole measurement: GPU fields exactly where CUDA is present
-    row = MeasureSession(CompressedModel.fp32(model), tok, df).measure(cast, cast.save(tmp_path / "lr"))
+    row = MeasureSession(CompressedModel.fp32(model), tok, df).measure(cast, cast.save(tmp_path / "lr")).to_row()
     if cuda_device() is None:
         assert not any(k.startswith("gpu") for k in row) and "gpu_latency" not in row["labels"]
     else:

@@ -7,10 +7,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from compression import Recipe, hardware_id, resolve
 from compression.cli import main
 from compression.specs import QuantSpec
 from compression.store import Store
+from compression.timing import Preempted
 from conftest import ROOT
 
 
@@ -136,12 +139,18 @@ def test_a_preempted_batch32_timing_is_dropped_whole_and_run_again_later(prepare
     kept = store.result_count(jid)  # earlier measurements stay
     job = store.claim(hardware_id(), "test:1")
     assert job["id"] == jid
-    finish = JobRunner.local(store, paths).run(job, lambda f, m: None, CancelToken(), defer_batch32=True)
-    landed = next(r["data"] for r in store.results() if r["job_id"] == jid)
-    assert landed["partial"] and "lat_b1_p50_ms" in landed and "lat_b32_p50_ms" not in landed
-    assert finish(preempt=lambda: True) is finish  # a newer setting arrived: nothing of the timing is kept
-    row = finish()
-    assert row["lat_b32_p50_ms"] > 0 and row["seconds"]["measure_b32"] > 0 and not row["partial"]
+    landed = JobRunner.local(store, paths).run(job, lambda f, m: None, CancelToken())
+    stored = next(r["data"] for r in store.results() if r["job_id"] == jid)
+    assert stored["partial"] and "lat_b1_p50_ms" in stored and "lat_b32_p50_ms" not in stored
+    first = landed.measurement
+    with pytest.raises(Preempted):  # a newer setting arrived: nothing of the timing is kept
+        landed.complete(preempt=lambda: True)
+    assert landed.measurement is first and not landed.done
+    m = landed.complete()
+    assert m.timing("cpu", 32).p50_ms > 0 and m.seconds.measure_b32 > 0 and not m.partial
+    assert m.timing("cpu", 1) == first.timing("cpu", 1)  # the landed numbers stay as they were
+    row = m.to_row()
+    assert row["lat_b32_p50_ms"] > 0 and not row["partial"]
     store.finish(jid, row)
     assert store.result_count(jid) == kept + 1  # the partial row was replaced, not added to
 

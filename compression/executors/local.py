@@ -23,7 +23,8 @@ from typing import Callable
 
 from .. import config
 from ..config import Paths
-from ..store import Store
+from ..store import PREPARE, Store
+from ..timing import Preempted
 from ..training import Cancelled, CancelToken
 
 HEARTBEAT_SECONDS = 2.0
@@ -133,118 +134,162 @@ def run_worker(paths: Paths, store: Store, *, hardware: str | None = None, idle_
     lands each point before its batch-32 timing, which waits until no new setting is queued.
     Returns the number of jobs run. Raises WorkerBusy if another worker holds the lock.
     """
-    from ..engine import JobRunner, format_error
-
     lock = WorkerLock(paths.worker_lock).acquire()
     paths.worker_ready.unlink(missing_ok=True)  # a killed worker's claim to be ready is not ours
-    hardware = hardware or config.hardware_id()
-    me = worker_name()
-    runner = JobRunner.local(store, paths)
-    ran = 0
-    idle_since = time.monotonic()
-    unwarmable: set[str] = set()
-    deferred: list[tuple[dict, _Heartbeat, Callable[[], dict]]] = []
-
-    def settle(job: dict, beat: _Heartbeat, work: Callable, again: bool = False) -> None:
-        """Run ``work``; record done, failed (with its traceback) or cancelled, or keep it deferred
-        (first in line when ``again``: its timing was preempted by a newer setting)."""
-        try:
-            row = work()
-        except Cancelled:
-            store.fail(job["id"], "cancelled by the user", state="cancelled")
-            if on_event:
-                on_event(job, 1.0, "cancelled")
-        except Exception as e:  # a failed setting is one failed row, never a dead sweep
-            msg, tb = format_error(e)
-            store.fail(job["id"], msg, tb)
-            if job["recipe"] == "prepare":
-                store.fail_dependents(job["baseline"], msg)
-            if on_event:
-                on_event(job, 1.0, f"failed: {msg}")
-        else:
-            if callable(row):  # landed; its batch-32 timing waits (the heartbeat keeps its lease)
-                deferred.insert(0 if again else len(deferred), (job, beat, row))
-                return
-            store.finish(job["id"], row)
-            if on_event:
-                on_event(job, 1.0, "done")
-        beat.stop()
-
+    worker = _Worker(paths, store, hardware or config.hardware_id(), on_event, baseline)
     try:
+        idle_since = time.monotonic()
         while True:
             store.requeue_stale(dead_workers=_dead_local_workers(store))
-            full = len(deferred) >= MAX_DEFERRED
-            job = None if full else store.claim(hardware, me, baseline=baseline)
-            if job is None and deferred:  # time a landed point's batch 32; a newer setting preempts it unless full
-                job, beat, finish = deferred.pop(0)
-                stop = None if full else (lambda: store.has_queued(hardware, baseline))
-                settle(job, beat, lambda: finish(preempt=stop), again=True)
+            if worker.step():
+                idle_since = time.monotonic()
                 continue
-            if job is None:
-                if until is not None and until():
-                    return ran
-                wants = _keep_warm(paths, runner, unwarmable, on_event)
-                if wants:  # the app is open on the live knob: stay up; idle time counts from when it stops
-                    idle_since = time.monotonic()
-                elif time.monotonic() - idle_since > idle_exit:
-                    return ran
-                time.sleep(0.2 if wants else 0.5)
-                continue
-            unwarmable.clear()  # a job may have prepared it since
-            cancel = CancelToken()
-            beat = _Heartbeat(store, job["id"], cancel)
-
-            def progress(fraction: float, message: str, _job=job, _beat=beat) -> None:
-                _beat.progress = (fraction, message)
-                if on_event:
-                    on_event(_job, fraction, message)
-
-            beat.start()
-            live = bool(config.wanted_warm(paths))
-            settle(job, beat, lambda: runner.run(job, progress, cancel, defer_batch32=live))
-            _announce(paths, runner)
-            ran += 1
-            idle_since = time.monotonic()
+            if until is not None and until():
+                return worker.ran
+            if worker.keep_warm.poll():  # the app is open on the live knob: stay up
+                idle_since = time.monotonic()
+                time.sleep(0.2)
+            elif time.monotonic() - idle_since > idle_exit:
+                return worker.ran
+            else:
+                time.sleep(0.5)
     finally:
-        for _, beat, _ in deferred:  # only on a crash; the next worker re-queues their jobs (a dead worker's)
-            beat.stop()
+        worker.close()
         paths.worker_ready.unlink(missing_ok=True)
         lock.release()
 
 
-def _keep_warm(paths: Paths, runner, unwarmable: set[str], on_event: Event | None) -> list[str]:
-    """Load the baseline the app asks to keep warm (the live knob), unless one it asks for is loaded.
+class _Worker:
+    """The local worker's steps: run the next queued job up to its landing, or complete a landed one."""
+
+    def __init__(self, paths: Paths, store: Store, hardware: str, on_event: Event | None, baseline: str | None):
+        from ..engine import JobRunner
+
+        self.paths, self.store, self.hardware, self.on_event, self.baseline = paths, store, hardware, on_event, baseline
+        self.runner = JobRunner.local(store, paths)
+        self.keep_warm = KeepWarm(paths, self.runner, on_event)
+        self.deferred: list[tuple[dict, _Heartbeat, object]] = []  # (job, its heartbeat, its Landed)
+        self.ran = 0
+
+    def step(self) -> bool:
+        """Do one unit of work; False when there was none."""
+        full = len(self.deferred) >= MAX_DEFERRED
+        job = None if full else self.store.claim(self.hardware, worker_name(), baseline=self.baseline)
+        if job is not None:
+            self._start(job)
+            return True
+        if self.deferred:  # time a landed point's batch 32; a newer setting preempts it unless the queue is full
+            job, beat, landed = self.deferred.pop(0)
+            stop = None if full else (lambda: self.store.has_queued(self.hardware, self.baseline))
+            self._settle(job, beat, lambda: landed.complete(preempt=stop), landed=landed, first=True)
+            return True
+        return False
+
+    def _start(self, job: dict) -> None:
+        self.keep_warm.forget_failures()  # a job may have prepared a baseline that failed to load before
+        cancel = CancelToken()
+        beat = _Heartbeat(self.store, job["id"], cancel)
+
+        def progress(fraction: float, message: str) -> None:
+            beat.progress = (fraction, message)
+            if self.on_event:
+                self.on_event(job, fraction, message)
+
+        beat.start()
+        if job["recipe"] == PREPARE:
+            self._settle(job, beat, lambda: self.runner.prepare(self.store, job, progress, cancel))
+        else:
+            landed = self._settle(job, beat, lambda: self.runner.run(job, progress, cancel), keep=True)
+            if landed is None:
+                pass  # failed or cancelled, and recorded so
+            elif config.wanted_warm(self.paths):  # the live knob is on: a newer setting lands before this batch 32
+                self._defer(job, beat, landed)
+            else:
+                self._settle(job, beat, landed.complete, landed=landed)
+        self.keep_warm.announce()
+        self.ran += 1
+
+    def _defer(self, job: dict, beat: _Heartbeat, landed, first: bool = False) -> None:
+        """Keep a landed point for its batch-32 timing later (its heartbeat keeps its lease)."""
+        self.deferred.insert(0 if first else len(self.deferred), (job, beat, landed))
+
+    def _settle(self, job: dict, beat: _Heartbeat, work: Callable, landed=None, first: bool = False,
+                keep: bool = False):
+        """Run ``work``; record done, failed (with its traceback) or cancelled. A preempted completion is
+        deferred again, first in line. With ``keep``, a successful result is returned, not recorded."""
+        from ..engine import format_error
+
+        try:
+            out = work()
+        except Preempted:
+            self._defer(job, beat, landed, first=first)
+            return None
+        except Cancelled:
+            self.store.fail(job["id"], "cancelled by the user", state="cancelled")
+            self._event(job, "cancelled")
+        except Exception as e:  # a failed setting is one failed row, never a dead sweep
+            msg, tb = format_error(e)
+            self.store.fail(job["id"], msg, tb)
+            if job["recipe"] == PREPARE:
+                self.store.fail_dependents(job["baseline"], msg)
+            self._event(job, f"failed: {msg}")
+        else:
+            if keep:
+                return out
+            self.store.finish(job["id"], None if out is None else out.to_row())
+            self._event(job, "done")
+        beat.stop()
+        return None
+
+    def _event(self, job: dict, message: str) -> None:
+        if self.on_event:
+            self.on_event(job, 1.0, message)
+
+    def close(self) -> None:
+        for _, beat, _ in self.deferred:  # only on a crash; the next worker re-queues their jobs (a dead worker's)
+            beat.stop()
+
+
+class KeepWarm:
+    """The app's wish to keep a baseline loaded (the live knob), and the worker's answer ("ready").
 
     Two pages on two baselines keep whichever is loaded (one fits in memory) rather than reload in
     turn. A baseline that fails to load (not prepared yet, or gone) is not retried until a job runs.
-    Returns the baselines asked for."""
-    from ..engine import format_error
+    """
 
-    wants = config.wanted_warm(paths)
-    if not wants or runner.loaded in wants:
+    def __init__(self, paths: Paths, runner, on_event: Event | None):
+        self.paths, self.runner, self.on_event = paths, runner, on_event
+        self._unwarmable: set[str] = set()
+
+    def forget_failures(self) -> None:
+        self._unwarmable.clear()
+
+    def poll(self) -> list[str]:
+        """Load the baseline the app asks to keep warm, unless one it asks for is loaded; returns those asked for."""
+        from ..engine import format_error
+
+        wants = config.wanted_warm(self.paths)
+        want = next((w for w in wants if w not in self._unwarmable), None)
+        if not wants or self.runner.loaded in wants or want is None:
+            return wants
+        event = {"id": None, "baseline": want, "recipe": "warm"}
+        try:
+            if self.runner.warm(want):
+                self.announce()
+                if self.on_event:
+                    self.on_event(event, 1.0, "warm")
+        except Exception as e:  # the job itself will say why
+            self._unwarmable.add(want)
+            if self.on_event:
+                self.on_event(event, 1.0, f"warm failed: {format_error(e)[0]}")
         return wants
-    want = next((w for w in wants if w not in unwarmable), None)
-    if want is None:
-        return wants
-    event = {"id": None, "baseline": want, "recipe": "warm"}
-    try:
-        if runner.warm(want):
-            _announce(paths, runner)
-            if on_event:
-                on_event(event, 1.0, "warm")
-    except Exception as e:  # the job itself will say why
-        unwarmable.add(want)
-        if on_event:
-            on_event(event, 1.0, f"warm failed: {format_error(e)[0]}")
-    return wants
 
-
-def _announce(paths: Paths, runner) -> None:
-    """Tell the app which baseline this worker holds loaded (the live knob says "ready" when it is its own)."""
-    if runner.loaded:
-        paths.worker_ready.write_text(f"{runner.loaded} {os.getpid()}\n")
-    else:
-        paths.worker_ready.unlink(missing_ok=True)
+    def announce(self) -> None:
+        """Tell the app which baseline this worker holds loaded (the live knob says "ready" when it is its own)."""
+        if self.runner.loaded:
+            self.paths.worker_ready.write_text(f"{self.runner.loaded} {os.getpid()}\n")
+        else:
+            self.paths.worker_ready.unlink(missing_ok=True)
 
 
 def spawn_worker(paths: Paths, idle_exit: float = 180.0, executor: str = "local",

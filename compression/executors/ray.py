@@ -17,6 +17,7 @@ the nodes to a private network; see the README.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import tempfile
@@ -67,8 +68,8 @@ _RUNNERS: dict = {}
 
 
 def run_task(job: dict, baseline_files: dict[str, bytes]) -> dict:
-    """Runs on a Ray worker: unpack the baseline into this node's cache, run the job, return the row
-    and the artifact's files."""
+    """Runs on a Ray worker: unpack the baseline into this node's cache, run the job, return its
+    Measurement and the artifact's files."""
     import ray
 
     from ..engine import JobRunner
@@ -81,14 +82,13 @@ def run_task(job: dict, baseline_files: dict[str, bytes]) -> dict:
     runner = _RUNNERS.get(job["baseline"]) or JobRunner(paths, lambda fp: path)
     _RUNNERS.clear()
     _RUNNERS[job["baseline"]] = runner
-    row = runner.run(job, lambda f, m: None, CancelToken())
-    art = Path(row["artifact"])
+    m = runner.run(job, lambda f, m: None, CancelToken()).complete()
+    art = Path(m.artifact)
     files = {f.name: f.read_bytes() for f in art.iterdir() if f.is_file()}
     import shutil
 
     shutil.rmtree(art, ignore_errors=True)
-    row["node"] = f"{socket.gethostname()}/{node[:12]}"
-    return {"row": row, "files": files, "node": row["node"]}
+    return {"measurement": m, "files": files, "node": f"{socket.gethostname()}/{node[:12]}"}
 
 
 class RayExecutor:
@@ -192,6 +192,6 @@ class RayExecutor:
         art.mkdir(parents=True, exist_ok=True)
         for name, data in out["files"].items():
             (art / name).write_bytes(data)
-        out["row"]["artifact"] = str(art)
-        if store.finish_running(job["id"], out["row"], node=out["node"]) and on_event:
+        m = dataclasses.replace(out["measurement"], artifact=str(art), node=out["node"])
+        if store.finish_running(job["id"], m.to_row(), node=out["node"]) and on_event:
             on_event(job, 1.0, "done")

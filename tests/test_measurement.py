@@ -1,0 +1,69 @@
+"""The typed result record: its stored form, the CSV columns derived from it, and rows older code wrote."""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from compression.measurement import MEASUREMENT_COLUMNS, Context, Labels, Measurement, Seconds, Timing
+from compression.report import CSV_COLUMNS
+from conftest import ROOT
+
+
+def _timing(device, batch, ms):
+    return Timing(device, batch, p50_ms=ms, p90_ms=ms * 1.1, base_p50_ms=2 * ms, base_p90_ms=2.2 * ms,
+                  speedup=2.0, note="2.00x faster", spread=0.05 if device == "cpu" else None,
+                  other_cores=0.01 if device == "cpu" else None)
+
+
+def _landed():
+    return Measurement(recipe_name="quant(bits=8)", method="quant", description="8-bit weights", runtime="torch",
+                       kernel="fbgemm", accuracy=0.8, accuracy_lo=0.78, accuracy_hi=0.82, macro_f1=0.79,
+                       agreement=0.97, accuracy_delta=-0.01, delta_lo=-0.02, delta_hi=0.0, test_rows=200,
+                       size_mib=1.5, size_bytes=1572864, params=1000, nonzero_params=990, bits_per_weight=8.2,
+                       labels=Labels(latency="measured"), timings=(_timing("cpu", 1, 5.0),),
+                       context=Context(cpu="Some CPU", seq_len=64, seed=0), seconds=Seconds(total=3.0),
+                       notes=("quantized",), info={"bits": 8}, predictions=(0, 1, 1))
+
+
+def test_a_landed_record_completes_into_a_new_one_and_both_round_trip_through_the_store():
+    landed = _landed()
+    assert landed.partial and landed.csv_row()["batch32_pending"] is True
+    full = landed.with_timings(_timing("cpu", 32, 50.0), _timing("gpu", 1, 1.0), _timing("gpu", 32, 3.0),
+                               gpu="Some GPU", labels=dataclasses.replace(landed.labels, gpu_latency="measured"))
+    assert landed.partial and not full.partial  # frozen: completing makes a new record
+    for m in (landed, full):
+        assert Measurement.from_row(m.to_row()) == dataclasses.replace(
+            m, timings=tuple(dataclasses.replace(t, base_p90_ms=None, spread=None, other_cores=None)
+                             if t.device == "gpu" else t for t in m.timings))  # the GPU stores fewer numbers
+    row = full.to_row()
+    assert row["lat_b32_p50_ms"] == 50.0 and row["gpu_speedup_b1"] == 2.0 and row["labels"]["gpu_latency"] == "measured"
+    assert row["partial"] is False and row["other_cores_during_timing"] == 0.01
+
+
+def test_a_cpu_only_record_stores_no_gpu_keys():
+    row = _landed().to_row()
+    assert not any(k.startswith("gpu") for k in row) and "gpu_latency" not in row["labels"]
+
+
+def test_a_row_written_before_the_typed_record_reads_into_the_same_columns():
+    legacy = {"accuracy": 0.8, "accuracy_lo": 0.78, "accuracy_hi": 0.82, "macro_f1": 0.79, "test_rows": 200,
+              "size_bytes": 10, "size_mib": 1e-5, "params": 5, "nonzero_params": 5, "bits_per_weight": 16.0,
+              "labels": {"accuracy": "measured", "size": "measured", "latency": "contended"},
+              "runtime": "torch", "kernel": "fp32", "notes": [], "info": {}, "predictions": [1, 0],
+              "context": {"cpu": "Old CPU", "seed": 0, "hardware": "cpu-x86_64-2t"},
+              "lat_b1_p50_ms": 4.0, "lat_b1_p90_ms": 4.5, "base_lat_b1_p50_ms": 4.1, "base_lat_b1_p90_ms": 4.6,
+              "speedup_b1": 1.02, "speedup_b1_spread": 0.05, "other_cores_b1": 0.4,
+              "speedup_b1_note": "not comparable: other work used the CPU while timing",
+              "other_cores_during_timing": 0.4, "partial": True, "recipe_name": "baseline", "method": "baseline",
+              "seconds": {"total": 1.0, "load": 0.5}, "some_key_from_the_future": 1}
+    csv = Measurement.from_row(legacy).csv_row()
+    assert csv["lat_b1_p50_ms"] == 4.0 and csv["latency_label"] == "contended" and csv["cpu"] == "Old CPU"
+    assert csv["batch32_pending"] is True and csv["lat_b32_p50_ms"] is None and csv["seconds_total"] == 1.0
+    assert csv["other_cores_during_timing"] == 0.4
+
+
+def test_csv_columns_come_from_the_record_and_the_readme_lists_them_in_order():
+    assert CSV_COLUMNS[6:] == MEASUREMENT_COLUMNS and len(set(CSV_COLUMNS)) == len(CSV_COLUMNS)
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## `results --csv` columns", 1)[1].split("`", 2)[1]
+    assert re.split(r",\s*", block.strip()) == CSV_COLUMNS
