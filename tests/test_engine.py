@@ -1,0 +1,24 @@
+"""compress() leaves both of its inputs as they were: the model and the caller's Workload."""
+from __future__ import annotations
+
+import pandas as pd
+
+from compression import Recipe
+from compression.engine import compress
+from compression.workload import Workload
+from conftest import make_csv, make_tiny_model
+
+
+def test_a_chain_leaves_the_callers_workload_untouched(tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = make_tiny_model(tmp_path / "bert", head=True)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    df = pd.read_csv(make_csv(tmp_path / "d.csv", n=60))
+    df = pd.DataFrame({"text": df["review"], "label": (df["sentiment"] == "positive").astype(int)})
+    w = Workload(tok, df, df, ["negative", "positive"], scratch=tmp_path, onnx_cache=tmp_path / "fp32.onnx")
+    before = dict(vars(w))
+    cm = compress(model, Recipe.parse("prune(sparsity=0.5)>lowrank(rank=4)"), w)
+    assert cm.module is not model and len(cm.notes) == 2  # both steps ran
+    assert vars(w) == before  # the baseline's ONNX cache is still the caller's, for the next job
