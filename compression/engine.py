@@ -25,7 +25,7 @@ from .artifacts import CompressedModel
 from .config import Paths
 from .measure import MeasureSession, Preempted
 from .registry import method_for
-from .specs import Recipe
+from .recipes import Recipe
 from .store import PREPARE, Store
 from .training import CancelToken, Progress
 from .workload import Workload
