@@ -21,7 +21,7 @@ from compression.baseline import BaselineRequest, register  # noqa: E402
 from compression.cli import _progress_printer  # noqa: E402
 from compression.executors import LocalExecutor  # noqa: E402
 from compression.report import results_frame  # noqa: E402
-from compression.specs import Recipe  # noqa: E402
+from compression.recipes import Recipe  # noqa: E402
 from compression.store import Store  # noqa: E402
 
 

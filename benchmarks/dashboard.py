@@ -39,7 +39,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 from compression import api  # noqa: E402
-from compression.specs import Recipe, spec_type  # noqa: E402
+from compression.recipes import Recipe, spec_type  # noqa: E402
 
 
 def synthetic_workspace(ws: Path, n: int = 500, test_rows: int = 1280, seed: int = 0) -> str:
@@ -162,7 +162,7 @@ def live_knob(page, url: str, store, fp: str, remeasure: bool = False) -> dict:
     page.get_by_role("button", name="measure this setting").first.wait_for()
     page.get_by_text("Worker ready").first.wait_for(timeout=300_000)
     res: dict = {"toggle_to_worker_ready_s": round(time.perf_counter() - t, 2)}
-    live = [t.method for t in api.methods() if t.method in ("quant", "prune", "lowrank", "cast")]
+    live = [t.method for t in api.methods() if api.live_knob(t.method)]
     started = []
     for n, (method, label, knob) in enumerate((("quant", "int8", {"bits": 8}), ("prune", "prune 50%", {"sparsity": 0.5}))):
         if method not in live:

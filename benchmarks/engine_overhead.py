@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 from _common import default_baseline, frame, load_note, parser, run_recipes, write
 
-from compression.specs import Recipe
+from compression.recipes import Recipe
 
 INT8 = ["quant(bits=8,kernel=torch)", "quant(bits=8,kernel=torch,embeddings=8)", "quant(bits=8,kernel=ort)",
         "quant(bits=8,kernel=ort,embeddings=8)"]

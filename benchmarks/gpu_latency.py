@@ -19,7 +19,7 @@ from compression.cli import _request, build_parser
 from compression.cli import main as cli
 from compression.measure import cuda_device
 from compression.report import results_frame
-from compression.specs import Recipe
+from compression.recipes import Recipe
 from compression.store import Store
 
 SETTINGS = [

@@ -23,7 +23,7 @@ from _common import default_baseline, load_note, parser, write
 
 from compression import config
 from compression.executors import LocalExecutor
-from compression.specs import Recipe
+from compression.recipes import Recipe
 from compression.store import Store
 
 SETTINGS = ([f"prune(sparsity={s / 100:.2f})" for s in range(20, 92, 4)]

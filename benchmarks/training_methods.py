@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 from _common import default_baseline, frame, load_note, parser, run_recipes, write
 
-from compression.specs import Recipe
+from compression.recipes import Recipe
 
 SETTINGS = {
     "student3": "distill(student_layers=3,steps=200)",

@@ -3,6 +3,7 @@
 The app and the CLI use only what is imported here; method modules stay private to the engine.
 """
 from .config import Paths, UserError, hardware_id, resolve
-from .specs import Recipe, SpecError, spec_type
+from .recipes import Recipe, spec_type
+from .specs import SpecError
 
 __all__ = ["Paths", "UserError", "hardware_id", "resolve", "Recipe", "SpecError", "spec_type"]

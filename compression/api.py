@@ -20,12 +20,14 @@ import numpy as np
 from . import config
 from .config import Paths, UserError, hardware_id, resolve
 from .report import CSV_COLUMNS, jobs_frame, results_frame
-from .specs import SPEC_TYPES, Recipe, Spec, SpecError, expand, parse_values, spec_type
+from .recipes import Recipe, expand, parse_values, spec_type
+from .registry import CATALOGUE, entry
+from .specs import Spec, SpecError
 from .store import Store
 
 __all__ = ["open_workspace", "register_baseline", "enqueue_sweep", "enqueue_recipes", "ensure_worker",
            "keep_worker_warm", "worker_warm_for", "worker_alive", "results_frame", "jobs_frame", "CSV_COLUMNS",
-           "methods", "knobs", "predict_texts", "disk_usage", "hardware_id", "UserError", "SpecError", "Recipe", "Paths", "Store", "parse_values"]
+           "methods", "live_knob", "knobs", "predict_texts", "disk_usage", "hardware_id", "UserError", "SpecError", "Recipe", "Paths", "Store", "parse_values"]
 
 
 def open_workspace(workspace: str | None = None, store_url: str | None = None) -> tuple[Paths, Store]:
@@ -54,8 +56,13 @@ def register_baseline(store: Store, model: str = "default", dataset: str = "defa
 
 
 def methods() -> list[type[Spec]]:
-    """Every registered method's spec type, in catalogue order."""
-    return list(SPEC_TYPES)
+    """Every catalogued method's spec type, in catalogue order."""
+    return [e.spec for e in CATALOGUE.values()]
+
+
+def live_knob(method: str) -> str | None:
+    """The knob the dashboard's live slider drives for a method (``"bits"`` for quant), or None."""
+    return entry(method).live_knob
 
 
 def knobs(method: str) -> list[dict]:
@@ -259,7 +266,7 @@ def starter_values() -> dict[str, dict[str, list]]:
     wanted = {"cast": {"dtype": ["bf16"]}, "quant": {"bits": [8, 4]}, "prune": {"sparsity": [0.3, 0.5, 0.7]},
               "lowrank": {"rank_fraction": [0.5, 0.25]}}
     out = {}
-    for t in SPEC_TYPES:
+    for t in methods():
         names = {f.name for f in dataclasses.fields(t)}
         vals = {k: v for k, v in wanted.get(t.method, {}).items() if k in names}
         if vals:

@@ -21,7 +21,9 @@ import sys
 
 from . import config
 from .config import UserError
-from .specs import SPEC_TYPES, Recipe, SpecError, expand, parse_values, spec_type
+from .recipes import Recipe, expand, parse_values, spec_type
+from .registry import CATALOGUE
+from .specs import SpecError
 
 
 def _flag(name: str) -> str:
@@ -29,9 +31,9 @@ def _flag(name: str) -> str:
 
 
 def _knob_flags() -> dict[str, dict]:
-    """flag dest -> {methods, field} over every registered spec."""
+    """flag dest -> {methods, field} over every catalogued spec."""
     flags: dict[str, dict] = {}
-    for t in SPEC_TYPES:
+    for t in (m.spec for m in CATALOGUE.values()):
         for f in dataclasses.fields(t):
             e = flags.setdefault(f.name, {"methods": [], "field": f})
             e["methods"].append(t.method)
@@ -79,8 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Knob values take a list (2,4,8) or an inclusive range start:stop:step.")
     _add_common(p)
     _add_baseline(p)
-    methods = [t.method for t in SPEC_TYPES]
-    p.add_argument("--method", help=f"one of: {', '.join(methods)}")
+    p.add_argument("--method", help=f"one of: {', '.join(CATALOGUE)}")
     p.add_argument("--recipe", action="append", default=[],
                    help='a chain, e.g. "distill(layers=3)>quant(bits=8)"; repeatable')
     p.add_argument("--name", help="a name for this sweep")

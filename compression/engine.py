@@ -31,7 +31,7 @@ from .config import Paths
 from .measure import MeasureSession
 from .measurement import Measurement, Seconds
 from .registry import method_for
-from .specs import Recipe
+from .recipes import Recipe
 from .store import Store
 from .timing import Preempted
 from .training import CancelToken, Progress

@@ -1,44 +1,83 @@
-"""The whole catalogue of methods on one screen: spec type -> function(model, spec, workload).
+"""The whole catalogue of methods on one screen: one entry per method, keyed by its name.
 
-``EXAMPLES`` gives each method a mild and an aggressive setting; the tests run every registered
-method through both, so a new method is tested the moment it is registered here.
+An entry names its spec class, its function as ``"module:function"`` under ``compression.methods``
+(imported on first use, so the dashboard can list methods without importing torch), whether it needs
+no training (post-training), the knob the dashboard's live slider drives, and a mild and an
+aggressive example that the tests run. Adding a method is one spec class, one function, one entry.
+
+Example::
+
+    >>> entry("quant").apply_fn()        # compression.methods.quant.quantize
+    >>> entry("pickle")                  # SpecError: unknown method 'pickle': choose one of quant, cast, ...
 """
 from __future__ import annotations
 
-from .methods import cast, distill, lowrank, prune, quant, structured
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
 from .specs import (CastSpec, DistillSpec, HeadsSpec, LayersSpec, LowRankSpec, NeuronsSpec, PruneSpec, QuantSpec,
-                    Spec)
+                    Spec, SpecError)
 
-METHODS = {
-    QuantSpec: quant.quantize,
-    CastSpec: cast.cast,
-    PruneSpec: prune.prune,
-    LowRankSpec: lowrank.factorize,
-    DistillSpec: distill.distill,
-    HeadsSpec: structured.prune_heads,
-    NeuronsSpec: structured.prune_neurons,
-    LayersSpec: structured.drop_layers,
+
+@dataclass(frozen=True)
+class Method:
+    """One catalogue entry. The plain words (label, explain, describe) stay on the spec class."""
+
+    spec: type[Spec]
+    apply: str  # "module:function" under compression.methods: (model, spec, workload) -> CompressedModel
+    post_training: bool  # needs no training: one setting lands in seconds
+    live_knob: str | None  # the knob the dashboard's live slider drives, or None
+    examples: tuple[Spec, Spec]  # (mild, aggressive): the tests run both
+
+    @property
+    def explain(self) -> str:
+        """One line for non-engineers."""
+        return self.spec.explain
+
+    def apply_fn(self) -> Callable:
+        """The method's function, imported now (method modules import torch)."""
+        module, name = self.apply.split(":")
+        return getattr(importlib.import_module(f"compression.methods.{module}"), name)
+
+
+# The order here is the order of the CLI's --method help and the dashboard's lists.
+CATALOGUE: dict[str, Method] = {
+    "quant": Method(QuantSpec, "quant:quantize", post_training=True, live_knob="bits",
+                    examples=(QuantSpec(bits=8), QuantSpec(bits=2, kernel="rtn"))),
+    "cast": Method(CastSpec, "cast:cast", post_training=True, live_knob="dtype",
+                   examples=(CastSpec(dtype="bf16"), CastSpec(dtype="fp16"))),
+    "prune": Method(PruneSpec, "prune:prune", post_training=True, live_knob="sparsity",
+                    examples=(PruneSpec(sparsity=0.2), PruneSpec(sparsity=0.95))),
+    "lowrank": Method(LowRankSpec, "lowrank:factorize", post_training=True, live_knob="rank_fraction",
+                      examples=(LowRankSpec(energy=0.999), LowRankSpec(rank=1))),
+    "distill": Method(DistillSpec, "distill:distill", post_training=False, live_knob=None,
+                      examples=(DistillSpec(student_layers=1, steps=4),
+                                DistillSpec(student_layers=1, width=32, steps=2))),
+    "heads": Method(HeadsSpec, "structured:prune_heads", post_training=False, live_knob=None,
+                    examples=(HeadsSpec(fraction=0.25, importance="norm"),
+                              HeadsSpec(fraction=0.75, importance="grad"))),
+    "neurons": Method(NeuronsSpec, "structured:prune_neurons", post_training=False, live_knob=None,
+                      examples=(NeuronsSpec(fraction=0.25, importance="norm"),
+                                NeuronsSpec(fraction=0.9, importance="grad"))),
+    "layers": Method(LayersSpec, "structured:drop_layers", post_training=False, live_knob=None,
+                     examples=(LayersSpec(fraction=0.5, importance="norm"),
+                               LayersSpec(fraction=0.5, importance="grad", recover_steps=3))),
 }
 
-# Methods that need no training: one setting lands in seconds, so the dashboard's live knob drives them.
-POST_TRAINING = (QuantSpec, CastSpec, PruneSpec, LowRankSpec)
 
-EXAMPLES: dict[type[Spec], tuple[Spec, Spec]] = {
-    QuantSpec: (QuantSpec(bits=8), QuantSpec(bits=2, kernel="rtn")),
-    CastSpec: (CastSpec(dtype="bf16"), CastSpec(dtype="fp16")),
-    PruneSpec: (PruneSpec(sparsity=0.2), PruneSpec(sparsity=0.95)),
-    LowRankSpec: (LowRankSpec(energy=0.999), LowRankSpec(rank=1)),
-    DistillSpec: (DistillSpec(student_layers=1, steps=4), DistillSpec(student_layers=1, width=32, steps=2)),
-    HeadsSpec: (HeadsSpec(fraction=0.25, importance="norm"), HeadsSpec(fraction=0.75, importance="grad")),
-    NeuronsSpec: (NeuronsSpec(fraction=0.25, importance="norm"), NeuronsSpec(fraction=0.9, importance="grad")),
-    LayersSpec: (LayersSpec(fraction=0.5, importance="norm"), LayersSpec(fraction=0.5, importance="grad",
-                                                                         recover_steps=3)),
-}
-
-
-def method_for(spec: Spec):
+def entry(name: str) -> Method:
+    """The catalogue entry of a method name; an unknown name lists the known ones."""
     try:
-        return METHODS[type(spec)]
+        return CATALOGUE[name]
     except KeyError:
-        known = ", ".join(t.method for t in METHODS)
-        raise KeyError(f"no method registered for {type(spec).__name__}; known: {known}") from None
+        raise SpecError(f"unknown method {name!r}: choose one of {', '.join(CATALOGUE)}") from None
+
+
+def method_for(spec: Spec) -> Callable:
+    """The function that applies ``spec``: ``method_for(QuantSpec(bits=8))`` -> quant.quantize."""
+    e = entry(spec.method)
+    if type(spec) is not e.spec:
+        raise SpecError(f"{type(spec).__name__} is not the spec the catalogue registers for {spec.method!r} "
+                        f"({e.spec.__name__})")
+    return e.apply_fn()

@@ -65,7 +65,7 @@ def jobs_frame(store: Store, ids: list[int] | None = None, baseline: str | None 
 
 
 def _recipe_name(key: str) -> str:
-    from .specs import Recipe
+    from .recipes import Recipe
 
     if key == "prepare":
         return "prepare baseline"

@@ -4,6 +4,7 @@ artifact reloads to the same numbers."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -12,12 +13,13 @@ import torch
 
 from compression.artifacts import count_params, load, weight_bytes
 from compression.engine import compress
-from compression.registry import EXAMPLES, METHODS, POST_TRAINING
-from compression.specs import LowRankSpec, PruneSpec, QuantSpec, Recipe, SpecError
+from compression.recipes import Recipe
+from compression.registry import CATALOGUE
+from compression.specs import LowRankSpec, PruneSpec, QuantSpec, SpecError
 from compression.workload import Workload
 from conftest import make_csv, make_tiny_model
 
-ALL = [(t.method, i, s) for t, pair in EXAMPLES.items() for i, s in enumerate(pair)]
+ALL = [(name, i, s) for name, e in CATALOGUE.items() for i, s in enumerate(e.examples)]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +49,13 @@ def rel(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def test_every_registered_method_has_examples():
-    assert set(METHODS) == set(EXAMPLES)
+@pytest.mark.parametrize("name", CATALOGUE)
+def test_every_catalogue_entry_resolves(name):
+    e = CATALOGUE[name]
+    assert callable(e.apply_fn())
+    assert len(e.examples) == 2
+    if e.live_knob is not None:  # the live slider lands a setting in seconds: no training
+        assert e.post_training and e.live_knob in {f.name for f in dataclasses.fields(e.spec)}
 
 
 @pytest.mark.parametrize("method, which, spec", ALL, ids=[f"{m}-{'mild' if i == 0 else 'aggressive'}" for m, i, _ in ALL])
@@ -61,7 +68,7 @@ def test_method_contract(method, which, spec, tiny, tmp_path):
         assert torch.equal(v, before[k]), k
     out = logits(cm, batch)
     assert np.isfinite(out).all()
-    if which == 0 and type(spec) in POST_TRAINING:
+    if which == 0 and CATALOGUE[method].post_training:
         assert rel(out, ref) < 0.15, "a mild setting keeps the outputs close"
     elif which == 1:
         assert rel(out, ref) > 1e-3, "an aggressive setting changes the outputs"

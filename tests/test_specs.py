@@ -2,7 +2,9 @@ import dataclasses
 
 import pytest
 
-from compression.specs import SPEC_TYPES, QuantSpec, Recipe, SpecError, expand, parse_values, spec_from_dict
+from compression.recipes import Recipe, expand, parse_values, spec_from_dict
+from compression.registry import CATALOGUE
+from compression.specs import QuantSpec, SpecError
 
 
 @pytest.mark.parametrize("kw, words", [
@@ -20,11 +22,12 @@ def test_bad_knobs_name_the_field_and_range(kw, words):
         assert w in str(e.value)
 
 
-@pytest.mark.parametrize("t", SPEC_TYPES)
-def test_every_spec_round_trips_and_documents_its_knobs(t):
-    from compression.registry import EXAMPLES
-
-    for s in EXAMPLES[t]:
+@pytest.mark.parametrize("name", CATALOGUE)
+def test_every_spec_round_trips_and_documents_its_knobs(name):
+    t = CATALOGUE[name].spec
+    assert t.method == name and t.label and t.explain
+    for s in CATALOGUE[name].examples:
+        assert type(s) is t
         assert spec_from_dict(s.to_dict()) == s
         assert Recipe.parse(Recipe((s,)).name) == Recipe((s,))
     for f in dataclasses.fields(t):

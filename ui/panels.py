@@ -101,7 +101,7 @@ def live_knob(paths, store, fp: str) -> list[int]:
 
     Returns the live jobs' ids, whose points the chart rings beside the frontier."""
     live = st.session_state.setdefault("live_jobs", {})
-    methods = [m for m in widgets.method_names() if m in widgets.LIVE_KNOBS]
+    methods = [m for m in widgets.method_names() if api.live_knob(m)]
     cols = st.columns(max(1, len(methods)))
     for col, method in zip(cols, methods):
         with col:

@@ -13,9 +13,6 @@ import streamlit as st
 
 from compression import api
 
-# The one knob each post-training method exposes as a live slider (when that method is registered).
-LIVE_KNOBS = {"quant": "bits", "prune": "sparsity", "lowrank": "rank_fraction", "cast": "dtype"}
-
 
 def method_names() -> dict[str, str]:
     """method -> 'Label: one line for non-engineers', in catalogue order."""
@@ -96,8 +93,10 @@ def fmt_seconds(s: float) -> str:
 
 
 def live_slider(method: str, key: str):
-    """The live knob's slider (released -> a value), built from the knob's metadata; None if no such knob."""
-    name = LIVE_KNOBS.get(method)
+    """The live knob's slider (released -> a value), built from the knob's metadata; None if no such knob.
+
+    Which knob is live is the method's catalogue entry's choice (``api.live_knob``)."""
+    name = api.live_knob(method)
     k = next((k for k in api.knobs(method) if k["name"] == name), None)
     if k is None:
         return None, None

@@ -1,6 +1,7 @@
 """One module per method family; each exposes plain functions ``(model, spec, workload) -> CompressedModel``.
 
-All of them pick their layers with :func:`select_modules`.
+All of them pick their layers with :func:`select_modules`. The catalogue (registry.py) names each
+function as ``"module:function"`` and imports it on first use, so listing methods never imports torch.
 """
 from __future__ import annotations
 
