@@ -30,11 +30,12 @@ class Timing:
     device: str  # "cpu" or "gpu"
     batch: int  # 1 or 32
     p50_ms: float = field(metadata=CSV)
-    p90_ms: float = field(metadata=CSV)
-    base_p50_ms: float = field(metadata=CSV)
+    # (a row stored by hand or by older code may lack the rest: they stay empty rather than invented)
+    p90_ms: float | None = field(default=None, metadata=CSV)
+    base_p50_ms: float | None = field(default=None, metadata=CSV)
     base_p90_ms: float | None = None
-    speedup: float = field(default=1.0, metadata=CSV)  # baseline median / candidate median
-    note: str = field(default="", metadata=CSV)  # "1.42x faster", "no measurable change", "not comparable: ..."
+    speedup: float | None = field(default=None, metadata=CSV)  # baseline median / candidate median
+    note: str | None = field(default=None, metadata=CSV)  # "1.42x faster", "no measurable change", ...
     spread: float | None = None  # the baseline's own run-to-run half-spread, relative to its median
     other_cores: float | None = None  # cores other processes used while this was timed
 
