@@ -1,6 +1,7 @@
 # Two commands do the whole set-up on a fresh machine:
 #   make run    install into .venv, then start the dashboard on the embedded default
 #   make test   install into .venv (plus test tools), then run the test suite
+# The dashboard listens on 127.0.0.1; COMPRESSION_LISTEN=0.0.0.0 make run opens it to every interface.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

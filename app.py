@@ -12,7 +12,7 @@ nav = st.navigation([
     st.Page("pages/baseline.py", title="Baseline", icon=":material/database:"),
 ])
 sidebar.frame()
-st.session_state["_in_app"] = True  # pages check it (see ui.state.page)
+st.session_state["_in_app"] = True  # pages check it (see ui.sidebar.page)
 try:
     nav.run()
 finally:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .runtimes import LowRankLinear, dynamic_int8, onnx_session
+
 MANIFEST = "manifest.json"
 
 
@@ -37,6 +39,8 @@ class CompressedModel:
     notes: list[str] = field(default_factory=list)  # plain words, one per step
     info: dict = field(default_factory=dict)  # method facts: bits per weight, sparsity, layers kept...
     onnx_path: Path | None = None  # the .onnx file behind ``session``
+    # weights the saver writes compactly instead of as plain tensors, by state_dict name (see Packed)
+    packed: dict[str, Packed] = field(default_factory=dict)
 
     @classmethod
     def fp32(cls, module: torch.nn.Module) -> "CompressedModel":
@@ -132,10 +136,9 @@ DECODERS: dict[str, Callable[[Packed], torch.Tensor]] = {"rtn": _decode_rtn, "sp
 def _write(cm: CompressedModel, out: Path, plain: dict[str, torch.Tensor], name: str,
            extra_meta: dict | None = None) -> list[Path]:
     """Plain tensors (minus packed ones) plus every packed tensor, into one safetensors file."""
-    packed: dict = getattr(cm.module, "_packed", {}) if cm.module is not None else {}
-    tensors = {k: v.contiguous() for k, v in plain.items() if k not in packed}
+    tensors = {k: v.contiguous() for k, v in plain.items() if k not in cm.packed}
     meta = {}
-    for k, p in packed.items():
+    for k, p in cm.packed.items():
         for part, t in p.tensors.items():
             tensors[f"{k}.{p.fmt}.{part}"] = t.contiguous()
         meta[k] = {"fmt": p.fmt, "shape": list(p.shape), **p.meta}
@@ -148,8 +151,6 @@ def _write(cm: CompressedModel, out: Path, plain: dict[str, torch.Tensor], name:
 def structure(module: torch.nn.Module) -> dict[str, list]:
     """The shapes of every Linear and factorized layer, so a loader can rebuild a model whose
     layers were shrunk, split or removed by a method (the config alone describes the original)."""
-    from .methods.lowrank import LowRankLinear
-
     out: dict[str, list] = {}
     for n, m in module.named_modules():
         if isinstance(m, LowRankLinear):
@@ -163,8 +164,6 @@ def structure(module: torch.nn.Module) -> dict[str, list]:
 
 def restore_structure(module: torch.nn.Module, shapes: dict[str, list]) -> torch.nn.Module:
     """Replace the skeleton's layers whose recorded shape differs (the inverse of :func:`structure`)."""
-    from .methods.lowrank import LowRankLinear
-
     for n, spec in shapes.items():
         parent, _, attr = n.rpartition(".")
         owner = module.get_submodule(parent) if parent else module
@@ -215,8 +214,7 @@ def _load_dense(path: Path, manifest: dict) -> CompressedModel:
     m.load_state_dict(plain, strict=False)
     for k, p in packed.items():
         _set_tensor(m, k, p.decode())
-    m._packed = packed
-    return CompressedModel(manifest["kind"], manifest["runtime"], manifest["kernel"], module=m)
+    return CompressedModel(manifest["kind"], manifest["runtime"], manifest["kernel"], module=m, packed=packed)
 
 
 # ---------------------------------------------------------------- torch dynamic int8
@@ -242,8 +240,6 @@ def _save_int8_dynamic(cm: CompressedModel, out: Path) -> list[Path]:
 
 
 def _load_int8_dynamic(path: Path, manifest: dict) -> CompressedModel:
-    from .methods.quant import dynamic_int8
-
     t, packed, md = _read(path / "model.int8.safetensors")
     qnames = json.loads(md["quantized"])
     m = restore_structure(_skeleton(path), json.loads(md.get("structure", "{}")))
@@ -258,8 +254,7 @@ def _load_int8_dynamic(path: Path, manifest: dict) -> CompressedModel:
         w = torch._make_per_channel_quantized_tensor(
             t[f"{n}.weight.int8"], t[f"{n}.weight.scales"].double(), t[f"{n}.weight.zero_points"].long(), 0)
         lin.set_weight_bias(w, t.get(f"{n}.bias"))
-    qm._packed = packed
-    return CompressedModel("int8-dynamic", manifest["runtime"], manifest["kernel"], module=qm)
+    return CompressedModel("int8-dynamic", manifest["runtime"], manifest["kernel"], module=qm, packed=packed)
 
 
 def _dedupe(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -290,8 +285,7 @@ def _load_quanto(path: Path, manifest: dict) -> CompressedModel:
     for k, p in packed.items():
         _set_tensor(m, k, p.decode())
     requantize(m, t, json.loads(md["quantization_map"]))
-    m._packed = packed
-    return CompressedModel("quanto", manifest["runtime"], manifest["kernel"], module=m.eval())
+    return CompressedModel("quanto", manifest["runtime"], manifest["kernel"], module=m.eval(), packed=packed)
 
 
 # ---------------------------------------------------------------- ONNX Runtime
@@ -303,9 +297,24 @@ def _save_onnx(cm: CompressedModel, out: Path) -> list[Path]:
 
 
 def _load_onnx(path: Path, manifest: dict) -> CompressedModel:
-    from .methods.quant import onnx_model
-
     return onnx_model(path / "model.onnx", manifest["kernel"])
+
+
+def onnx_model(path: Path, kernel: str) -> CompressedModel:
+    """An ONNX Runtime session (see :func:`runtimes.onnx_session`) with its parameter counts."""
+    import onnx
+    from onnx import numpy_helper
+
+    params = nonzero = 0
+    for init in onnx.load(str(path), load_external_data=True).graph.initializer:
+        a = numpy_helper.to_array(init)
+        if a.size > 1 and a.dtype != np.int64:
+            params += a.size
+            nonzero += int(np.count_nonzero(a))
+    cm = CompressedModel("onnx", "onnxruntime", kernel, session=onnx_session(path))
+    cm.info.update(params=params, nonzero_params=nonzero)
+    cm.onnx_path = path
+    return cm
 
 
 SAVERS: dict[str, Callable[[CompressedModel, Path], list[Path]]] = {

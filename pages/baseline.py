@@ -2,9 +2,9 @@
 import streamlit as st
 
 from compression import api
-from ui import baseline_form, state
+from ui import baseline_form, sidebar, state
 
-paths, store = state.page()
+paths, store = sidebar.page()
 fp = state.current_baseline(store)
 st.title("Baseline")
 st.caption("A baseline is a model plus a labelled dataset. A model without a head for the dataset's labels is "

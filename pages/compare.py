@@ -2,9 +2,9 @@
 import streamlit as st
 
 from compression import api
-from ui import charts, state
+from ui import charts, sidebar, state
 
-paths, store = state.page()
+paths, store = sidebar.page()
 fp = state.current_baseline(store)
 st.title("Compare methods")
 df = state.results(store, fp) if fp else None

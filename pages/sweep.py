@@ -2,9 +2,9 @@
 import streamlit as st
 
 from compression import api
-from ui import state, sweeps, widgets
+from ui import sidebar, state, sweeps, widgets
 
-paths, store = state.page()
+paths, store = sidebar.page()
 fp = state.current_baseline(store)
 st.title("Sweep")
 if not fp:

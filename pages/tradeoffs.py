@@ -1,9 +1,9 @@
 """Trade-offs: the Pareto frontier of the chosen baseline, constraints, details, and the live knob."""
 import streamlit as st
 
-from ui import charts, panels, state
+from ui import charts, panels, sidebar, state
 
-paths, store = state.page()
+paths, store = sidebar.page()
 fp = state.current_baseline(store)
 st.title("Trade-offs")
 if not fp:

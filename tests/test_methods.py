@@ -92,7 +92,7 @@ def test_rtn_codes_and_packed_size(bits, group, tiny, tmp_path):
 
     model, *_ = tiny
     cm = compress(model, Recipe((QuantSpec(bits=bits, kernel="rtn", group_size=group),)), workload(tiny, tmp_path))
-    packed = cm.module._packed
+    packed = cm.packed
     assert packed and cm.latency_label == "simulated" and "stand-in" in cm.kernel
     n_weights = n_scales = 0
     for p in packed.values():

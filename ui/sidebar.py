@@ -129,3 +129,19 @@ def frame():
     paths, store, fp = sidebar()
     preparing(store, fp)
     return paths, store, fp
+
+
+def page():
+    """(paths, store) for a page script; draws the shared frame when the router did not run.
+
+    Streamlit runs an app with a ``pages/`` folder in its legacy multipage mode until the first
+    ``st.navigation`` call on the server (and AppTest resets that on every run). In that mode a page
+    URL runs the page script alone, without app.py: switch the legacy mode off for the next runs and
+    draw the sidebar here, so this run is complete and its widget events (a button click) are kept.
+    """
+    if not st.session_state.get("_in_app"):
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+        frame()
+    return state.handles()

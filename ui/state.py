@@ -27,24 +27,6 @@ def handles():
     return _open(os.environ.get("COMPRESSION_WORKSPACE", ""), os.environ.get("COMPRESSION_STORE_URL", ""))
 
 
-def page():
-    """(paths, store) for a page script; draws the shared frame when the router did not run.
-
-    Streamlit runs an app with a ``pages/`` folder in its legacy multipage mode until the first
-    ``st.navigation`` call on the server (and AppTest resets that on every run). In that mode a page
-    URL runs the page script alone, without app.py: switch the legacy mode off for the next runs and
-    draw the sidebar here, so this run is complete and its widget events (a button click) are kept.
-    """
-    if not st.session_state.get("_in_app"):
-        from streamlit.runtime.pages_manager import PagesManager
-
-        from ui import sidebar
-
-        PagesManager.uses_pages_directory = False
-        sidebar.frame()
-    return handles()
-
-
 @st.cache_data(show_spinner=False, max_entries=16)
 def _results(store_url: str, baseline: str, hardware: str, version: tuple) -> pd.DataFrame:
     paths, store = handles()

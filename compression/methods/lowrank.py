@@ -7,21 +7,9 @@ from __future__ import annotations
 import torch
 
 from ..artifacts import CompressedModel
+from ..runtimes import LowRankLinear
 from ..specs import LowRankSpec, SpecError
 from . import ENCODER, select_modules
-
-
-class LowRankLinear(torch.nn.Module):
-    """y = B(A x) + b: ``first`` maps in -> r (no bias), ``second`` maps r -> out."""
-
-    def __init__(self, in_features: int, rank: int, out_features: int, bias: bool = True):
-        super().__init__()
-        self.in_features, self.out_features, self.rank = in_features, out_features, rank
-        self.first = torch.nn.Linear(in_features, rank, bias=False)
-        self.second = torch.nn.Linear(rank, out_features, bias=bias)
-
-    def forward(self, x):
-        return self.second(self.first(x))
 
 
 def _rank_for(spec: LowRankSpec, s: torch.Tensor, out_f: int, in_f: int, name: str) -> int:

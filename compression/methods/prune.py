@@ -72,7 +72,7 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
         state["masks"] = masks_for(layers, spec.sparsity, spec.scope) if spec.schedule == "poly" else state["masks"]
         _apply(layers, state["masks"])
     model.eval()
-    packed = dict(getattr(model, "_packed", {}))
+    packed: dict[str, Packed] = {}
     zeros = total = 0
     for n, m in layers:
         w = m.weight.detach()
@@ -81,8 +81,8 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
         packed[f"{n}.weight"] = Packed("sparse", tuple(w.shape), {"mask": bits, "values": w[keep].contiguous()})
         zeros += int((~keep).sum())
         total += w.numel()
-    model._packed = packed
-    cm = CompressedModel("dense", "torch", "fp32 dense matmul (zeros are still multiplied)", module=model)
+    cm = CompressedModel("dense", "torch", "fp32 dense matmul (zeros are still multiplied)", module=model,
+                         packed=packed)
     rec = f", then {spec.recover_steps} fine-tuning steps with the zeros held" if spec.recover_steps else ""
     cm.notes.append(f"{zeros / total:.0%} of the encoder's weights are zero ({spec.scope} threshold{rec})")
     cm.info.update(sparsity=zeros / total, pruned_layers=len(layers))

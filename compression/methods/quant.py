@@ -7,24 +7,17 @@
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..artifacts import CompressedModel, Packed, pack_bits
+from ..artifacts import CompressedModel, Packed, onnx_model, pack_bits, unpack_bits
+from ..runtimes import dynamic_int8
 from ..specs import QuantSpec, SpecError
 from . import HEAD, select_modules
-
-
-def dynamic_int8(model: torch.nn.Module, names: list[str]) -> torch.nn.Module:
-    """Swap the named Linear layers for torch's dynamic int8 Linear (fbgemm, per-channel weights).
-
-    Activations are quantized per batch at run time, so the matmul itself runs in int8.
-    """
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    return quantize_dynamic(model, {n: per_channel_dynamic_qconfig for n in names}, inplace=False)
 
 
 def rtn(w: torch.Tensor, bits: int, group: int, scheme: str) -> tuple[torch.Tensor, Packed]:
@@ -76,7 +69,7 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
         return onnx_int8(model, spec, workload)
     if kernel == "quanto":
         return quanto_w8a8(model, spec, workload)
-    packed: dict[str, Packed] = dict(getattr(model, "_packed", {}))
+    packed: dict[str, Packed] = {}
     notes = []
     if spec.embeddings != "none":
         packed.update(_embeddings(model, int(spec.embeddings)))
@@ -101,7 +94,7 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
         notes.insert(0, f"{len(layers)} Linear layers store {spec.bits}-bit weights ({spec.scheme}, {grp})")
     else:
         raise SpecError(f"quant.kernel={kernel} is not available in this build")
-    qm._packed = packed
+    cm.packed = packed
     cm.notes = notes
     cm.info.update(bits=spec.bits, quantized_layers=len(layers), kernel=kernel)
     return cm
@@ -109,8 +102,6 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
 
 def distinct_per_group(p: Packed) -> int:
     """The most distinct codes in any group (tests check it is at most 2**bits)."""
-    from ..artifacts import unpack_bits
-
     n = int(np.prod(p.shape))
     codes = unpack_bits(p.tensors["codes"].numpy(), p.meta["bits"], n).reshape(-1, p.meta["group"])
     return max(len(np.unique(row)) for row in codes)
@@ -129,7 +120,6 @@ class _Logits(torch.nn.Module):
 
 def export_onnx(model: torch.nn.Module, path: Path, seq_len: int = 64) -> Path:
     """fp32 ONNX via torch.onnx.export(dynamo=True), batch and sequence dynamic, weights inside the file."""
-    import contextlib
     import io
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,8 +143,6 @@ def export_onnx(model: torch.nn.Module, path: Path, seq_len: int = 64) -> Path:
 def onnx_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedModel:
     """ONNX Runtime dynamic int8: export fp32 once (cached per baseline when the model is untouched),
     then quantize MatMul weights (and the embedding Gather with embeddings=8)."""
-    import logging
-
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     if spec.embeddings == "4":
@@ -164,8 +152,9 @@ def onnx_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMo
     fp32 = cache if cache is not None and cache.exists() else export_onnx(model, cache or scratch / "fp32.onnx")
     out = scratch / "model.int8.onnx"
     ops = ["MatMul", "Gather"] if spec.embeddings == "8" else ["MatMul"]
-    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic warns about optional pre-processing
-    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=ops)
+    with _quiet_ort_quantizer():
+        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=ops)
     cm = onnx_model(out, "int8 MatMulInteger (ONNX Runtime, dynamic activations)")
     cm.notes.append("exported to ONNX; MatMul weights in int8 on ONNX Runtime's int8 kernel"
                     + ("; word embeddings in 8 bits" if spec.embeddings == "8" else ""))
@@ -173,32 +162,26 @@ def onnx_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMo
     return cm
 
 
-def onnx_model(path: Path, kernel: str) -> CompressedModel:
-    """An ONNX Runtime session with the protocol's threads (2 intra-op, 1 inter-op)."""
-    import onnx
-    import onnxruntime as ort
-    from onnx import numpy_helper
+@contextlib.contextmanager
+def _quiet_ort_quantizer():
+    """Drop onnxruntime.quantization's warnings (about optional pre-processing) for the length of one call.
 
-    from .. import config
+    It warns through the root logger (``logging.warning``), which also installs a stderr handler on a
+    root logger that has none; both are undone here, so no other logger or later call is affected.
+    """
+    root = logging.getLogger()
+    handlers = list(root.handlers)
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = config.threads(), 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # ORT's idle threads spin after each run by default; interleaved with the torch baseline, that spinning
-    # steals its cores and inflates every ratio. Off, both get the machine in turn.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    params = nonzero = 0
-    for init in onnx.load(str(path), load_external_data=True).graph.initializer:
-        a = numpy_helper.to_array(init)
-        if a.size > 1 and a.dtype != np.int64:
-            params += a.size
-            nonzero += int(np.count_nonzero(a))
-    cm = CompressedModel("onnx", "onnxruntime", kernel, session=sess)
-    cm.info.update(params=params, nonzero_params=nonzero)
-    cm.onnx_path = path
-    return cm
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or "onnxruntime" not in Path(record.pathname).parts
+
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+        for h in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(h)
 
 
 def quanto_w8a8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedModel:

@@ -1,0 +1,54 @@
+"""What runs a compressed model, below both the methods that build it and the loaders that rebuild it.
+
+The methods (methods/quant.py, methods/lowrank.py) and the saved forms (artifacts.py) need the same
+three things; they live here so that the saved forms never import a method.
+
+Example::
+
+    >>> qm = dynamic_int8(model, ["bert.encoder.layer.0.output.dense"])   # a new module; model untouched
+    >>> sess = onnx_session(Path("model.int8.onnx"))                      # the protocol's threads
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import config
+
+
+class LowRankLinear(torch.nn.Module):
+    """y = B(A x) + b: ``first`` maps in -> r (no bias), ``second`` maps r -> out."""
+
+    def __init__(self, in_features: int, rank: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.first = torch.nn.Linear(in_features, rank, bias=False)
+        self.second = torch.nn.Linear(rank, out_features, bias=bias)
+
+    def forward(self, x):
+        return self.second(self.first(x))
+
+
+def dynamic_int8(model: torch.nn.Module, names: list[str]) -> torch.nn.Module:
+    """Swap the named Linear layers for torch's dynamic int8 Linear (fbgemm, per-channel weights).
+
+    Activations are quantized per batch at run time, so the matmul itself runs in int8.
+    """
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    return quantize_dynamic(model, {n: per_channel_dynamic_qconfig for n in names}, inplace=False)
+
+
+def onnx_session(path: Path):
+    """An ONNX Runtime session on the CPU with the protocol's threads (2 intra-op, 1 inter-op)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = config.threads(), 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ORT's idle threads spin after each run by default; interleaved with the torch baseline, that spinning
+    # steals its cores and inflates every ratio. Off, both get the machine in turn.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
