@@ -48,7 +48,10 @@ def compress(model: torch.nn.Module, recipe: Recipe, workload: Workload) -> Comp
         # the ONNX cache holds the untouched baseline only: later steps start from a changed model
         step_workload = workload if i == 0 else dataclasses.replace(workload, onnx_cache=None)
         workload.progress(i / max(1, len(recipe.steps)), f"step {i + 1}/{len(recipe.steps)}: {spec.short()}")
-        current = method_for(spec)(current.module, spec, step_workload)
+        given = current
+        current = method_for(spec)(given.module, spec, step_workload)
+        if current.module is given.module:  # an in-place step keeps the packed weights it did not repack
+            current.packed = {**given.packed, **current.packed}
         notes += current.notes
         info.update(current.info)
     current.notes, current.info = notes, info

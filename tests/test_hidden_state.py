@@ -9,7 +9,8 @@ import pytest
 
 from compression.artifacts import load
 from compression.engine import compress
-from compression.specs import PruneSpec, QuantSpec, Recipe
+from compression.recipes import Recipe
+from compression.specs import PruneSpec, QuantSpec
 from compression.workload import Workload
 from conftest import make_csv, make_tiny_model
 

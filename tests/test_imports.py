@@ -19,7 +19,7 @@ PKG = ROOT / "compression"
 # the model and data sources, the methods, the protocol, the store, preparation, one job, the workers,
 # the CSV, the front door, and the CLI over it. ("recipes" and "schema" are the splits of specs and store.)
 LAYERS: list[tuple[str, ...]] = [
-    ("config", "training", "pareto"),
+    ("config", "training", "pareto", "measurement"),
     ("specs",),
     ("registry",),
     ("recipes",),
@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("artifacts",),
     ("models", "data"),
     ("methods",),
+    ("timing",),
     ("measure",),
     ("schema", "store"),
     ("baseline",),
