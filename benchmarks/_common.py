@@ -16,13 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / "out"
 
-from compression import config  # noqa: E402
-from compression.baseline import BaselineRequest, register  # noqa: E402
+from compression import api  # noqa: E402
 from compression.cli import _progress_printer  # noqa: E402
-from compression.executors import LocalExecutor  # noqa: E402
-from compression.report import results_frame  # noqa: E402
-from compression.recipes import Recipe  # noqa: E402
-from compression.store import Store  # noqa: E402
 
 
 def parser(desc: str) -> argparse.ArgumentParser:
@@ -33,31 +28,30 @@ def parser(desc: str) -> argparse.ArgumentParser:
     return ap
 
 
-def default_baseline(args) -> tuple[config.Paths, Store, str]:
+def default_baseline(args) -> tuple[api.Paths, api.Store, str]:
     """Open the workspace and make sure the embedded default is prepared (fine-tunes once, ~4-7 min)."""
-    paths = config.resolve(args.workspace, args.store)
-    paths.workspace.mkdir(parents=True, exist_ok=True)
-    store = Store(paths.store_url)
-    fp = register(store, BaselineRequest())
-    prep = [j["id"] for j in store.jobs(baseline=fp) if j["recipe"] in ("prepare", "[]")]
-    LocalExecutor().run(paths, store, prep, _progress_printer())
+    paths, store = api.open_workspace(args.workspace, args.store)
+    fp, prep, _ = api.prepare_baseline(store, api.baseline_request())
+    api.run_jobs(paths, store, prep, _progress_printer())
     return paths, store, fp
 
 
-def run_recipes(paths, store, fp: str, recipes: list[Recipe], remeasure: bool = False,
+def run_recipes(paths, store, fp: str, recipes: list[api.Recipe], remeasure: bool = False,
                 name: str = "benchmark") -> list[int]:
     """Queue the recipes (and the baseline row) and run them in this process, one at a time."""
-    sweep = store.add_sweep(name, fp, {"recipes": [r.name for r in recipes]})
-    ids = store.enqueue(fp, [r.key for r in recipes], config.hardware_id(), sweep=sweep)
-    if remeasure:
-        store.requeue(ids, states=("done", "failed"), remeasure=True)
-    LocalExecutor().run(paths, store, ids, _progress_printer())
+    _, ids = api.enqueue_recipes(store, fp, recipes, name, retry_failed=remeasure, remeasure=remeasure)
+    api.run_jobs(paths, store, ids, _progress_printer())
     return ids
 
 
 def frame(store, fp, ids):
-    df = results_frame(store, baseline=fp)
+    df = api.results_frame(store, baseline=fp)
     return df[df["job_id"].isin(ids)].reset_index(drop=True)
+
+
+def baseline_row(store, fp):
+    """The baseline's own result row (its empty recipe), as results_frame shows it."""
+    return frame(store, fp, api.baseline_jobs(store, fp)).iloc[0]  # its preparation job stores no result
 
 
 def load_note() -> str:

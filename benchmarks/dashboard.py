@@ -167,7 +167,7 @@ def live_knob(page, url: str, store, fp: str, remeasure: bool = False) -> dict:
     for n, (method, label, knob) in enumerate((("quant", "int8", {"bits": 8}), ("prune", "prune 50%", {"sparsity": 0.5}))):
         if method not in live:
             continue
-        key = api.recipe_key(method, knob).key
+        key = api.recipe_for(method, knob).key
         done = [j["id"] for j in store.jobs(baseline=fp) if j["recipe"] == key and j["state"] == "done"]
         if remeasure and done:  # the old point stays on the chart; time the new result row instead
             store.requeue(done, states=("done",), remeasure=True)
@@ -196,8 +196,8 @@ def fresh_workspace(src_store, fp: str, ws: Path):
     b = src_store.baseline(fp)
     store.add_baseline(fp, b["name"], b["model_source"], b["dataset_source"], b["settings"])
     store.mark_prepared(fp, b["path"], b["info"])
-    base = next(r for r in src_store.results(baseline=fp) if r["recipe"] == "[]")
-    (jid,) = store.enqueue(fp, ["[]"], base["hardware"])
+    base = next(r for r in src_store.results(baseline=fp) if r["recipe"] == api.BASELINE_RECIPE)
+    (jid,) = store.enqueue(fp, [api.BASELINE_RECIPE], base["hardware"])
     store.claim(base["hardware"], "benchmark:0")
     store.finish(jid, base["data"])
     return paths, store

@@ -10,7 +10,7 @@ Runs four int8 settings in one worker session (measured again if stored) and rep
 from __future__ import annotations
 
 import pandas as pd
-from _common import default_baseline, frame, load_note, parser, run_recipes, write
+from _common import baseline_row, default_baseline, frame, load_note, parser, run_recipes, write
 
 from compression.recipes import Recipe
 
@@ -23,7 +23,7 @@ def main() -> None:
     paths, store, fp = default_baseline(args)
     ids = run_recipes(paths, store, fp, [Recipe.parse(r) for r in INT8], remeasure=True, name="engine-overhead")
     df = frame(store, fp, ids)
-    base = frame(store, fp, [j["id"] for j in store.jobs(baseline=fp) if j["recipe"] == "[]"]).iloc[0]
+    base = baseline_row(store, fp)
     rows = []
     for jid in ids:
         job = store.job(jid)

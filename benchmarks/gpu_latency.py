@@ -13,14 +13,9 @@ from __future__ import annotations
 import pandas as pd
 from _common import OUT, load_note, write  # noqa: F401  (OUT: where the CSV lands)
 
-from compression import config
-from compression.baseline import fingerprint
-from compression.cli import _request, build_parser
+from compression import api
 from compression.cli import main as cli
-from compression.measure import cuda_device
-from compression.report import results_frame
-from compression.recipes import Recipe
-from compression.store import Store
+from compression.timing import cuda_device  # no API call says whether CUDA is here
 
 SETTINGS = [
     "cast(dtype=bf16)", "cast(dtype=fp16)", "quant(bits=8,kernel=torch)", "quant(bits=8,kernel=ort,embeddings=8)",
@@ -53,12 +48,11 @@ def main() -> int:
     recipes = [a for s in SETTINGS for a in ("--recipe", s)]
     # a failed setting is reported by the sweep and left out of the table; the others still count
     cli(["sweep", *base, *recipes, "--name", "gpu-latency", *(["--remeasure"] if args.remeasure else [])])
-    ns = build_parser().parse_args(["prepare", *base])
-    paths = config.resolve(ns.workspace, ns.store)
-    store = Store(paths.store_url)
-    fp = fingerprint(_request(ns))
-    df = results_frame(store, baseline=fp, hardware=config.hardware_id())
-    names = {"baseline"} | {Recipe.parse(s).name for s in SETTINGS}
+    _, store = api.open_workspace(args.workspace)
+    fp = api.add_baseline(store, api.baseline_request(args.model, args.dataset, args.text_col or "text",
+                                                      args.label_col or "label"))  # registered: its fingerprint
+    df = api.results_frame(store, baseline=fp, hardware=api.hardware_id())
+    names = {"baseline"} | {api.Recipe.parse(s).name for s in SETTINGS}
     df = df[df["recipe"].isin(names)].reset_index(drop=True)
     if df.empty:
         print("No results were stored; see the sweep's messages above.")

@@ -12,7 +12,7 @@ Goals checked (reported as met or MISSED, with the numbers):
 from __future__ import annotations
 
 import pandas as pd
-from _common import default_baseline, frame, load_note, parser, run_recipes, write
+from _common import baseline_row, default_baseline, frame, load_note, parser, run_recipes, write
 
 from compression.recipes import Recipe
 
@@ -32,7 +32,7 @@ def main() -> None:
     paths, store, fp = default_baseline(args)
     ids = run_recipes(paths, store, fp, [Recipe.parse(s) for s in SETTINGS], args.remeasure, "post-training")
     df = frame(store, fp, ids)
-    base = frame(store, fp, [j["id"] for j in store.jobs(baseline=fp) if j["recipe"] == "[]"]).iloc[0]
+    base = baseline_row(store, fp)
     secs = {r["job_id"]: r["data"]["seconds"] for r in store.results(baseline=fp)}
     df["landing_s"] = [secs[j]["total"] - secs[j]["load"] for j in df["job_id"]]
     df["size_ratio"] = df["size_mib"] / base["size_mib"]

@@ -11,7 +11,7 @@ Ratios are to the baseline timed in the same worker session. Goals (reported met
 from __future__ import annotations
 
 import pandas as pd
-from _common import default_baseline, frame, load_note, parser, run_recipes, write
+from _common import baseline_row, default_baseline, frame, load_note, parser, run_recipes, write
 
 from compression.recipes import Recipe
 
@@ -32,7 +32,7 @@ def main() -> None:
     recipes = {k: Recipe.parse(v) for k, v in SETTINGS.items()}
     ids = run_recipes(paths, store, fp, list(recipes.values()), args.remeasure, "training-methods")
     df = frame(store, fp, ids)
-    base = frame(store, fp, [j["id"] for j in store.jobs(baseline=fp) if j["recipe"] == "[]"]).iloc[0]
+    base = baseline_row(store, fp)
     secs = {r["job_id"]: r["data"]["seconds"] for r in store.results(baseline=fp)}
     df["wall_s"] = [secs[j].get("total_with_b32", secs[j]["total"]) for j in df["job_id"]]
     df["retained"] = df["accuracy"] / base["accuracy"]

@@ -18,41 +18,132 @@ from pathlib import Path
 import numpy as np
 
 from . import config
-from .config import Paths, UserError, hardware_id, resolve
-from .report import CSV_COLUMNS, jobs_frame, results_frame
+from .config import TRAIN_LR, TRAIN_SEED, TRAIN_STEPS, Paths, UserError, hardware_id, resolve
 from .recipes import Recipe, expand, parse_values, spec_type
 from .registry import CATALOGUE, entry
+from .report import CSV_COLUMNS, jobs_frame, recipe_name, results_frame, text_table
 from .specs import Spec, SpecError
-from .store import Store
+from .store import BASELINE_RECIPE, PREPARE, Store
 
-__all__ = ["open_workspace", "register_baseline", "enqueue_sweep", "enqueue_recipes", "ensure_worker",
-           "keep_worker_warm", "worker_warm_for", "worker_alive", "results_frame", "jobs_frame", "CSV_COLUMNS",
-           "methods", "live_knob", "knobs", "predict_texts", "disk_usage", "hardware_id", "UserError", "SpecError", "Recipe", "Paths", "Store", "parse_values"]
+__all__ = ["open_workspace", "baseline_request", "add_baseline", "register_baseline", "prepare_baseline",
+           "baseline_jobs", "enqueue_sweep", "enqueue_recipes", "run_jobs", "run_worker", "start_worker",
+           "ensure_worker", "keep_worker_warm", "worker_warm_for", "worker_alive", "results_frame", "jobs_frame",
+           "text_table", "recipe_name", "CSV_COLUMNS", "PREPARE", "BASELINE_RECIPE", "TRAIN_STEPS", "TRAIN_LR",
+           "TRAIN_SEED", "methods", "live_knob", "knobs", "predict_texts", "disk_usage", "hardware_id", "UserError",
+           "SpecError", "Recipe", "Paths", "Store", "parse_values"]
 
 
 def open_workspace(workspace: str | None = None, store_url: str | None = None) -> tuple[Paths, Store]:
-    """The same workspace and store the CLI resolves (flag, then environment, then the user cache)."""
+    """The same workspace and store the CLI resolves (flag, then environment, then the user cache).
+
+    Raises UserError with one line when the store cannot be opened (a bad URL, a store newer than this code).
+    """
     paths = resolve(workspace, store_url)
     paths.workspace.mkdir(parents=True, exist_ok=True)
-    return paths, Store(paths.store_url)
+    try:
+        return paths, Store(paths.store_url)
+    except Exception as e:
+        raise UserError(f"cannot open the store {paths.store_url}: {str(e).splitlines()[0]}") from None
 
 
-def register_baseline(store: Store, model: str = "default", dataset: str = "default", text_col: str = "text",
-                      label_col: str = "label", train_steps: int = 240, lr: float = 8e-5, seed: int = 0) -> str:
-    """Validate the sources and queue the baseline's preparation; returns its fingerprint.
+def baseline_request(model: str = "default", dataset: str = "default", text_col: str = "text",
+                     label_col: str = "label", train_steps: int = TRAIN_STEPS, lr: float = TRAIN_LR,
+                     seed: int = TRAIN_SEED, force_train: bool = False):
+    """A baseline's sources and training settings, checked (a BaselineRequest); nothing is read or stored yet.
 
-    Raises UserError with one clear line for a wrong path, a malformed or single-class CSV, etc.
+    Example: ``req = baseline_request("default", "reviews.csv", text_col="review")``.
+    Raises UserError for a training setting out of range or a malformed source argument.
     """
     from .baseline import BaselineRequest
     from .data import DatasetSource, SplitSettings
     from .models import ModelSource
     from .training import TrainSettings
 
-    req = BaselineRequest(ModelSource.from_arg(model), DatasetSource.from_arg(dataset, text_col, label_col),
-                          SplitSettings(seed=seed), TrainSettings(steps=train_steps, lr=lr, seed=seed))
+    if train_steps < 0:
+        raise UserError(f"--train-steps must be >= 0, got {train_steps}")
+    if not 0 < lr < 1:
+        raise UserError(f"--lr must be in (0, 1), got {lr}")
+    return BaselineRequest(ModelSource.from_arg(model), DatasetSource.from_arg(dataset, text_col, label_col),
+                           SplitSettings(seed=seed), TrainSettings(steps=train_steps, lr=lr, seed=seed),
+                           force_train=force_train)
+
+
+def add_baseline(store: Store, request) -> str:
+    """Validate a baseline_request's sources and queue its preparation and its own measurement; its fingerprint.
+
+    Raises UserError with one clear line for a wrong path, a malformed or single-class CSV, etc.
+    """
     from .baseline import register
 
-    return register(store, req)
+    return register(store, request)
+
+
+def register_baseline(store: Store, model: str = "default", dataset: str = "default", text_col: str = "text",
+                      label_col: str = "label", train_steps: int = TRAIN_STEPS, lr: float = TRAIN_LR,
+                      seed: int = TRAIN_SEED) -> str:
+    """add_baseline(store, baseline_request(...)) in one call (the Baseline page); returns the fingerprint."""
+    return add_baseline(store, baseline_request(model, dataset, text_col, label_col, train_steps, lr, seed))
+
+
+def baseline_jobs(store: Store, baseline: str) -> list[int]:
+    """The ids of a baseline's own jobs: its preparation and its measurement as a result."""
+    return [j["id"] for j in store.jobs(baseline=baseline) if j["recipe"] in (PREPARE, BASELINE_RECIPE)]
+
+
+def prepare_baseline(store: Store, request) -> tuple[str, list[int], str | None]:
+    """Register a baseline_request and re-queue a failed or cancelled preparation (``prepare`` asked again).
+
+    Returns (fingerprint, the baseline's own job ids, its folder when it is prepared and measured already:
+    then there is nothing to run).
+    """
+    fp = add_baseline(store, request)
+    ids = baseline_jobs(store, fp)
+    row = store.baseline(fp)
+    if row["prepared"] and all(j["state"] == "done" for j in store.jobs(ids=ids)):
+        return fp, ids, row["path"]
+    store.requeue(ids)
+    return fp, ids, None
+
+
+def run_jobs(paths: Paths, store: Store, ids: list[int], on_event=None, executor: str = "local",
+             address: str | None = None) -> None:
+    """Run the jobs here (``local``; a worker already running is followed instead) or on Ray at ``address``."""
+    from .executors import get_executor
+
+    get_executor(executor, address).run(paths, store, ids, on_event)
+
+
+def run_worker(paths: Paths, store: Store, executor: str = "local", address: str | None = None,
+               idle_exit: float = 180.0, on_event=None) -> int | None:
+    """Run queued jobs until idle for ``idle_exit`` seconds (``python -m compression worker``).
+
+    Returns the number of jobs a local worker ran (None for a Ray driver). Raises UserError when another
+    worker (or Ray driver) already holds the workspace.
+    """
+    from .executors import WorkerBusy, get_executor
+    from .executors import run_worker as local_worker
+
+    if executor == "ray":
+        from .executors.local import WorkerLock
+
+        try:
+            lock = WorkerLock(paths.workspace / "ray-driver.lock").acquire()
+        except WorkerBusy as e:
+            raise UserError(f"a Ray driver is already running: {e}") from None
+        try:
+            get_executor("ray", address).run(paths, store, [], on_event, idle_exit=idle_exit)
+        finally:
+            lock.release()
+        return None
+    try:
+        return local_worker(paths, store, idle_exit=idle_exit, on_event=on_event)
+    except WorkerBusy as e:
+        raise UserError(str(e)) from None
+
+
+def baselines_matching(store: Store, prefix: str) -> list[str]:
+    """The full fingerprints that start with ``prefix`` (the CLI and the URL carry 12 characters)."""
+    return [b["fingerprint"] for b in store.baselines() if b["fingerprint"].startswith(prefix or "\0")]
 
 
 def methods() -> list[type[Spec]]:
@@ -86,11 +177,21 @@ def enqueue_sweep(store: Store, baseline: str, method: str, values: dict[str, li
 
 
 def enqueue_recipes(store: Store, baseline: str, recipes: list[Recipe], name: str, request: dict | None = None,
-                    hardware: str | None = None) -> tuple[int, list[int]]:
+                    hardware: str | None = None, *, retry_failed: bool = False,
+                    remeasure: bool = False) -> tuple[int, list[int]]:
+    """Queue recipes as one named sweep (only what is missing is added); returns (sweep id, job ids).
+
+    ``retry_failed`` re-queues the sweep's failed and cancelled jobs; ``remeasure`` measures done ones again
+    (their old results are kept).
+    """
     if store.baseline(baseline) is None:
         raise UserError(f"unknown baseline {baseline[:12]}; prepare it first")
     sweep_id = store.add_sweep(name, baseline, request or {"recipes": [r.name for r in recipes]})
     ids = store.enqueue(baseline, [r.key for r in recipes], hardware or config.hardware_id(), sweep=sweep_id)
+    if retry_failed:
+        store.requeue(ids)
+    if remeasure:
+        store.requeue(ids, states=("done",), remeasure=True)
     return sweep_id, ids
 
 
@@ -110,16 +211,21 @@ def worker_alive(paths: Paths) -> bool:
         return False
 
 
-def ensure_worker(paths: Paths, executor: str = "local", address: str | None = None) -> bool:
-    """Start the background worker unless one is alive (or autostart is off for tests); True if started.
+def start_worker(paths: Paths, executor: str = "local", address: str | None = None) -> bool:
+    """Start the background worker (a Ray driver for ``address`` with ``executor="ray"``) unless one is alive.
 
-    ``executor="ray"`` starts a Ray driver for the cluster at ``address`` instead of a local worker.
+    True if it started one. ``sweep --detach`` calls it; the app calls ensure_worker, which tests can turn off.
     """
-    if os.environ.get("COMPRESSION_NO_WORKER_SPAWN") == "1":
-        return False
     from .executors import spawn_worker  # imported here: it pulls in torch, which the app's pages never need
 
     return spawn_worker(paths, executor=executor, address=address) is not None
+
+
+def ensure_worker(paths: Paths, executor: str = "local", address: str | None = None) -> bool:
+    """start_worker, unless autostart is off for tests (COMPRESSION_NO_WORKER_SPAWN=1); True if started."""
+    if os.environ.get("COMPRESSION_NO_WORKER_SPAWN") == "1":
+        return False
+    return start_worker(paths, executor, address)
 
 
 def keep_worker_warm(paths: Paths, baseline: str) -> bool:
@@ -186,33 +292,17 @@ def delete_artifacts(paths: Paths, job_ids: list[int]) -> int:
 
 def store_version(store: Store) -> tuple:
     """A cheap token that changes whenever results, jobs or sweeps change (for the app's caches)."""
-    import sqlalchemy as sa
-
-    from .store import jobs, results, sweeps
-
-    with store.engine.connect() as c:
-        r = c.execute(sa.select(sa.func.count(), sa.func.max(results.c.id))).one()
-        j = c.execute(sa.select(sa.func.count(), sa.func.max(jobs.c.finished_at))).one()
-        s = c.execute(sa.select(sa.func.count(), sa.func.max(sweeps.c.archived_at),
-                                sa.func.count(sweeps.c.archived_at))).one()
-    return tuple(r) + tuple(j) + tuple(s)
+    return store.version()
 
 
 def result_data(store: Store, job_id: int) -> dict | None:
     """The newest stored result of one job (every field, including predictions, notes and seconds)."""
-    import sqlalchemy as sa
-
-    from .store import results
-
-    with store.engine.connect() as c:
-        row = c.execute(sa.select(results.c.data).where(results.c.job_id == int(job_id))
-                        .order_by(results.c.id.desc()).limit(1)).first()
-    return row[0] if row else None
+    return store.latest_result(job_id)
 
 
 def baseline_result(store: Store, baseline: str) -> dict | None:
     """The baseline measured as a result (its empty recipe): its predictions, size and latency."""
-    ids = [j["id"] for j in store.jobs(baseline=baseline) if j["recipe"] == "[]" and j["state"] == "done"]
+    ids = [j["id"] for j in store.jobs(baseline=baseline) if j["recipe"] == BASELINE_RECIPE and j["state"] == "done"]
     return result_data(store, ids[-1]) if ids else None
 
 
@@ -249,7 +339,7 @@ def flips(store: Store, baseline: str, job_id: int) -> "pd.DataFrame":
 
 def baseline_of(store: Store, prefix: str) -> str | None:
     """The full fingerprint for a prefix (the URL carries 12 characters), or None."""
-    match = [b["fingerprint"] for b in store.baselines() if b["fingerprint"].startswith(prefix or "\0")]
+    match = baselines_matching(store, prefix)
     return match[0] if len(match) == 1 else None
 
 
@@ -286,12 +376,12 @@ def enqueue_setting(store: Store, baseline: str, recipe: Recipe, hardware: str |
     return jid
 
 
-def recipe_key(method: str, values: dict) -> Recipe:
+def recipe_for(method: str, values: dict) -> Recipe:
     """One single-step recipe from a method name and knob values (validated like any spec)."""
     return Recipe((spec_type(method)(**values),))
 
 
-def done_keys(store: Store, baseline: str, hardware: str | None = None) -> dict[str, str]:
+def job_states(store: Store, baseline: str, hardware: str | None = None) -> dict[str, str]:
     """Recipe key -> state of every job of a baseline on a hardware id (to count what a sweep would add)."""
     hw = hardware or config.hardware_id()
     return {j["recipe"]: j["state"] for j in store.jobs(baseline=baseline) if j["hardware"] == hw}
@@ -300,7 +390,6 @@ def done_keys(store: Store, baseline: str, hardware: str | None = None) -> dict[
 def expand_recipes(method: str, values: dict[str, list]) -> list[Recipe]:
     """The recipes a sweep over these knob values would queue (for counting before enqueueing)."""
     return expand(spec_type(method), values)
-
 
 
 def csv_columns(path: str | Path) -> list[str]:

@@ -22,7 +22,7 @@ from .config import UserError
 from .data import DatasetSource, SplitSettings, content_hash, label_names, load_rows, split_rows
 from .models import (ModelSource, check_memory, files_hash, load_for_labels, load_tokenizer, model_dir,
                      quiet_transformers)
-from .store import PREPARE, Store
+from .store import BASELINE_RECIPE, PREPARE, Store
 from .training import CancelToken, Progress, TrainSettings, train
 
 
@@ -71,7 +71,7 @@ def register(store: Store, req: BaselineRequest) -> str:
     hw = config.hardware_id()
     if not store.baseline(fp)["prepared"]:
         store.enqueue(fp, [PREPARE], hw, priority=0)
-    store.enqueue(fp, ["[]"], hw, priority=1)  # the baseline measured like any result
+    store.enqueue(fp, [BASELINE_RECIPE], hw, priority=1)  # the baseline measured like any result
     return fp
 
 

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 
-from . import config
+from . import api
 from .config import UserError
 from .recipes import Recipe, expand, parse_values, spec_type
 from .registry import CATALOGUE
@@ -61,9 +61,9 @@ def _add_baseline(p: argparse.ArgumentParser) -> None:
                    help="'default' (embedded Rotten Tomatoes), a .csv/.tsv file, or hub:NAME")
     g.add_argument("--text-col", default="text", help="text column of a CSV/Hub dataset")
     g.add_argument("--label-col", default="label", help="label column of a CSV/Hub dataset")
-    g.add_argument("--train-steps", type=int, default=240, help="fine-tuning steps when the head is new")
-    g.add_argument("--lr", type=float, default=8e-5, help="fine-tuning learning rate")
-    g.add_argument("--seed", type=int, default=0, help="seed of the split and the fine-tuning")
+    g.add_argument("--train-steps", type=int, default=api.TRAIN_STEPS, help="fine-tuning steps when the head is new")
+    g.add_argument("--lr", type=float, default=api.TRAIN_LR, help="fine-tuning learning rate")
+    g.add_argument("--seed", type=int, default=api.TRAIN_SEED, help="seed of the split and the fine-tuning")
     g.add_argument("--force-train", action="store_true", help="fine-tune even if the model has a head")
 
 
@@ -111,33 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _request(args):
-    from .baseline import BaselineRequest
-    from .data import DatasetSource, SplitSettings
-    from .models import ModelSource
-    from .training import TrainSettings
-
-    if args.train_steps < 0:
-        raise UserError(f"--train-steps must be >= 0, got {args.train_steps}")
-    if not 0 < args.lr < 1:
-        raise UserError(f"--lr must be in (0, 1), got {args.lr}")
-    return BaselineRequest(ModelSource.from_arg(args.model),
-                           DatasetSource.from_arg(args.dataset, args.text_col, args.label_col),
-                           SplitSettings(seed=args.seed), TrainSettings(steps=args.train_steps, seed=args.seed, lr=args.lr),
-                           force_train=args.force_train)
+    return api.baseline_request(args.model, args.dataset, args.text_col, args.label_col, args.train_steps, args.lr,
+                                args.seed, args.force_train)
 
 
 def _progress_printer():
     """Progress bars on stderr: one per job, via tqdm."""
     from tqdm import tqdm
 
-    from .report import _recipe_name
-
     bars: dict[int, tqdm] = {}
 
     def on_event(job: dict, fraction: float, message: str) -> None:
         bar = bars.get(job["id"])
         if bar is None:
-            bar = bars[job["id"]] = tqdm(total=100, desc=f"job {job['id']} {_recipe_name(job['recipe'])}"[:60],
+            bar = bars[job["id"]] = tqdm(total=100, desc=f"job {job['id']} {api.recipe_name(job['recipe'])}"[:60],
                                          leave=True, file=sys.stderr, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
         bar.n = int(round(100 * max(0.0, min(1.0, fraction or 0.0))))
         bar.set_postfix_str(message[:70], refresh=True)
@@ -148,15 +135,7 @@ def _progress_printer():
 
 
 def _store(args):
-    from .store import Store
-
-    paths = config.resolve(args.workspace, args.store)
-    paths.workspace.mkdir(parents=True, exist_ok=True)
-    try:
-        store = Store(paths.store_url)
-    except Exception as e:
-        raise UserError(f"cannot open the store {paths.store_url}: {str(e).splitlines()[0]}") from None
-    return paths, store
+    return api.open_workspace(args.workspace, args.store)
 
 
 def _recipes(args) -> tuple[list[Recipe], dict]:
@@ -184,67 +163,48 @@ def _recipes(args) -> tuple[list[Recipe], dict]:
 
 
 def cmd_prepare(args) -> int:
-    from .baseline import register
-    from .executors import LocalExecutor
-
     paths, store = _store(args)
     req = _request(args)
-    fp = register(store, req)
-    ids = [j["id"] for j in store.jobs(baseline=fp) if j["recipe"] in ("prepare", "[]")]
-    if store.baseline(fp)["prepared"] and all(j["state"] == "done" for j in store.jobs(ids=ids)):
-        print(f"baseline {fp[:12]} ({req.name}) is already prepared: {store.baseline(fp)['path']}")
+    fp, ids, ready = api.prepare_baseline(store, req)
+    if ready:
+        print(f"baseline {fp[:12]} ({req.name}) is already prepared: {ready}")
         return 0
     print(f"workspace: {paths.workspace}\nstore:     {paths.store_url}", file=sys.stderr)
-    store.requeue(ids)  # a failed or cancelled preparation is retried when asked again
-    LocalExecutor().run(paths, store, ids, _progress_printer())
+    api.run_jobs(paths, store, ids, _progress_printer())
     return _report_jobs(store, ids, fp)
 
 
 def cmd_sweep(args) -> int:
-    from .baseline import register
-    from .executors import get_executor, spawn_worker
-
     recipes, request = _recipes(args)  # knob errors first: nothing is written for a bad knob
     paths, store = _store(args)
-    req = _request(args)
-    fp = register(store, req)
+    fp = api.add_baseline(store, _request(args))
     name = args.name or (args.method or "recipes")
-    sweep_id = store.add_sweep(name, fp, request)
-    hw = config.hardware_id()
-    ids = store.enqueue(fp, [r.key for r in recipes], hw, sweep=sweep_id)
-    if args.retry_failed:
-        store.requeue(ids)
-    if args.remeasure:
-        store.requeue(ids, states=("done",), remeasure=True)
-    pending = [j for j in store.jobs(ids=ids) if j["state"] in ("queued", "running")]
-    prep = [j["id"] for j in store.jobs(baseline=fp) if j["recipe"] in ("prepare", "[]")]
-    print(f"sweep {sweep_id} '{name}': {len(ids)} settings, {len(pending)} to run "
-          f"({len(ids) - len(pending)} already done or failed)\nworkspace: {paths.workspace}\n"
+    sweep_id, ids = api.enqueue_recipes(store, fp, recipes, name, request, retry_failed=args.retry_failed,
+                                        remeasure=args.remeasure)
+    counts = store.counts(ids=ids)
+    pending = counts["queued"] + counts["running"]
+    print(f"sweep {sweep_id} '{name}': {len(ids)} settings, {pending} to run "
+          f"({len(ids) - pending} already done or failed)\nworkspace: {paths.workspace}\n"
           f"store:     {paths.store_url}", file=sys.stderr)
     if args.detach:
-        spawn_worker(paths)
+        api.start_worker(paths)
         print("queued; a background worker is running them (see: python -m compression results)")
         return 0
-    get_executor(args.executor, args.address).run(paths, store, ids + prep, _progress_printer())
+    api.run_jobs(paths, store, ids + api.baseline_jobs(store, fp), _progress_printer(), args.executor, args.address)
     return _report_jobs(store, ids, fp)
 
 
 def _report_jobs(store, ids, fp) -> int:
-    from .report import results_frame, text_table
-
-    jobs = store.jobs(ids=ids)
-    failed = [j for j in jobs if j["state"] == "failed"]
+    failed = store.jobs(ids=ids, states=("failed",))
     for j in failed:
         print(f"job {j['id']} failed: {j['error']}", file=sys.stderr)
-    df = results_frame(store, baseline=fp)
+    df = api.results_frame(store, baseline=fp)
     df = df[df["job_id"].isin(ids) | (df["method"] == "baseline")]
-    print(text_table(df))
+    print(api.text_table(df))
     return 1 if failed else 0
 
 
 def cmd_worker(args) -> int:
-    from .executors import WorkerBusy, run_worker
-
     paths, store = _store(args)
     print(f"worker {os.getpid()} on workspace {paths.workspace}\nstore: {paths.store_url}", file=sys.stderr,
           flush=True)
@@ -257,38 +217,21 @@ def cmd_worker(args) -> int:
         elif message in ("done", "cancelled") or message.startswith("failed"):
             print(f"job {job['id']}: {message}", file=sys.stderr, flush=True)
 
-    if args.executor == "ray":
-        from .executors import get_executor
-        from .executors.local import WorkerLock
-
-        try:
-            lock = WorkerLock(paths.workspace / "ray-driver.lock").acquire()
-        except WorkerBusy as e:
-            raise UserError(f"a Ray driver is already running: {e}") from None
-        try:
-            get_executor("ray", args.address).run(paths, store, [], log, idle_exit=args.idle_exit)
-        finally:
-            lock.release()
-        return 0
-    try:
-        n = run_worker(paths, store, idle_exit=args.idle_exit, on_event=log)
-    except WorkerBusy as e:
-        raise UserError(str(e)) from None
-    print(f"worker exiting after {n} jobs (idle)", file=sys.stderr)
+    n = api.run_worker(paths, store, args.executor, args.address, idle_exit=args.idle_exit, on_event=log)
+    if n is not None:
+        print(f"worker exiting after {n} jobs (idle)", file=sys.stderr)
     return 0
 
 
 def cmd_results(args) -> int:
-    from .report import results_frame, text_table
-
     paths, store = _store(args)
     fp = None
     if args.baseline:
-        match = [b["fingerprint"] for b in store.baselines() if b["fingerprint"].startswith(args.baseline)]
+        match = api.baselines_matching(store, args.baseline)
         if len(match) != 1:
             raise UserError(f"--baseline {args.baseline!r} matches {len(match)} baselines")
         fp = match[0]
-    df = results_frame(store, baseline=fp, latest=not args.all)
+    df = api.results_frame(store, baseline=fp, latest=not args.all)
     if args.csv:
         df.to_csv(sys.stdout if args.csv == "-" else args.csv, index=False)
         if args.csv != "-":
@@ -304,7 +247,7 @@ def cmd_results(args) -> int:
                 f"(measured)" if "tfidf_accuracy" in info else "")
         print(f"\nbaseline {b['fingerprint'][:12]}: {b['name']} ({state}{refs})")
         sub = df[df["baseline"] == b["fingerprint"][:12]]
-        print(text_table(sub))
+        print(api.text_table(sub))
         bad = [j for j in store.jobs(baseline=b["fingerprint"]) if j["state"] in ("failed", "cancelled")]
         for j in bad:
             print(f"  job {j['id']} {j['state']}: {j['error']}")

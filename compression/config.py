@@ -19,6 +19,13 @@ import platformdirs
 
 APP_NAME = "compression-explorer"
 
+# The measured baseline recipe (ARCHITECTURE.md, Fingerprints and splits): TrainSettings' defaults, the CLI's
+# flags and the Baseline page's pickers all read these. They live here, not in training.py, because the
+# app's pages and the CLI's argument parser must not import torch.
+TRAIN_STEPS = 240
+TRAIN_LR = 8e-5
+TRAIN_SEED = 0
+
 
 class UserError(Exception):
     """Bad input from a person: shown as one clear line (CLI exit code 2, st.error in the app)."""

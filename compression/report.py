@@ -12,7 +12,8 @@ import json
 import pandas as pd
 
 from .measurement import MEASUREMENT_COLUMNS, Measurement
-from .store import Store, iso
+from .recipes import Recipe
+from .store import BASELINE_RECIPE, PREPARE, Store, iso
 
 # The fixed columns of `results --csv` (documented in the README): the job's own, then the Measurement's
 # (compression/measurement.py declares each one; units are in the names).
@@ -26,7 +27,7 @@ def results_frame(store: Store, baseline: str | None = None, hardware: str | Non
     rows = []
     for r in store.results(baseline=baseline, hardware=hardware, latest=latest, include_archived=include_archived):
         rows.append({"job_id": r["job_id"], "baseline": r["baseline"][:12], "baseline_name": names.get(r["baseline"], ""),
-                     "hardware": r["hardware"], "recipe": _recipe_name(r["recipe"]),
+                     "hardware": r["hardware"], "recipe": recipe_name(r["recipe"]),
                      "measured_at": iso(r["created_at"]), **Measurement.from_row(r["data"]).csv_row()})
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
@@ -56,7 +57,7 @@ def _pair(a, b) -> str:
 
 
 def jobs_frame(store: Store, ids: list[int] | None = None, baseline: str | None = None) -> pd.DataFrame:
-    rows = [{"job": j["id"], "recipe": _recipe_name(j["recipe"]), "state": j["state"],
+    rows = [{"job": j["id"], "recipe": recipe_name(j["recipe"]), "state": j["state"],
              "progress": j["progress"], "message": j["message"] or "", "error": j["error"] or "",
              "attempts": j["attempts"], "worker": j["worker"] or "", "node": j.get("node") or ""}
             for j in store.jobs(baseline=baseline, ids=ids)]
@@ -64,12 +65,11 @@ def jobs_frame(store: Store, ids: list[int] | None = None, baseline: str | None 
                                        "node"])
 
 
-def _recipe_name(key: str) -> str:
-    from .recipes import Recipe
-
-    if key == "prepare":
+def recipe_name(key: str) -> str:
+    """A job's recipe key in the CLI's grammar (``quant(bits=4)``); preparation and the baseline by name."""
+    if key == PREPARE:
         return "prepare baseline"
-    if key == "[]":
+    if key == BASELINE_RECIPE:
         return "baseline"
     try:
         return Recipe.from_key(key).name

@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .config import TRAIN_LR, TRAIN_SEED, TRAIN_STEPS
+
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], message)
 
 
@@ -42,14 +44,14 @@ class CancelToken:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Defaults are the measured baseline recipe: ~240 steps at batch 32, lr 8e-5, warm-up 6%, seed 0."""
+    """Defaults are the measured baseline recipe: config.TRAIN_STEPS at batch 32, config.TRAIN_LR, warm-up 6%."""
 
-    steps: int = 240
+    steps: int = TRAIN_STEPS
     batch_size: int = 32
-    lr: float = 8e-5
+    lr: float = TRAIN_LR
     warmup: float = 0.06
     weight_decay: float = 0.01
-    seed: int = 0
+    seed: int = TRAIN_SEED
     max_len: int = 64  # tokens; the same sequence length the measurements use
 
     def to_dict(self) -> dict:

@@ -19,7 +19,7 @@ chosen = st.multiselect("methods", list(names), default=default, key="sweep_meth
                         format_func=lambda m: f"{names[m]} ({m})")
 state.set_qp(sweep=chosen or None)
 df = state.results(store, fp)
-existing = api.done_keys(store, fp)
+existing = api.job_states(store, fp)
 plan, total, fresh_n, seconds = {}, 0, 0, 0.0
 for m in chosen:
     with st.expander(f"{names[m]}: {widgets.explain(m)}", expanded=True):

@@ -62,8 +62,8 @@ def source_form(paths) -> dict | None:
             label_col = c2.text_input("label column", "label", key="label_col_h")
     with st.expander("training settings (used when the model has no head for these labels)"):
         t1, t2, t3 = st.columns(3)
-        steps = t1.number_input("fine-tuning steps", 0, 100000, 240, key="train_steps")
-        lr = t2.number_input("learning rate", 1e-7, 0.5, 8e-5, format="%g", key="lr")
-        seed = t3.number_input("seed", 0, 2**31 - 1, 0, key="seed")
+        steps = t1.number_input("fine-tuning steps", 0, 100000, api.TRAIN_STEPS, key="train_steps")
+        lr = t2.number_input("learning rate", 1e-7, 0.5, api.TRAIN_LR, format="%g", key="lr")
+        seed = t3.number_input("seed", 0, 2**31 - 1, api.TRAIN_SEED, key="seed")
     return dict(model=model, dataset=dataset, text_col=text_col, label_col=label_col, train_steps=int(steps),
                 lr=float(lr), seed=int(seed))

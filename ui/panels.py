@@ -113,7 +113,7 @@ def live_knob(paths, store, fp: str) -> list[int]:
                 continue
             st.session_state[f"live_prev:{method}"] = value
             try:
-                jid = api.enqueue_setting(store, fp, api.recipe_key(method, {name: value}))
+                jid = api.enqueue_setting(store, fp, api.recipe_for(method, {name: value}))
             except (api.SpecError, api.UserError) as e:
                 st.error(str(e))
                 continue

@@ -41,7 +41,7 @@ def sidebar():
         st.subheader("Baseline")
         if rows:
             prep = {j["baseline"]: j["state"] for j in store.jobs(states=("queued", "running", "failed"))
-                    if j["recipe"] == "prepare"}
+                    if j["recipe"] == api.PREPARE}
             by_fp = {b["fingerprint"]: b for b in rows}
             opts = list(by_fp)
             choice = st.selectbox("current baseline", opts, index=opts.index(fp) if fp in opts else 0,
@@ -107,7 +107,7 @@ def preparing(store, fp: str | None) -> None:
 
     @st.fragment(run_every=2)
     def _bar():
-        jobs = [j for j in store.jobs(baseline=fp) if j["recipe"] == "prepare"]
+        jobs = [j for j in store.jobs(baseline=fp) if j["recipe"] == api.PREPARE]
         if store.baseline(fp)["prepared"]:
             st.rerun()
         if not jobs:

@@ -1,0 +1,122 @@
+"""The store's tables and their migrations: what a store on disk looks like, version by version.
+
+The Store class (store.py) reads and writes these tables; this module only creates and upgrades them.
+
+Example::
+
+    >>> with engine.begin() as c:
+    ...     migrate(c, url)          # creates missing tables, upgrades an older store in place
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 2  # 2: jobs.node (which host or Ray node ran it), sweeps.deleted_at (delete with undo)
+
+meta = sa.MetaData()
+
+meta_kv = sa.Table("meta", meta, sa.Column("key", sa.String(64), primary_key=True),
+                   sa.Column("value", sa.Text, nullable=False))
+
+baselines = sa.Table(
+    "baselines", meta,
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("model_source", sa.JSON, nullable=False),
+    sa.Column("dataset_source", sa.JSON, nullable=False),
+    sa.Column("settings", sa.JSON, nullable=False),  # split + training settings + versions
+    sa.Column("prepared", sa.Boolean, nullable=False, default=False),
+    sa.Column("path", sa.Text),
+    sa.Column("info", sa.JSON),  # label names, split sizes, reference accuracies, training log
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("baseline", sa.String(64), sa.ForeignKey("baselines.fingerprint"), nullable=False),
+    sa.Column("recipe", sa.Text, nullable=False),
+    sa.Column("hardware", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, default="queued"),
+    sa.Column("priority", sa.Integer, nullable=False, default=1),  # preparation first
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("worker", sa.Text),
+    sa.Column("node", sa.Text),  # the host or Ray node that ran it (not part of the key)
+    sa.Column("heartbeat_at", sa.Float),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("progress", sa.Float, nullable=False, default=0.0),
+    sa.Column("message", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("traceback", sa.Text),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("remeasure", sa.Boolean, nullable=False, default=False),
+    sa.UniqueConstraint("baseline", "recipe", "hardware", name="uq_job_key"),
+)
+
+results = sa.Table(
+    "results", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False, index=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+)
+
+sweeps = sa.Table(
+    "sweeps", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("baseline", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("archived_at", sa.Float),
+    sa.Column("deleted_at", sa.Float),  # deleted sweeps are hidden like archived ones until purged; undo restores
+    sa.Column("request", sa.JSON),  # what the user asked for (method and knob ranges)
+)
+
+sweep_jobs = sa.Table(
+    "sweep_jobs", meta,
+    sa.Column("sweep_id", sa.Integer, sa.ForeignKey("sweeps.id"), primary_key=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), primary_key=True),
+)
+
+
+def migrate(c, url: str) -> None:
+    """Create missing tables and bring an older store up to SCHEMA_VERSION (in the caller's transaction)."""
+    existed = sa.inspect(c).has_table("meta")
+    meta.create_all(c)  # creates only missing tables; old tables are upgraded by MIGRATIONS
+    row = c.execute(sa.select(meta_kv.c.value).where(meta_kv.c.key == "schema_version")).first()
+    version = int(row[0]) if row else (1 if existed else 0)
+    if version == 0:
+        c.execute(meta_kv.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        return
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"the store at {url} has schema {version}, newer than this code "
+                           f"({SCHEMA_VERSION}); update the code")
+    for v in range(version + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[v](c)
+        c.execute(meta_kv.update().where(meta_kv.c.key == "schema_version").values(value=str(v)))
+
+
+def schema_version(c) -> int:
+    """The version recorded in the store's meta table."""
+    return int(c.execute(sa.select(meta_kv.c.value).where(meta_kv.c.key == "schema_version")).scalar())
+
+
+def sqlite_pragmas(dbapi_conn, _record) -> None:
+    """WAL and a long busy timeout, so several processes share one SQLite file (see the Contracts)."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _v2(c) -> None:
+    """v1 -> v2: record the node that ran each job; soft-delete sweeps."""
+    c.execute(sa.text("ALTER TABLE jobs ADD COLUMN node TEXT"))
+    c.execute(sa.text("ALTER TABLE sweeps ADD COLUMN deleted_at FLOAT"))
+
+
+# version -> function(connection) that upgrades a store from version-1 to version
+MIGRATIONS: dict = {2: _v2}
