@@ -26,18 +26,65 @@ def _costs(df: pd.DataFrame, objectives: dict[str, str]) -> np.ndarray:
 def pareto_mask(df: pd.DataFrame, objectives: dict[str, str]) -> np.ndarray:
     """True for rows no other row dominates (at least as good on all objectives, better on one).
 
-    Rows with a missing objective are never on the frontier. Exact ties are all kept.
+    Rows with a missing objective are never on the frontier. Exact ties are all kept. O(n log n) for
+    two or three objectives (a sweep in lexicographic order), a block-nested loop over the frontier
+    for more.
     """
     c = _costs(df, objectives)
-    ok = ~np.isnan(c).any(axis=1)
     mask = np.zeros(len(df), dtype=bool)
-    idx = np.flatnonzero(ok)
-    sub = c[idx]
-    for k, i in enumerate(idx):
-        others = sub
-        dominated = np.any(np.all(others <= sub[k], axis=1) & np.any(others < sub[k], axis=1))
-        mask[i] = not dominated
+    ok = np.flatnonzero(~np.isnan(c).any(axis=1))
+    if len(ok) == 0:
+        return mask
+    # exact duplicates share one verdict: they never dominate each other
+    uniq, inverse = np.unique(c[ok], axis=0, return_inverse=True)  # rows in lexicographic order
+    mask[ok] = _nondominated_sorted(uniq)[inverse.ravel()]
     return mask
+
+
+def _nondominated_sorted(u: np.ndarray) -> np.ndarray:
+    """Non-dominated rows of distinct cost rows sorted lexicographically.
+
+    In that order a row can only be dominated by an earlier one, and an earlier row q dominates p as
+    soon as q is no worse on the objectives after the first (q is no worse on the first by the order,
+    and distinct rows differ somewhere)."""
+    n, d = u.shape
+    if d <= 1:
+        return np.arange(n) == 0
+    if d == 2:  # dominated iff some earlier row is no worse on the second objective
+        best_before = np.minimum.accumulate(np.concatenate([[np.inf], u[:-1, 1]]))
+        return u[:, 1] < best_before
+    if d == 3:
+        return _staircase(u[:, 1], u[:, 2])
+    keep = np.zeros(n, dtype=bool)
+    front = np.empty((0, d - 1))
+    for i in range(n):
+        if not np.any(np.all(front <= u[i, 1:], axis=1)):
+            keep[i] = True
+            front = np.vstack([front, u[i, 1:]])
+    return keep
+
+
+def _staircase(ys: np.ndarray, zs: np.ndarray) -> np.ndarray:
+    """For rows in order: is any earlier (y, z) no worse on both? Keeps the earlier rows' minimal
+    staircase (y ascending, z strictly descending), so each query is one bisection."""
+    import bisect
+
+    stair_y: list[float] = []
+    stair_z: list[float] = []
+    keep = np.zeros(len(ys), dtype=bool)
+    for i, (y, z) in enumerate(zip(ys.tolist(), zs.tolist())):
+        j = bisect.bisect_right(stair_y, y)  # stair_y[:j] <= y; the lowest z among them is the last one
+        if j and stair_z[j - 1] <= z:
+            continue
+        keep[i] = True
+        if j and stair_y[j - 1] == y:  # a step at the same y with a higher z: the new row covers it
+            j -= 1
+        k = j  # drop the steps the new row covers: y >= its y and z >= its z
+        while k < len(stair_y) and stair_z[k] >= z:
+            k += 1
+        stair_y[j:k] = [y]
+        stair_z[j:k] = [z]
+    return keep
 
 
 def best_feasible(df: pd.DataFrame, *, max_size: float | None = None, max_latency: float | None = None,
@@ -68,7 +115,8 @@ def best_feasible(df: pd.DataFrame, *, max_size: float | None = None, max_latenc
 def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
     """Volume dominated by ``points`` (costs to minimise) and bounded by ``ref``; exact, by slicing.
 
-    Fine for the tens of points a sweep has.
+    Dominated points add nothing and are dropped first, so the cost grows with the frontier, not with
+    every stored row: two objectives sweep in O(n log n), three slice into two-dimensional sweeps.
     """
     pts = np.asarray(points, dtype=float)
     ref = np.asarray(ref, dtype=float)
@@ -79,15 +127,48 @@ def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
         return 0.0
     if pts.shape[1] == 1:
         return float(ref[0] - pts[:, 0].min())
-    # slice along the first axis: between consecutive x values, the (d-1)-volume of points left of the cut
-    order = np.argsort(pts[:, 0])
-    pts = pts[order]
+    pts = np.unique(pts, axis=0)
+    pts = pts[_nondominated_sorted(pts)]  # still in lexicographic order: the first axis ascending
+    if pts.shape[1] == 2:  # on a 2-D frontier sorted by x, y falls: a sum of rectangles
+        xs = np.append(pts[:, 0], ref[0])
+        return float(np.sum(np.diff(xs) * (ref[1] - pts[:, 1])))
     xs = np.append(pts[:, 0], ref[0])
+    if pts.shape[1] == 3:
+        return _hypervolume_3d(pts, xs, ref)
+    # slice along the first axis: between consecutive x values, the (d-1)-volume of points left of the cut
     vol = 0.0
     for i in range(len(pts)):
         width = xs[i + 1] - xs[i]
         if width > 0:
             vol += width * hypervolume(pts[: i + 1, 1:], ref[1:])
+    return float(vol)
+
+
+def _hypervolume_3d(pts: np.ndarray, xs: np.ndarray, ref: np.ndarray) -> float:
+    """Slices along x as in the general case, but the 2-D area left of each cut is kept up to date as
+    points arrive (a staircase in y ascending, z descending), instead of being computed again."""
+    import bisect
+
+    ry, rz = float(ref[1]), float(ref[2])
+    sy: list[float] = []
+    sz: list[float] = []
+    area = vol = 0.0
+
+    def width(i: int) -> float:  # how far step i reaches along y: to the next step, or to the reference
+        return (sy[i + 1] if i + 1 < len(sy) else ry) - sy[i]
+
+    for i, (y, z) in enumerate(pts[:, 1:].tolist()):
+        j = bisect.bisect_right(sy, y)
+        if not (j and sz[j - 1] <= z):  # a new step: the area it adds is what it covers beyond the others
+            if j and sy[j - 1] == y:
+                j -= 1
+            k = j
+            while k < len(sy) and sz[k] >= z:
+                k += 1
+            area -= sum(width(m) * (rz - sz[m]) for m in range(max(j - 1, 0), k))
+            sy[j:k], sz[j:k] = [y], [z]
+            area += sum(width(m) * (rz - sz[m]) for m in range(max(j - 1, 0), j + 1))
+        vol += (xs[i + 1] - xs[i]) * area
     return float(vol)
 
 
