@@ -101,6 +101,50 @@ def threads() -> int:
     return int(os.environ.get("COMPRESSION_THREADS", "2"))
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (recorded with every result)."""
+    for line in _cpuinfo().splitlines():
+        if line.startswith(("model name", "Model")):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def isa_class(flags: set[str]) -> str:
+    """The instruction-set class that decides which kernels are fast: amx, avx512, avx2, or the
+    architecture's baseline. bf16 is several times slower than fp32 without AMX, so a timing of one
+    class says nothing about another.
+
+    Example: ``isa_class({"avx2", "fma"})`` -> ``"avx2"``.
+    """
+    if {"amx_tile", "amx_bf16"} & flags:
+        return "amx"
+    if "avx512f" in flags:
+        return "avx512"
+    if "avx2" in flags:
+        return "avx2"
+    if "sve" in flags:
+        return "sve"
+    return "base"
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def cpu_flags() -> set[str]:
+    for line in _cpuinfo().splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def hardware_id() -> str:
-    """The target class a job is keyed by, e.g. ``cpu-x86_64-2t``."""
-    return f"cpu-{platform.machine()}-{threads()}t"
+    """The target class a job is keyed by: architecture, ISA class and threads, e.g. ``cpu-x86_64-avx2-2t``.
+
+    An Intel with AMX and an AMD with AVX2 only are different targets: a row of one is never reused,
+    prefetched or drawn as the other. The CPU model that ran a job is recorded in its result.
+    """
+    return f"cpu-{platform.machine()}-{isa_class(cpu_flags())}-{threads()}t"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2  # 2: jobs.node (which host or Ray node ran it), sweeps.deleted_at (delete with undo)
+SCHEMA_VERSION = 3  # 2: jobs.node, sweeps.deleted_at (delete with undo); 3: hardware ids name the ISA class
 
 meta = sa.MetaData()
 
@@ -118,5 +118,32 @@ def _v2(c) -> None:
     c.execute(sa.text("ALTER TABLE sweeps ADD COLUMN deleted_at FLOAT"))
 
 
+def _v3(c) -> None:
+    """v2 -> v3: ``cpu-x86_64-2t`` becomes ``cpu-x86_64-<isa>-2t``. A job whose result records this machine's
+    CPU model (or that has not run yet) takes this machine's class; one measured on another model, whose
+    class cannot be known now, becomes ``unknown``: never reused or drawn as this machine's."""
+    import json
+    import re
+
+    from . import config
+
+    here_model = config.cpu_model()
+    here_isa = config.isa_class(config.cpu_flags())
+    old = c.execute(sa.text("SELECT id, hardware, state FROM jobs")).all()
+    for job_id, hw, state in old:
+        m = re.fullmatch(r"cpu-([^-]+)-(\d+)t", hw or "")
+        if not m:
+            continue
+        rows = c.execute(sa.text("SELECT data FROM results WHERE job_id = :j ORDER BY id DESC"), {"j": job_id}).all()
+        cpus = set()
+        for (data,) in rows:
+            d = json.loads(data) if isinstance(data, str) else (data or {})
+            cpus.add((d.get("context") or {}).get("cpu"))
+        ran_here = cpus == {here_model} or (not rows and state in ("queued", "running"))
+        isa = here_isa if ran_here else "unknown"
+        c.execute(sa.text("UPDATE jobs SET hardware = :h WHERE id = :j"),
+                  {"h": f"cpu-{m.group(1)}-{isa}-{m.group(2)}t", "j": job_id})
+
+
 # version -> function(connection) that upgrades a store from version-1 to version
-MIGRATIONS: dict = {2: _v2}
+MIGRATIONS: dict = {2: _v2, 3: _v3}

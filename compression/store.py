@@ -7,8 +7,8 @@ heartbeat lease, and a stale lease is re-queued.
 Example::
 
     >>> store = Store("sqlite:////tmp/ws/store.sqlite")
-    >>> store.enqueue(fp, [recipe.key], hardware="cpu-x86_64-2t")
-    >>> job = store.claim("cpu-x86_64-2t", worker="host:123")
+    >>> store.enqueue(fp, [recipe.key], hardware="cpu-x86_64-avx2-2t")
+    >>> job = store.claim("cpu-x86_64-avx2-2t", worker="host:123")
 """
 from __future__ import annotations
 
