@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3  # 2: jobs.node, sweeps.deleted_at (delete with undo); 3: hardware ids name the ISA class
+SCHEMA_VERSION = 3  # 2: jobs.node, sweeps.deleted_at (undo); 3: ISA class in hardware ids, results.predictions
 
 meta = sa.MetaData()
 
@@ -61,6 +61,8 @@ results = sa.Table(
     sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False, index=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("data", sa.JSON, nullable=False),
+    # per test row, apart from ``data``: charts read every result's numbers, only details read these
+    sa.Column("predictions", sa.JSON),
 )
 
 sweeps = sa.Table(
@@ -119,7 +121,8 @@ def _v2(c) -> None:
 
 
 def _v3(c) -> None:
-    """v2 -> v3: ``cpu-x86_64-2t`` becomes ``cpu-x86_64-<isa>-2t``. A job whose result records this machine's
+    """v2 -> v3: each result's predictions move to their own column (reading every result for a chart no
+    longer reads 1,000s of numbers per row), and ``cpu-x86_64-2t`` becomes ``cpu-x86_64-<isa>-2t``. A job whose result records this machine's
     CPU model (or that has not run yet) takes this machine's class; one measured on another model, whose
     class cannot be known now, becomes ``unknown``: never reused or drawn as this machine's."""
     import json
@@ -127,6 +130,13 @@ def _v3(c) -> None:
 
     from . import config
 
+    if "predictions" not in {col["name"] for col in sa.inspect(c).get_columns("results")}:
+        c.execute(sa.text("ALTER TABLE results ADD COLUMN predictions JSON"))
+    for rid, data in c.execute(sa.select(results.c.id, results.c.data)).all():
+        if "predictions" in (data or {}):
+            d = dict(data)
+            preds = d.pop("predictions")
+            c.execute(results.update().where(results.c.id == rid).values(data=d, predictions=preds))
     here_model = config.cpu_model()
     here_isa = config.isa_class(config.cpu_flags())
     old = c.execute(sa.text("SELECT id, hardware, state FROM jobs")).all()

@@ -159,7 +159,7 @@ class Store:
     def add_partial(self, job_id: int, result: dict) -> None:
         """A first landing of a running job's result (e.g. before its batch-32 timing); finish replaces it."""
         with self.engine.begin() as c:
-            c.execute(results.insert().values(job_id=job_id, created_at=now(), data=_jsonable({**result, "partial": True})))
+            c.execute(results.insert().values(job_id=job_id, created_at=now(), **_columns({**result, "partial": True})))
 
     def _drop_partials(self, c, job_id: int) -> None:
         for rid, data in c.execute(sa.select(results.c.id, results.c.data).where(results.c.job_id == job_id)).all():
@@ -172,7 +172,7 @@ class Store:
         with self.engine.begin() as c:
             self._drop_partials(c, job_id)
             if result is not None:
-                c.execute(results.insert().values(job_id=job_id, created_at=t, data=_jsonable(result)))
+                c.execute(results.insert().values(job_id=job_id, created_at=t, **_columns(result)))
             c.execute(jobs.update().where(jobs.c.id == job_id)
                       .values(state="done", finished_at=t, progress=1.0, message="done", remeasure=False))
 
@@ -186,7 +186,7 @@ class Store:
             if n != 1:
                 return False
             self._drop_partials(c, job_id)
-            c.execute(results.insert().values(job_id=job_id, created_at=t, data=_jsonable(result)))
+            c.execute(results.insert().values(job_id=job_id, created_at=t, **_columns(result)))
             return True
 
     def fail(self, job_id: int, error: str, tb: str = "", state: str = "failed") -> None:
@@ -279,7 +279,9 @@ class Store:
     # ------------------------------------------------------------------ results
     def results(self, baseline: str | None = None, hardware: str | None = None, latest: bool = True,
                 include_archived: bool = False) -> list[dict]:
-        """Result rows joined with their job; with ``latest`` only the newest measurement per job."""
+        """Result rows joined with their job; with ``latest`` only the newest measurement per job.
+
+        Without the per-row predictions: :meth:`latest_result` has them."""
         q = (sa.select(results.c.id, results.c.job_id, results.c.created_at, results.c.data, jobs.c.baseline,
                        jobs.c.recipe, jobs.c.hardware)
              .join(jobs, jobs.c.id == results.c.job_id).order_by(results.c.job_id, results.c.id))
@@ -313,9 +315,11 @@ class Store:
     def latest_result(self, job_id: int) -> dict | None:
         """The newest stored result of one job (every field, including predictions, notes and seconds)."""
         with self.engine.connect() as c:
-            row = c.execute(sa.select(results.c.data).where(results.c.job_id == int(job_id))
+            row = c.execute(sa.select(results.c.data, results.c.predictions).where(results.c.job_id == int(job_id))
                             .order_by(results.c.id.desc()).limit(1)).first()
-        return row[0] if row else None
+        if row is None:
+            return None
+        return {**row[0], "predictions": row[1]} if row[1] is not None else row[0]
 
     def version(self) -> tuple:
         """A cheap token that changes whenever results, jobs or sweeps change (for the app's caches)."""
@@ -325,6 +329,12 @@ class Store:
             s = c.execute(sa.select(sa.func.count(), sa.func.max(sweeps.c.archived_at),
                                     sa.func.count(sweeps.c.archived_at))).one()
         return tuple(r) + tuple(j) + tuple(s)
+
+
+def _columns(result: dict) -> dict:
+    """A result row as the results table stores it: the predictions apart from the numbers."""
+    data = _jsonable(result)
+    return {"data": data, "predictions": data.pop("predictions", None)}
 
 
 def _jsonable(x):

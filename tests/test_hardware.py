@@ -1,7 +1,6 @@
 """The hardware id names the CPU's ISA class: a row timed on one class is never reused or drawn as another's."""
 from __future__ import annotations
 
-import json
 import sqlite3
 
 from compression import config
@@ -39,8 +38,9 @@ def test_a_v2_store_migrates_its_rows_to_the_class_of_the_cpu_they_recorded(tmp_
         s.claim("cpu-x86_64-2t", "w:1")
         s.finish(jid, {"accuracy": 0.8, "context": {"cpu": cpu}})
     s.engine.dispose()
-    con = sqlite3.connect(path)  # as the previous code left it: schema 2, ids without the class
+    con = sqlite3.connect(path)  # as the previous code left it: schema 2, predictions inside each row's data
     con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    con.execute("UPDATE results SET data = json_set(data, '$.predictions', json('[1,0,1]')), predictions = NULL")
     con.commit()
     con.close()
     s = Store(f"sqlite:///{path}")
@@ -48,4 +48,5 @@ def test_a_v2_store_migrates_its_rows_to_the_class_of_the_cpu_they_recorded(tmp_
     isa = config.isa_class(config.cpu_flags())
     hw = {j["recipe"]: j["hardware"] for j in s.jobs()}
     assert hw == {"here": f"cpu-x86_64-{isa}-2t", "other": "cpu-x86_64-unknown-2t", "queued": f"cpu-x86_64-{isa}-2t"}
-    assert json.dumps(s.results()[0]["data"])  # the rows themselves are untouched
+    assert all("predictions" not in r["data"] and r["data"]["accuracy"] == 0.8 for r in s.results())
+    assert s.latest_result(here_job)["predictions"] == [1, 0, 1]  # moved to their own column, still there
