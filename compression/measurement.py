@@ -219,6 +219,24 @@ class Measurement:
         return out
 
 
+def csv_row_of_stored(row: dict[str, Any]) -> dict[str, Any]:
+    """``Measurement.from_row(row).csv_row()`` read straight off the stored dict: a chart over 10,000s of
+    results reads them in a fraction of the time (tests/test_measurement.py holds the two equal)."""
+    out = {k: row[k] if k in row else _DEFAULTS["top"][k] for k in _TOP_CSV}
+    for nested, fields, prefix in (("labels", _LABEL_CSV, None), ("seconds", _SECONDS_CSV, "seconds_"),
+                                   ("context", _CONTEXT_CSV, "")):
+        d = row.get(nested) or {}
+        out.update({(f"{k}_label" if prefix is None else prefix + k): d.get(k, _DEFAULTS[nested][k]) for k in fields})
+    cores = [row.get(cols["other_cores"]) or 0.0 for (dev, b), cols in TIMING_COLUMNS.items()
+             if dev == "cpu" and row.get(cols["p50_ms"]) is not None]
+    out["batch32_pending"] = row.get(TIMING_COLUMNS[("cpu", 32)]["p50_ms"]) is None
+    out["other_cores_during_timing"] = max(cores, default=0.0)
+    for (_, _), cols in TIMING_COLUMNS.items():
+        present = row.get(cols["p50_ms"]) is not None
+        out.update({cols[k]: row.get(cols[k]) if present else None for k in _TIMING_CSV})
+    return {c: out[c] for c in MEASUREMENT_COLUMNS}
+
+
 _NESTED = {"labels": Labels, "context": Context, "seconds": Seconds, "notes": tuple, "predictions": tuple}
 
 
@@ -232,3 +250,8 @@ def _timing(row: dict, device: str, batch: int, cols: dict[str, str]) -> Timing:
 
 # The columns a Measurement contributes to ``results --csv``, in order (the job's own columns go first).
 MEASUREMENT_COLUMNS: list[str] = list(Measurement().csv_row())
+_TOP_CSV = [f.name for f in _csv_fields(Measurement)]
+_LABEL_CSV, _SECONDS_CSV, _CONTEXT_CSV = ([f.name for f in _csv_fields(t)] for t in (Labels, Seconds, Context))
+_TIMING_CSV = [f.name for f in _csv_fields(Timing)]
+_DEFAULTS = {"top": Measurement().csv_row(), "labels": dataclasses.asdict(Labels()),
+             "seconds": dataclasses.asdict(Seconds()), "context": dataclasses.asdict(Context())}

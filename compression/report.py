@@ -11,7 +11,7 @@ import json
 
 import pandas as pd
 
-from .measurement import MEASUREMENT_COLUMNS, Measurement
+from .measurement import MEASUREMENT_COLUMNS, csv_row_of_stored
 from .recipes import Recipe
 from .store import BASELINE_RECIPE, PREPARE, Store, iso
 
@@ -27,8 +27,8 @@ def results_frame(store: Store, baseline: str | None = None, hardware: str | Non
     rows = []
     for r in store.results(baseline=baseline, hardware=hardware, latest=latest, include_archived=include_archived):
         rows.append({"job_id": r["job_id"], "baseline": r["baseline"][:12], "baseline_name": names.get(r["baseline"], ""),
-                     "hardware": r["hardware"], "recipe": recipe_name(r["recipe"]),
-                     "measured_at": iso(r["created_at"]), **Measurement.from_row(r["data"]).csv_row()})
+                     "hardware": r["hardware"], "recipe": r["data"].get("recipe_name") or recipe_name(r["recipe"]),
+                     "measured_at": iso(r["created_at"]), **csv_row_of_stored(r["data"])})
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 

@@ -67,3 +67,22 @@ def test_csv_columns_come_from_the_record_and_the_readme_lists_them_in_order():
     readme = (ROOT / "README.md").read_text()
     block = readme.split("## `results --csv` columns", 1)[1].split("`", 2)[1]
     assert re.split(r",\s*", block.strip()) == CSV_COLUMNS
+
+
+def test_the_fast_csv_reader_equals_the_record_on_every_kind_of_stored_row():
+    from compression.measurement import csv_row_of_stored
+
+    full = _landed().with_timings(_timing("cpu", 32, 50.0), _timing("gpu", 1, 1.0), gpu="Some GPU")
+    rows = [_landed().to_row(), full.to_row(), {"accuracy": 0.5, "labels": {"latency": "contended"}},
+            {"lat_b1_p50_ms": 3.0, "other_cores_b1": 0.4, "lat_b32_p90_ms": 9.0}, {}]
+    for row in rows:
+        fast, slow = csv_row_of_stored(row), Measurement.from_row(row).csv_row()
+        assert list(fast) == list(slow)
+        assert _same(fast, slow), (fast, slow)
+
+
+def _same(a, b):
+    import math
+
+    return all(x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+               for x, y in zip(a.values(), b.values()))

@@ -161,3 +161,23 @@ def test_gpu_axes_appear_only_where_cuda_measured_and_keep_their_own_labels(df):
     gpu.loc[gpu["method"] == "baseline", "gpu_lat_b1_p50_ms"] = None
     hv = charts.hypervolumes(gpu, gpu.iloc[0].to_dict(), majority=0.5, latency="gpu_b1").set_index("method")
     assert hv.loc["quant", "hypervolume"] == pytest.approx((1 - 12 / 86) * (1 - 0.5) * (0.78 - 0.5))
+
+
+def test_a_chart_of_many_results_draws_a_sample_but_every_frontier_point_and_the_best():
+    rng = np.random.default_rng(0)
+    n = charts.MAX_DRAWN * 3
+    lat = rng.uniform(2, 20, n)
+    big = frame([dict(method=["quant", "prune", "lowrank"][i % 3], recipe=f"r{i}", size_mib=50.0,
+                      lat_b1_p50_ms=float(lat[i]), accuracy=float(0.5 + 0.02 * lat[i] + rng.normal(0, 0.05)))
+                 for i in range(n)])
+    on = charts.frontier(big, "lat_b1", "accuracy")
+    best = big.index[-1]
+    fig = charts.tradeoff_figure(big, "lat_b1", "accuracy", best_index=best)
+    points = [j for t in fig.data if t.mode == "markers" and t.customdata is not None and "best" not in t.name
+              for j in t.customdata]
+    assert len(points) <= charts.MAX_DRAWN < n
+    assert set(big.loc[on, "job_id"]) <= set(points) and big.loc[best, "job_id"] in points
+    assert any("showing 2,000 of 6,000 settings" in a.text for a in fig.layout.annotations)
+    again = charts.tradeoff_figure(big, "lat_b1", "accuracy", best_index=best)  # the same sample every rerun
+    assert [list(t.customdata) for t in again.data if t.customdata is not None] == \
+           [list(t.customdata) for t in fig.data if t.customdata is not None]

@@ -178,6 +178,22 @@ def _size_markers(s: pd.Series) -> np.ndarray:
     return 10 + 30 * np.sqrt(v / top)
 
 
+MAX_DRAWN = 2000  # points a browser draws and hovers quickly; past that, a fixed sample of the non-frontier ones
+
+
+def drawn(df: pd.DataFrame, on: pd.Series, keep=(), limit: int = MAX_DRAWN) -> pd.Index:
+    """The rows a chart draws: all of them up to ``limit``; past it every frontier row, the rows in ``keep``
+    (the best, the live knob's) and a seeded sample of the rest, the same rows at every rerun."""
+    if len(df) <= limit:
+        return df.index
+    must = df.index[on.reindex(df.index, fill_value=False).to_numpy()].union(
+        pd.Index([k for k in keep if k is not None and k in df.index]))
+    rest = df.index.difference(must)
+    n = max(0, limit - len(must))
+    sample = rest[np.sort(np.random.default_rng(0).choice(len(rest), size=min(n, len(rest)), replace=False))]
+    return df.index[df.index.isin(must.union(sample))]
+
+
 def tradeoff_figure(df: pd.DataFrame, x: str = "lat_b1", y: str = "accuracy", bubble: str | None = None,
                     refs: dict | None = None, best_index=None, live=(), colors: dict | None = None,
                     error_bars: bool = True, height: int = 520) -> go.Figure:
@@ -191,7 +207,12 @@ def tradeoff_figure(df: pd.DataFrame, x: str = "lat_b1", y: str = "accuracy", bu
     colors = colors or method_colors(df["method"])
     fig = go.Figure()
     on = frontier(df, x, y) if len(df) else pd.Series(dtype=bool)
-    for method, g in df.groupby("method", sort=True):
+    shown = drawn(df, on, keep=[best_index, *df.index[df["job_id"].isin(list(live))]])
+    if len(shown) < len(df):
+        fig.add_annotation(text=f"showing {len(shown):,} of {len(df):,} settings: every frontier point, the rest "
+                                f"a fixed sample", xref="paper", yref="paper", x=0, y=1.06, showarrow=False,
+                           xanchor="left", font=dict(size=11, color="#555"))
+    for method, g in df.loc[shown].groupby("method", sort=True):
         err = None
         if error_bars and yc == "accuracy" and g["accuracy_lo"].notna().any():
             err = dict(type="data", array=(g["accuracy_hi"] - g["accuracy"]).to_numpy(dtype=float),
