@@ -84,41 +84,61 @@ class _PeakRss:
 
 
 class Landed:
-    """One job's result on its way through its stages: landed (quality, size, batch 1), then complete.
+    """One job's result on its way through its stages: a preview (live knob only), landed (quality on the
+    whole test split, size, batch 1), then complete (batch 32, and the GPU's timing where CUDA is present).
 
-    ``measurement`` is the record as it stands; :meth:`complete` runs what is left (batch 32, and the
-    GPU's timing where CUDA is present) and returns the whole record. If ``preempt()`` says so midway,
-    it raises Preempted and the landed record stays as it was, to be completed later.
+    ``measurement`` is the record as it stands; :meth:`complete` runs the stages that are left, handing each
+    landing to ``on_landed``, and returns the whole record. If ``preempt()`` says so midway, it raises
+    Preempted; the record stays at the last stage it reached, to be completed later.
     """
 
-    def __init__(self, measurement: Measurement, cm: CompressedModel, session: MeasureSession,
-                 progress: Progress, cancel: CancelToken, peak_rss: int):
-        self.measurement, self._cm, self._session = measurement, cm, session
+    def __init__(self, measurement: Measurement, cm: CompressedModel, session: MeasureSession, files: list[Path],
+                 progress: Progress, cancel: CancelToken, peak_rss: int,
+                 on_landed: Callable[[Measurement], None] | None = None):
+        self.measurement, self._cm, self._session, self._files = measurement, cm, session, files
         self._progress, self._cancel, self._peak_rss = progress, cancel, peak_rss
+        self._on_landed = on_landed
 
     @property
     def done(self) -> bool:
         return not self.measurement.partial
 
     def complete(self, preempt: Callable[[], bool] | None = None) -> Measurement:
-        if self.done:
-            return self.measurement
-        self._cancel.check()
+        while not self.done:
+            self._cancel.check()
+            try:
+                self._full(preempt) if self.measurement.preview else self._batch32(preempt)
+            except Preempted:
+                self._progress(0.9, "landed; the rest of its measurement waits for a newer setting")
+                raise
+        self._cm = None  # the model is no longer needed: a deferred job holds only its record
+        return self.measurement
+
+    def _full(self, preempt: Callable[[], bool] | None = None) -> None:
+        """Replace the preview by the protocol's numbers: the whole test split and batch 1."""
+        self._progress(0.9, "measuring accuracy on the whole test split and batch-1 latency")
+        m = self.measurement
+        with _PeakRss() as rss:
+            t = time.perf_counter()
+            what = {k: getattr(m, k) for k in ("recipe_name", "method", "description", "artifact")}
+            full = self._session.measure(self._cm, self._files, batch32=False, stop=preempt, **what)
+            secs = dataclasses.replace(m.seconds, measure=time.perf_counter() - t,
+                                       total=(m.seconds.total or 0.0) + time.perf_counter() - t)
+        self._peak_rss = max(self._peak_rss, rss.peak)
+        self.measurement = dataclasses.replace(full, seconds=secs, node=m.node, peak_rss_mib=self._peak_rss / 2**20)
+        if self._on_landed is not None:
+            self._on_landed(self.measurement)
+
+    def _batch32(self, preempt: Callable[[], bool] | None) -> None:
         self._progress(0.93, "measuring batch-32 latency")
         m = self.measurement
         with _PeakRss() as rss:
             t = time.perf_counter()
-            try:
-                m = self._session.add_batch32(m, self._cm, stop=preempt)
-            except Preempted:
-                self._progress(0.9, "landed; batch-32 latency waits for a newer setting")
-                raise
+            m = self._session.add_batch32(m, self._cm, stop=preempt)
             b32 = time.perf_counter() - t
         secs = dataclasses.replace(m.seconds, measure_b32=b32, total_with_b32=(m.seconds.total or 0.0) + b32)
         self.measurement = dataclasses.replace(m, seconds=secs,
                                                peak_rss_mib=max(self._peak_rss, rss.peak) / 2**20)
-        self._cm = None  # the model is no longer needed: a deferred job holds only its record
-        return self.measurement
 
 
 class JobRunner:
@@ -168,8 +188,11 @@ class JobRunner:
         baselines.prepare(store, self.paths, job["baseline"], progress, cancel)
         self._cache.pop(job["baseline"], None)
 
-    def run(self, job: dict, progress: Progress, cancel: CancelToken) -> Landed:
-        """Run a claimed job up to its first landing (handed to ``on_landed``); ``complete()`` finishes it."""
+    def run(self, job: dict, progress: Progress, cancel: CancelToken, preview: bool = False) -> Landed:
+        """Run a claimed job up to its first landing (handed to ``on_landed``); ``complete()`` finishes it.
+
+        With ``preview`` the first landing is the preview tier (a fixed sample of the test split, a short
+        batch-1 timing): what the live knob shows within seconds."""
         t0 = time.perf_counter()
         recipe = Recipe.from_key(job["recipe"])
         with _PeakRss() as rss:
@@ -190,17 +213,20 @@ class JobRunner:
             files = cm.save(out)
             shutil.rmtree(scratch, ignore_errors=True)
             t3 = time.perf_counter()
-            progress(0.85, "measuring accuracy and batch-1 latency")
-            m = ms.measure(cm, files, batch32=False, recipe_name=recipe.name, method=recipe.method,
-                           description=recipe.describe(), artifact=str(out))
+            progress(0.85, "a preview: accuracy on a sample, a short batch-1 timing" if preview
+                     else "measuring accuracy and batch-1 latency")
+            what = dict(recipe_name=recipe.name, method=recipe.method, description=recipe.describe(),
+                        artifact=str(out))
+            m = ms.preview(cm, files, **what) if preview else ms.measure(cm, files, batch32=False, **what)
             t4 = time.perf_counter()
         m = dataclasses.replace(m, peak_rss_mib=rss.peak / 2**20, node=platform.node(),
                                 seconds=Seconds(load=t1 - t0, compress=t2 - t1, save=t3 - t2, measure=t4 - t3,
                                                 total=t4 - t0))
-        if self.on_landed is not None:
-            self.on_landed(job["id"], m)  # the point lands now; batch 32 follows
-        progress(0.9, "landed; batch-32 latency follows")
-        return Landed(m, cm, ms, progress, cancel, rss.peak)
+        on_landed = None if self.on_landed is None else (lambda landed: self.on_landed(job["id"], landed))
+        if on_landed is not None:
+            on_landed(m)  # the point lands now; the rest of its measurement follows
+        progress(0.9, "landed; the rest of its measurement follows")
+        return Landed(m, cm, ms, files, progress, cancel, rss.peak, on_landed)
 
 
 def format_error(e: BaseException) -> tuple[str, str]:

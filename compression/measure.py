@@ -41,6 +41,8 @@ from .timing import (CONTENTION_CORES, Preempted, cuda_device, device_latency, d
 SEQ_LEN = 64  # latency inputs are real test sentences padded to this fixed length
 EVAL_BATCH = 64
 BOOTSTRAP = 1000
+PREVIEW_ROWS = 256  # the preview's accuracy sample (at least this many test rows)
+PREVIEW_B1 = (3, 10)  # the preview's batch-1 timing: warm-up and timed pairs
 
 __all__ = ["MeasureSession", "TestSet", "quality", "context", "reference_accuracies", "Preempted", "SEQ_LEN"]
 
@@ -122,6 +124,19 @@ def context(seed: int) -> Context:
                    load_avg_1m=round(os.getloadavg()[0], 2), hardware=config.hardware_id())
 
 
+def preview_sample(y: np.ndarray, seed: int = 0, n: int = PREVIEW_ROWS) -> np.ndarray:
+    """A fixed, seeded, stratified sample of at least ``n`` test rows (sorted indices; all rows if fewer):
+    each class keeps its share, so the preview's accuracy estimates the full split's."""
+    if len(y) <= n:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    out = []
+    for cls in np.unique(y):
+        rows = np.flatnonzero(y == cls)
+        out.append(rng.choice(rows, size=max(1, int(np.ceil(n * len(rows) / len(y)))), replace=False))
+    return np.sort(np.concatenate(out))
+
+
 def reference_accuracies(train: pd.DataFrame, test: pd.DataFrame) -> dict:
     """Majority-class and TF-IDF + logistic regression accuracy on the test split: the chart's floor lines."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -149,8 +164,25 @@ class MeasureSession:
         self.base_logits = self.tests.logits(baseline)
         self.base_pred = self.base_logits.argmax(1)
         self._gpu_base: torch.nn.Module | None = None  # the baseline's copy on the GPU, made on first use
+        self.sample = preview_sample(test["label"].to_numpy(), seed)  # the preview's rows, the same every time
+        self._preview_tests = TestSet(tokenizer, test.iloc[self.sample]) if len(self.sample) < len(test) else None
 
-    def measure(self, cm: CompressedModel, files: list[Path], batch32: bool = True, **what) -> Measurement:
+    def preview(self, cm: CompressedModel, files: list[Path], **what) -> Measurement:
+        """A quick first look (ARCHITECTURE: Preview): accuracy on the fixed sample of the test split with
+        its CI, batch-1 latency from 3 warm-up and 10 timed pairs; labelled ``preview``, replaced by
+        :meth:`measure`'s numbers on the same row. A test split no larger than the sample gets the full
+        measurement's first landing instead."""
+        if self._preview_tests is None:
+            return self.measure(cm, files, batch32=False, **what)
+        pred = self._preview_tests.logits(cm).argmax(1)
+        m = self._record(cm, files, pred, self._preview_tests.y, self.base_pred[self.sample], **what)
+        m = m.with_timings(*interleaved_latency(cm, self.baseline, self.tests, (1,), reps={1: PREVIEW_B1}))
+        latency = "contended" if m.other_cores_during_timing > CONTENTION_CORES else "preview"
+        return dataclasses.replace(m, labels=dataclasses.replace(m.labels, accuracy="preview", f1="preview",
+                                                                 latency=latency), predictions=())
+
+    def measure(self, cm: CompressedModel, files: list[Path], batch32: bool = True,
+                stop: Callable[[], bool] | None = None, **what) -> Measurement:
         """All numbers for one compressed model, each with its label; ``what`` names the setting
         (recipe_name, method, description, artifact: fields of :class:`Measurement`).
 
@@ -158,19 +190,24 @@ class MeasureSession:
         :meth:`add_batch32` completes it (batch 32, and the GPU's timings where CUDA is present).
         """
         pred = self.tests.logits(cm).argmax(1)
+        m = self._record(cm, files, pred, self.tests.y, self.base_pred, **what)
+        m = self._cpu_latency(m, cm, (1, 32) if batch32 else (1,), stop)
+        return self._gpu_latency(m, cm, stop) if batch32 else m
+
+    def _record(self, cm: CompressedModel, files: list[Path], pred: np.ndarray, y: np.ndarray,
+                base_pred: np.ndarray, **what) -> Measurement:
+        """Quality (on ``y``'s rows), size and what ran; no timing yet."""
         size = weight_bytes(files)
         if cm.module is not None:
             params, nonzero = count_params(cm.module)
         else:
             params, nonzero = cm.info.get("params"), cm.info.get("nonzero_params")
-        m = Measurement(**quality(pred, self.tests.y, self.base_pred, self.seed), **what,
-                        size_bytes=size, size_mib=size / 2**20, params=params, nonzero_params=nonzero,
-                        bits_per_weight=(8 * size / params) if params else None,
-                        labels=Labels(params="measured" if params else "estimated", latency=cm.latency_label),
-                        runtime=cm.runtime, kernel=cm.kernel, notes=tuple(cm.notes), info=cm.info,
-                        predictions=tuple(pred.astype(int).tolist()), context=context(self.seed))
-        m = self._cpu_latency(m, cm, (1, 32) if batch32 else (1,))
-        return self._gpu_latency(m, cm) if batch32 else m
+        return Measurement(**quality(pred, y, base_pred, self.seed), **what,
+                           size_bytes=size, size_mib=size / 2**20, params=params, nonzero_params=nonzero,
+                           bits_per_weight=(8 * size / params) if params else None,
+                           labels=Labels(params="measured" if params else "estimated", latency=cm.latency_label),
+                           runtime=cm.runtime, kernel=cm.kernel, notes=tuple(cm.notes), info=cm.info,
+                           predictions=tuple(pred.astype(int).tolist()), context=context(self.seed))
 
     def add_batch32(self, m: Measurement, cm: CompressedModel, stop: Callable[[], bool] | None = None) -> Measurement:
         """Complete a first landing with its batch-32 timing, and the GPU's where CUDA is present.

@@ -58,7 +58,7 @@ TIMING_COLUMNS: dict[tuple[str, int], dict[str, str]] = {
 
 @dataclass(frozen=True)
 class Labels:
-    """What each number is: measured, simulated, contended, estimated (ARCHITECTURE: Labels, per number)."""
+    """What each number is: measured, simulated, contended, estimated or preview (ARCHITECTURE: Labels)."""
 
     accuracy: str = field(default="measured", metadata=CSV)
     f1: str = "measured"
@@ -147,6 +147,11 @@ class Measurement:
         return next((t for t in self.timings if (t.device, t.batch) == (device, batch)), None)
 
     @property
+    def preview(self) -> bool:
+        """True for the live knob's quick first look: a sample of the test split, a short timing."""
+        return self.labels.accuracy == "preview"
+
+    @property
     def partial(self) -> bool:
         """True for a point that has landed before its batch-32 timing."""
         return self.timing("cpu", 32) is None
@@ -174,7 +179,8 @@ class Measurement:
             elif dataclasses.is_dataclass(v):
                 row[f.name] = {k: x for k, x in dataclasses.asdict(v).items() if x is not None}
             elif isinstance(v, tuple):
-                row[f.name] = list(v)
+                if v or f.name != "predictions":  # a preview has none: the flip table waits for the full pass
+                    row[f.name] = list(v)
             elif v is not None:
                 row[f.name] = v
         row["other_cores_during_timing"] = self.other_cores_during_timing

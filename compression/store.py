@@ -157,8 +157,10 @@ class Store:
             return bool(c.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar())
 
     def add_partial(self, job_id: int, result: dict) -> None:
-        """A first landing of a running job's result (e.g. before its batch-32 timing); finish replaces it."""
+        """A landing of a running job's result before its last stage (a preview, or before its batch-32
+        timing): it replaces the job's earlier landing, and finish replaces it."""
         with self.engine.begin() as c:
+            self._drop_partials(c, job_id)
             c.execute(results.insert().values(job_id=job_id, created_at=now(), **_columns({**result, "partial": True})))
 
     def _drop_partials(self, c, job_id: int) -> None:

@@ -119,7 +119,8 @@ def _plans(ts, move=lambda x: x) -> dict[int, tuple[list[dict], int, int]]:
 
 
 def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts, batches: tuple[int, ...] = (1, 32),
-                        stop: Callable[[], bool] | None = None) -> list[Timing]:
+                        stop: Callable[[], bool] | None = None,
+                        reps: dict[int, tuple[int, int]] | None = None) -> list[Timing]:
     """Time candidate and baseline alternately on the CPU; one Timing per batch size.
 
     The ratio is to the baseline timed in this same session, never to a stored number. ``stop()`` is
@@ -134,7 +135,10 @@ def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts, batche
     plans = _plans(ts)
     out = []
     for batch in batches:
-        c, b, other = _pairs(lambda x: timed(cand, x), lambda x: timed(base, x), *plans[batch], stop, f"b{batch}")
+        xs, warm, timed_reps = plans[batch]
+        warm, timed_reps = (reps or {}).get(batch, (warm, timed_reps))  # fewer runs for a preview, never more
+        c, b, other = _pairs(lambda x: timed(cand, x), lambda x: timed(base, x), xs, warm, timed_reps, stop,
+                             f"b{batch}")
         out.append(_timing("cpu", batch, c, b, other))
     return out
 

@@ -66,7 +66,8 @@ else:
                                  live=live_ids, colors=colors)
     picked = panels.selected_job(st.plotly_chart(fig, key=f"chart:{chart}", on_select="rerun",
                                                  selection_mode="points", config=cfg))
-st.caption("Glyphs: ● measured latency, ◆ simulated (no fast kernel here), ✕ contended (left off the frontier). "
+st.caption("Glyphs: ● measured latency, ◆ simulated (no fast kernel here), ✕ contended (left off the frontier), "
+           "○ preview (a sample of the test split; left off until its full measurement lands). "
            "Bubble area = size on disk. Error bars = 95% bootstrap CI of accuracy. Click a point for details.")
 
 ids = view["job_id"].tolist()

@@ -117,7 +117,7 @@ def test_with_the_live_knob_on_a_new_setting_lands_before_the_last_ones_batch32(
                    until=lambda: all(j["state"] == "done" for j in store.jobs(ids=ids)))
     finally:
         paths.keepalive(fp).unlink(missing_ok=True)
-    landed, done = "landed; batch-32 latency follows", "done"
+    landed, done = "landed; the rest of its measurement follows", "done"
     order = [ev for ev in events if ev[1] in (landed, done)]
     assert order == [(a, landed), (b, landed), (c, landed), (a, done), (d, landed), (b, done), (e, landed),
                      (c, done), (d, done), (e, done)]

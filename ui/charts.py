@@ -34,7 +34,8 @@ LATENCY_NAMES = {"lat_b1": "batch 1", "lat_b32": "batch 32", "gpu_b1": "GPU batc
 SPEEDUP_COLS = {"lat_b1": "speedup_b1", "lat_b32": "speedup_b32", "gpu_b1": "gpu_speedup_b1",
                 "gpu_b32": "gpu_speedup_b32"}  # same-session ratios to the baseline, per latency axis
 _LABEL_OF = {col: lab for col, _, lab, _ in AXES.values() if lab.endswith("latency_label")}  # latency column -> label
-SYMBOLS = {"measured": "circle", "simulated": "diamond", "contended": "x", "estimated": "triangle-up"}
+SYMBOLS = {"measured": "circle", "simulated": "diamond", "contended": "x", "estimated": "triangle-up",
+           "preview": "circle-open"}  # a preview is drawn hollow until its full measurement replaces it
 PALETTE = qualitative.Plotly + qualitative.D3
 
 
@@ -68,7 +69,7 @@ def hover_text(r) -> str:
     lines = [f"<b>{r.get('recipe')}</b> (job {r.get('job_id')})", str(r.get("description") or ""),
              f"accuracy {_num(r.get('accuracy', np.nan) * 100, '.2f')}% "
              f"[{_num(r.get('accuracy_lo', np.nan) * 100, '.1f')}–{_num(r.get('accuracy_hi', np.nan) * 100, '.1f')}]"
-             f" {r.get('accuracy_label')}",
+             f" {_accuracy_label(r)}",
              f"size {_num(r.get('size_mib'), '.2f')} MiB {r.get('size_label')}"
              f", {_num(r.get('bits_per_weight'), '.1f')} bits/weight",
              f"latency b1 {_num(r.get('lat_b1_p50_ms'), '.2f')} ms (p90 {_num(r.get('lat_b1_p90_ms'), '.2f')}) {lat}",
@@ -93,6 +94,11 @@ def hover_text(r) -> str:
     return "<br>".join(lines)
 
 
+def _accuracy_label(r) -> str:
+    lab = r.get("accuracy_label")
+    return f"preview (n={_num(r.get('test_rows'), ',.0f')}, the full measurement follows)" if lab == "preview" else str(lab)
+
+
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
     """Add the columns the charts use: params label, hover text, compression ratio and speedup."""
     df = df.copy()
@@ -106,9 +112,15 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def final(df: pd.DataFrame) -> pd.Series:
+    """Rows measured by the full protocol: a preview never enters the frontier, the best or the hypervolume."""
+    return df["accuracy_label"] != "preview"
+
+
 def eligible(df: pd.DataFrame, cols: list[str]) -> pd.Series:
-    """Rows that may stand on a frontier: numbers present; a latency taken under contention is left off."""
-    ok = df[cols].notna().all(axis=1)
+    """Rows that may stand on a frontier: numbers present, not a preview; a latency taken under contention
+    is left off."""
+    ok = df[cols].notna().all(axis=1) & final(df)
     for c in cols:
         if c in _LABEL_OF:
             ok &= df[_LABEL_OF[c]] != "contended"
@@ -130,6 +142,7 @@ def best(df: pd.DataFrame, max_mib=None, max_ms=None, min_acc=None, latency: str
     """Index of the best feasible row, and whether it had to use a contended latency to exist."""
     lat = AXES[latency][0]
     kw = dict(max_size=max_mib, max_latency=max_ms, min_accuracy=min_acc, latency_col=lat, objective=objective)
+    df = df[final(df)]
     clean = df[df[label_col(latency)] != "contended"]
     i = best_feasible(clean, **kw) if not clean.empty else None
     if i is not None:
@@ -296,11 +309,11 @@ def hypervolumes(df: pd.DataFrame, base: dict, majority: float, latency: str = "
     d = df.assign(latency_ratio=1 / pd.to_numeric(df[SPEEDUP_COLS[latency]], errors="coerce"))
     rows = []
     for method, g in d[d["method"] != "baseline"].groupby("method"):
-        clean = g[g[label_col(latency)] != "contended"]
+        clean = g[(g[label_col(latency)] != "contended") & final(g)]
         rows.append({"method": method, "settings": len(g), "hypervolume": relative_hypervolume(
             clean, base["size_mib"], 1.0, majority, latency_col="latency_ratio"),
-            "left out (contended latency)": len(g) - len(clean)})
-    return pd.DataFrame(rows, columns=["method", "settings", "hypervolume", "left out (contended latency)"])
+            "left out (contended or preview)": len(g) - len(clean)})
+    return pd.DataFrame(rows, columns=["method", "settings", "hypervolume", "left out (contended or preview)"])
 
 
 def compare_figure(df: pd.DataFrame, base: dict, against: str = "compression", colors: dict | None = None,

@@ -199,10 +199,13 @@ class _Worker:
         if job["recipe"] == PREPARE:
             self._settle(job, beat, lambda: self.runner.prepare(self.store, job, progress, cancel))
         else:
-            landed = self._settle(job, beat, lambda: self.runner.run(job, progress, cancel), keep=True)
+            live = bool(config.wanted_warm(self.paths))
+            # the live knob's own settings (queued ahead, at priority 0) land first as a preview
+            preview = live and job["priority"] == 0
+            landed = self._settle(job, beat, lambda: self.runner.run(job, progress, cancel, preview), keep=True)
             if landed is None:
                 pass  # failed or cancelled, and recorded so
-            elif config.wanted_warm(self.paths):  # the live knob is on: a newer setting lands before this batch 32
+            elif live:  # a newer setting lands before the rest of this one's measurement
                 self._defer(job, beat, landed)
             else:
                 self._settle(job, beat, landed.complete, landed=landed)
