@@ -38,7 +38,7 @@ from .measurement import Context, Labels, Measurement
 from .timing import (CONTENTION_CORES, Preempted, cuda_device, device_latency, device_module,
                      interleaved_latency, pct, release, set_threads)
 
-SEQ_LEN = 64  # latency inputs are real test sentences padded to this fixed length
+SEQ_LEN = 64  # the default baseline's; a baseline passes its own (latency inputs are padded to it)
 EVAL_BATCH = 64
 BOOTSTRAP = 1000
 
@@ -122,10 +122,10 @@ def _static_context() -> dict:
             "cpu": cpu, "host": platform.node(), "git_commit": commit, "python": platform.python_version()}
 
 
-def context(seed: int) -> Context:
+def context(seed: int, seq_len: int = SEQ_LEN) -> Context:
     """What a measurement depends on, recorded with every result."""
     return Context(**_static_context(), threads_intra=torch.get_num_threads(),
-                   threads_inter=torch.get_num_interop_threads(), seq_len=SEQ_LEN, seed=seed,
+                   threads_inter=torch.get_num_interop_threads(), seq_len=seq_len, seed=seed,
                    load_avg_1m=round(os.getloadavg()[0], 2), hardware=config.hardware_id())
 
 
@@ -148,11 +148,12 @@ def reference_accuracies(train: pd.DataFrame, test: pd.DataFrame) -> dict:
 class MeasureSession:
     """Holds the baseline for one worker session: its test predictions and its live latency twin."""
 
-    def __init__(self, baseline: CompressedModel, tokenizer, test: pd.DataFrame, seed: int = 0):
+    def __init__(self, baseline: CompressedModel, tokenizer, test: pd.DataFrame, seed: int = 0,
+                 seq_len: int = SEQ_LEN):
         set_threads()
         self.baseline = baseline
-        self.seed = seed
-        self.tests = TestSet(tokenizer, test)
+        self.seed, self.seq_len = seed, seq_len
+        self.tests = TestSet(tokenizer, test, seq_len)
         self.base_logits = self.tests.logits(baseline)
         self.base_pred = self.base_logits.argmax(1)
         self._gpu_base: torch.nn.Module | None = None  # the baseline's copy on the GPU, made on first use
@@ -175,7 +176,7 @@ class MeasureSession:
                         bits_per_weight=(8 * size / params) if params else None,
                         labels=Labels(params="measured" if params else "estimated", latency=cm.latency_label),
                         runtime=cm.runtime, kernel=cm.kernel, notes=tuple(cm.notes), info=cm.info,
-                        predictions=tuple(pred.astype(int).tolist()), context=context(self.seed))
+                        predictions=tuple(pred.astype(int).tolist()), context=context(self.seed, self.seq_len))
         m = self._cpu_latency(m, cm, (1, 32) if batch32 else (1,))
         return self._gpu_latency(m, cm) if batch32 else m
 
