@@ -48,11 +48,13 @@ def open_workspace(workspace: str | None = None, store_url: str | None = None) -
 
 def baseline_request(model: str = "default", dataset: str = "default", text_col: str = "text",
                      label_col: str = "label", train_steps: int = TRAIN_STEPS, lr: float = TRAIN_LR,
-                     seed: int = TRAIN_SEED, force_train: bool = False):
+                     seed: int = TRAIN_SEED, force_train: bool = False, seq_len: int | None = None,
+                     encoding: str = "utf-8"):
     """A baseline's sources and training settings, checked (a BaselineRequest); nothing is read or stored yet.
 
     Example: ``req = baseline_request("default", "reviews.csv", text_col="review")``.
-    Raises UserError for a training setting out of range or a malformed source argument.
+    ``seq_len`` None: chosen from the data (64 for the embedded dataset). Raises UserError for a training
+    setting out of range or a malformed source argument.
     """
     from .baseline import BaselineRequest
     from .data import DatasetSource, SplitSettings
@@ -63,9 +65,11 @@ def baseline_request(model: str = "default", dataset: str = "default", text_col:
         raise UserError(f"--train-steps must be >= 0, got {train_steps}")
     if not 0 < lr < 1:
         raise UserError(f"--lr must be in (0, 1), got {lr}")
-    return BaselineRequest(ModelSource.from_arg(model), DatasetSource.from_arg(dataset, text_col, label_col),
+    if seq_len is not None and seq_len < 8:
+        raise UserError(f"--seq-len must be at least 8 tokens, got {seq_len}")
+    return BaselineRequest(ModelSource.from_arg(model), DatasetSource.from_arg(dataset, text_col, label_col, encoding),
                            SplitSettings(seed=seed), TrainSettings(steps=train_steps, lr=lr, seed=seed),
-                           force_train=force_train)
+                           force_train=force_train, seq_len=seq_len)
 
 
 def add_baseline(store: Store, request) -> str:
@@ -80,9 +84,10 @@ def add_baseline(store: Store, request) -> str:
 
 def register_baseline(store: Store, model: str = "default", dataset: str = "default", text_col: str = "text",
                       label_col: str = "label", train_steps: int = TRAIN_STEPS, lr: float = TRAIN_LR,
-                      seed: int = TRAIN_SEED) -> str:
+                      seed: int = TRAIN_SEED, seq_len: int | None = None, encoding: str = "utf-8") -> str:
     """add_baseline(store, baseline_request(...)) in one call (the Baseline page); returns the fingerprint."""
-    return add_baseline(store, baseline_request(model, dataset, text_col, label_col, train_steps, lr, seed))
+    return add_baseline(store, baseline_request(model, dataset, text_col, label_col, train_steps, lr, seed,
+                                                seq_len=seq_len, encoding=encoding))
 
 
 def baseline_jobs(store: Store, baseline: str) -> list[int]:
@@ -307,16 +312,15 @@ def baseline_result(store: Store, baseline: str) -> dict | None:
 
 
 def saved_test_split(store: Store, baseline: str):
-    """The prepared baseline's saved test split (text, label id), aligned with stored predictions."""
-    import pandas as pd
+    """The prepared baseline's saved test split (text, label id), aligned with stored predictions; checked
+    against its recorded row count and hash."""
+    from .splits import load_split
 
     row = store.baseline(baseline)
     if not row or not row.get("path"):
         raise UserError(f"baseline {baseline[:12]} is not prepared yet")
-    f = Path(row["path"]) / "data" / "test.csv"
-    if not f.is_file():
-        raise UserError(f"baseline {baseline[:12]} has no saved test split at {f}; prepare it again")
-    return pd.read_csv(f, keep_default_na=False)
+    n_labels = len((row.get("info") or {}).get("label_names") or []) or None
+    return load_split(Path(row["path"]) / "data", "test", n_labels)
 
 
 def flips(store: Store, baseline: str, job_id: int) -> "pd.DataFrame":
@@ -392,11 +396,18 @@ def expand_recipes(method: str, values: dict[str, list]) -> list[Recipe]:
     return expand(spec_type(method), values)
 
 
-def csv_columns(path: str | Path) -> list[str]:
-    """The column names of a CSV/TSV (for the column pickers); a clear UserError when unreadable."""
+def csv_columns(path: str | Path, encoding: str = "utf-8") -> list[str]:
+    """The column names of a CSV/TSV/JSON lines/Parquet file (for the column pickers); a clear UserError
+    when unreadable."""
     from .data import sniff_columns
 
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"dataset file {p} does not exist")
-    return sniff_columns(p)
+    return sniff_columns(p, encoding)
+
+
+def data_summary(store: Store, baseline: str) -> str | None:
+    """What preparing the baseline dropped and truncated, with counts (None before it is prepared)."""
+    row = store.baseline(baseline)
+    return ((row or {}).get("info") or {}).get("cleaning_summary")

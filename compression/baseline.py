@@ -5,25 +5,39 @@ Example::
     >>> req = BaselineRequest(ModelSource.from_arg("default"), DatasetSource.default())
     >>> fp = register(store, req)          # adds the baseline row and its preparation job
     >>> prepared = load_prepared(Path(store.baseline(fp)["path"]))
+
+The sequence length is a baseline setting (``training.max_len``, so it enters the fingerprint): the
+user's, else 64 for the embedded dataset, else chosen from the data (:func:`settle_seq_len`). Training,
+every method (through the Workload) and every measurement of the baseline use it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from . import config
 from .config import UserError
-from .data import DatasetSource, SplitSettings, content_hash, label_names, load_rows, split_rows
+from .data import (DatasetSource, SplitSettings, clean_rows, content_hash, label_names, load_rows, read_rows,
+                   split_rows, summary)
 from .models import (ModelSource, check_memory, files_hash, load_for_labels, load_tokenizer, model_dir,
                      quiet_transformers)
+from .splits import SPLITS, check_split, load_split, save_splits
 from .store import BASELINE_RECIPE, PREPARE, Store
 from .training import CancelToken, Progress, TrainSettings, train
+
+DEFAULT_SEQ_LEN = 64  # the embedded default's, as measured since the first release
+# RoBERTa-style position ids start after the padding index: that many positions are never usable.
+_PADDED_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "data2vec-text",
+                     "longformer", "ibert", "bart"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +47,7 @@ class BaselineRequest:
     split: SplitSettings = field(default_factory=SplitSettings)
     training: TrainSettings = field(default_factory=TrainSettings)
     force_train: bool = False
+    seq_len: int | None = None  # tokens; None: chosen from the data (see settle_seq_len)
 
     @property
     def name(self) -> str:
@@ -47,7 +62,8 @@ class BaselineRequest:
 
 
 def fingerprint(req: BaselineRequest, rows: pd.DataFrame | None = None) -> str:
-    """sha256 over model file contents, dataset content and label map, split/training settings, versions."""
+    """sha256 over model file contents, dataset content and label map, split/training settings (the settled
+    sequence length among them: see settle_seq_len), versions."""
     rows = load_rows(req.dataset) if rows is None else rows
     h = hashlib.sha256()
     h.update(files_hash(model_dir(req.model)).encode())
@@ -66,6 +82,8 @@ def register(store: Store, req: BaselineRequest) -> str:
     # read or the weights are hashed for the fingerprint
     check_memory(model_dir(req.model))
     rows = load_rows(req.dataset)
+    clean, _ = clean_rows(rows, req.dataset.name)  # one class left, an id column as labels: refused here
+    req = settle_seq_len(req, clean)
     fp = fingerprint(req, rows)
     store.add_baseline(fp, req.name, req.model.to_dict(), req.dataset.to_dict(), req.settings())
     hw = config.hardware_id()
@@ -77,8 +95,58 @@ def register(store: Store, req: BaselineRequest) -> str:
 
 def request_from_row(row: dict) -> BaselineRequest:
     s = row["settings"]
+    training = TrainSettings(**s["training"])
     return BaselineRequest(ModelSource(**row["model_source"]), DatasetSource(**row["dataset_source"]),
-                           SplitSettings(**s["split"]), TrainSettings(**s["training"]), s.get("force_train", False))
+                           SplitSettings(**s["split"]), training, s.get("force_train", False), training.max_len)
+
+
+def model_seq_limit(folder: Path, tokenizer) -> int:
+    """The longest input the model takes: its position embeddings, and the tokenizer's model_max_length."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(folder)
+    limits = []
+    n = getattr(cfg, "max_position_embeddings", None)
+    if isinstance(n, int) and n > 0:
+        if getattr(cfg, "model_type", "") in _PADDED_POSITIONS:
+            n -= (getattr(cfg, "pad_token_id", None) or 0) + 1
+        limits.append(n)
+    m = getattr(tokenizer, "model_max_length", None)
+    if isinstance(m, int) and 0 < m < 1_000_000:  # unset, it is a huge sentinel
+        limits.append(m)
+    return min(limits) if limits else 512
+
+
+def token_lengths(tokenizer, texts: list[str]) -> list[int]:
+    """Each text's length in tokens, special tokens included, untruncated."""
+    out = []
+    for i in range(0, len(texts), 1024):
+        out += [len(ids) for ids in tokenizer(texts[i:i + 1024], truncation=False, verbose=False)["input_ids"]]
+    return out
+
+
+def settle_seq_len(req: BaselineRequest, rows: pd.DataFrame) -> BaselineRequest:
+    """The request with its sequence length settled in ``training.max_len``: the user's (checked against the
+    model's limit), else 64 for the embedded dataset, else the 95th percentile of the train split's token
+    lengths (rounded up to a multiple of 8) capped by the model's limit.
+
+    Example: ``settle_seq_len(req, clean_rows(load_rows(req.dataset), "x")[0]).training.max_len`` -> 48.
+    """
+    if req.seq_len is None and req.dataset.kind == "default":
+        n = DEFAULT_SEQ_LEN
+    else:
+        folder = model_dir(req.model)
+        tokenizer = load_tokenizer(folder)
+        limit = model_seq_limit(folder, tokenizer)
+        if req.seq_len is not None:
+            if req.seq_len > limit:
+                raise UserError(f"--seq-len {req.seq_len} is longer than {req.model.name} takes ({limit} tokens)")
+            n = req.seq_len
+        else:
+            train_df = split_rows(rows, req.split)[0]
+            p95 = float(np.percentile(token_lengths(tokenizer, train_df["text"].tolist()), 95))
+            n = min(limit, max(8, 8 * math.ceil(p95 / 8)))
+    return dataclasses.replace(req, seq_len=n, training=dataclasses.replace(req.training, max_len=n))
 
 
 def prepare(store: Store, paths: config.Paths, fp: str, progress: Progress, cancel: CancelToken) -> dict:
@@ -94,12 +162,15 @@ def prepare(store: Store, paths: config.Paths, fp: str, progress: Progress, canc
     req = request_from_row(row)
     check_memory(model_dir(req.model))  # again here: free memory may have shrunk since it was queued
     progress(0.0, "reading the dataset")
-    rows = load_rows(req.dataset)
-    labels = label_names(rows)
-    train_df, val_df, test_df = split_rows(rows, req.split)
+    rows, report = read_rows(req.dataset)
+    clean, cleaned = clean_rows(rows, req.dataset.name)
+    report.update(cleaned)
+    labels = label_names(clean)
+    train_df, val_df, test_df = split_rows(clean, req.split)
     ids = {name: i for i, name in enumerate(labels)}
-    for df in (train_df, val_df, test_df):
+    for name, df in (("train", train_df), ("val", val_df), ("test", test_df)):
         df["label"] = df["label"].map(ids)
+        check_split(df, name, len(labels))
     progress(0.01, "loading the model")
     model, tokenizer, needs_training = load_for_labels(req.model, labels)
     log: dict = {"steps": 0}
@@ -107,6 +178,9 @@ def prepare(store: Store, paths: config.Paths, fp: str, progress: Progress, canc
         log = train(model, tokenizer, train_df["text"].tolist(), train_df["label"].tolist(), req.training,
                     progress=lambda f, m: progress(0.02 + 0.9 * f, m), cancel=cancel)
     model.eval()
+    seq_len = req.training.max_len
+    texts = pd.concat([train_df["text"], val_df["text"], test_df["text"]]).tolist()
+    report.update(seq_len=seq_len, truncated=sum(n > seq_len for n in token_lengths(tokenizer, texts)))
     progress(0.93, "checking on the validation split")
     val_acc = _accuracy(model, tokenizer, val_df, req.training.max_len)
     refs = reference_accuracies(train_df, test_df)
@@ -116,10 +190,10 @@ def prepare(store: Store, paths: config.Paths, fp: str, progress: Progress, canc
     (tmp / "data").mkdir(parents=True)
     model.save_pretrained(tmp / "model")
     tokenizer.save_pretrained(tmp / "model")
-    for name, df in (("train", train_df), ("val", val_df), ("test", test_df)):
-        df.to_csv(tmp / "data" / f"{name}.csv", index=False)
+    manifest = save_splits(tmp / "data", {"train": train_df, "val": val_df, "test": test_df})
     info = {"label_names": labels, "rows": {"train": len(train_df), "val": len(val_df), "test": len(test_df)},
-            "duplicates_dropped": int(len(rows) - len(train_df) - len(val_df) - len(test_df)),
+            "duplicates_dropped": report["duplicates"], "cleaning": report, "cleaning_summary": summary(report),
+            "seq_len": seq_len, "splits": manifest,
             "trained_head": bool(needs_training or req.force_train), "train_log": log,
             "val_accuracy": val_acc, **refs, "params": sum(p.numel() for p in model.parameters()),
             "fingerprint": fp, "name": req.name, "seed": req.training.seed}
@@ -154,6 +228,11 @@ class Prepared:
     test: pd.DataFrame
     info: dict
 
+    @property
+    def seq_len(self) -> int:
+        """Tokens per input for training, methods and measurement (64 for a baseline that predates it)."""
+        return int(self.info.get("seq_len") or DEFAULT_SEQ_LEN)
+
 
 def load_prepared(path: Path) -> Prepared:
     from transformers import AutoModelForSequenceClassification
@@ -163,6 +242,7 @@ def load_prepared(path: Path) -> Prepared:
         raise UserError(f"{path} is not a prepared baseline (no baseline.json); prepare it again")
     model = AutoModelForSequenceClassification.from_pretrained(path / "model", use_safetensors=True).eval()
     tok = load_tokenizer(path / "model")
-    data = {k: pd.read_csv(path / "data" / f"{k}.csv", keep_default_na=False) for k in ("train", "val", "test")}
-    return Prepared(path, model, tok, data["train"], data["val"], data["test"],
-                    json.loads((path / "baseline.json").read_text()))
+    info = json.loads((path / "baseline.json").read_text())
+    n_labels = len(info.get("label_names") or []) or None
+    data = {k: load_split(path / "data", k, n_labels) for k in SPLITS}
+    return Prepared(path, model, tok, data["train"], data["val"], data["test"], info)

@@ -58,13 +58,16 @@ def _add_baseline(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default="default",
                    help="'default' (embedded all-MiniLM-L6-v2), a local Hugging Face folder, or a Hub id")
     g.add_argument("--dataset", default="default",
-                   help="'default' (embedded Rotten Tomatoes), a .csv/.tsv file, or hub:NAME")
+                   help="'default' (embedded Rotten Tomatoes), a .csv/.tsv/.jsonl/.parquet file, or hub:NAME")
     g.add_argument("--text-col", default="text", help="text column of a CSV/Hub dataset")
     g.add_argument("--label-col", default="label", help="label column of a CSV/Hub dataset")
     g.add_argument("--train-steps", type=int, default=api.TRAIN_STEPS, help="fine-tuning steps when the head is new")
     g.add_argument("--lr", type=float, default=api.TRAIN_LR, help="fine-tuning learning rate")
     g.add_argument("--seed", type=int, default=api.TRAIN_SEED, help="seed of the split and the fine-tuning")
     g.add_argument("--force-train", action="store_true", help="fine-tune even if the model has a head")
+    g.add_argument("--seq-len", type=int, help="tokens per input (default: 95th percentile of the data's, "
+                                               "capped by the model; 64 for the embedded dataset)")
+    g.add_argument("--encoding", default="utf-8", help="encoding of a CSV/TSV/JSON lines dataset file")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _request(args):
     return api.baseline_request(args.model, args.dataset, args.text_col, args.label_col, args.train_steps, args.lr,
-                                args.seed, args.force_train)
+                                args.seed, args.force_train, args.seq_len, args.encoding)
 
 
 def _progress_printer():
@@ -168,9 +171,13 @@ def cmd_prepare(args) -> int:
     fp, ids, ready = api.prepare_baseline(store, req)
     if ready:
         print(f"baseline {fp[:12]} ({req.name}) is already prepared: {ready}")
+        if api.data_summary(store, fp):
+            print(f"data: {api.data_summary(store, fp)}")
         return 0
     print(f"workspace: {paths.workspace}\nstore:     {paths.store_url}", file=sys.stderr)
     api.run_jobs(paths, store, ids, _progress_printer())
+    if api.data_summary(store, fp):
+        print(f"data: {api.data_summary(store, fp)}")
     return _report_jobs(store, ids, fp)
 
 

@@ -163,7 +163,8 @@ class JobRunner:
         if fp not in self._cache:
             prepared = baselines.load_prepared(self.locate(fp))
             seed = prepared.info.get("seed", 0)
-            ms = MeasureSession(CompressedModel.fp32(prepared.model), prepared.tokenizer, prepared.test, seed)
+            ms = MeasureSession(CompressedModel.fp32(prepared.model), prepared.tokenizer, prepared.test, seed,
+                                prepared.seq_len)
             self._cache = {fp: (prepared, ms)}  # one baseline in memory at a time
         return self._cache[fp]
 
@@ -203,8 +204,9 @@ class JobRunner:
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir(parents=True)
             workload = Workload(prepared.tokenizer, prepared.train, prepared.val, prepared.info["label_names"],
-                                seed=ms.seed, progress=progress, cancel=cancel, teacher=prepared.model,
-                                scratch=scratch, onnx_cache=prepared.path / "onnx" / "fp32.onnx")
+                                seq_len=prepared.seq_len, seed=ms.seed, progress=progress, cancel=cancel,
+                                teacher=prepared.model, scratch=scratch,
+                                onnx_cache=prepared.path / "onnx" / "fp32.onnx")
             cm = compress(prepared.model, recipe, workload)
             t2 = time.perf_counter()
             cancel.check()

@@ -38,7 +38,7 @@ from .measurement import Context, Labels, Measurement
 from .timing import (CONTENTION_CORES, Preempted, cuda_device, device_latency, device_module,
                      interleaved_latency, pct, release, set_threads)
 
-SEQ_LEN = 64  # latency inputs are real test sentences padded to this fixed length
+SEQ_LEN = 64  # the default baseline's; a baseline passes its own (latency inputs are padded to it)
 EVAL_BATCH = 64
 BOOTSTRAP = 1000
 PREVIEW_ROWS = 256  # the preview's accuracy sample (at least this many test rows)
@@ -117,10 +117,10 @@ def _static_context() -> dict:
             "cpu": cpu, "host": platform.node(), "git_commit": commit, "python": platform.python_version()}
 
 
-def context(seed: int) -> Context:
+def context(seed: int, seq_len: int = SEQ_LEN) -> Context:
     """What a measurement depends on, recorded with every result."""
     return Context(**_static_context(), threads_intra=torch.get_num_threads(),
-                   threads_inter=torch.get_num_interop_threads(), seq_len=SEQ_LEN, seed=seed,
+                   threads_inter=torch.get_num_interop_threads(), seq_len=seq_len, seed=seed,
                    load_avg_1m=round(os.getloadavg()[0], 2), hardware=config.hardware_id())
 
 
@@ -156,16 +156,18 @@ def reference_accuracies(train: pd.DataFrame, test: pd.DataFrame) -> dict:
 class MeasureSession:
     """Holds the baseline for one worker session: its test predictions and its live latency twin."""
 
-    def __init__(self, baseline: CompressedModel, tokenizer, test: pd.DataFrame, seed: int = 0):
+    def __init__(self, baseline: CompressedModel, tokenizer, test: pd.DataFrame, seed: int = 0,
+                 seq_len: int = SEQ_LEN):
         set_threads()
         self.baseline = baseline
-        self.seed = seed
-        self.tests = TestSet(tokenizer, test)
+        self.seed, self.seq_len = seed, seq_len
+        self.tests = TestSet(tokenizer, test, seq_len)
         self.base_logits = self.tests.logits(baseline)
         self.base_pred = self.base_logits.argmax(1)
         self._gpu_base: torch.nn.Module | None = None  # the baseline's copy on the GPU, made on first use
         self.sample = preview_sample(test["label"].to_numpy(), seed)  # the preview's rows, the same every time
-        self._preview_tests = TestSet(tokenizer, test.iloc[self.sample]) if len(self.sample) < len(test) else None
+        self._preview_tests = (TestSet(tokenizer, test.iloc[self.sample], seq_len) if len(self.sample) < len(test)
+                               else None)
 
     def preview(self, cm: CompressedModel, files: list[Path], **what) -> Measurement:
         """A quick first look (ARCHITECTURE: Preview): accuracy on the fixed sample of the test split with
@@ -207,7 +209,7 @@ class MeasureSession:
                            bits_per_weight=(8 * size / params) if params else None,
                            labels=Labels(params="measured" if params else "estimated", latency=cm.latency_label),
                            runtime=cm.runtime, kernel=cm.kernel, notes=tuple(cm.notes), info=cm.info,
-                           predictions=tuple(pred.astype(int).tolist()), context=context(self.seed))
+                           predictions=tuple(pred.astype(int).tolist()), context=context(self.seed, self.seq_len))
 
     def add_batch32(self, m: Measurement, cm: CompressedModel, stop: Callable[[], bool] | None = None) -> Measurement:
         """Complete a first landing with its batch-32 timing, and the GPU's where CUDA is present.

@@ -20,7 +20,7 @@ class Workload:
     train: pd.DataFrame  # columns: text, label (class id)
     val: pd.DataFrame
     label_names: list[str]
-    seq_len: int = 64
+    seq_len: int = 64  # the baseline's (Prepared.seq_len); 64 is the embedded default's
     seed: int = 0
     progress: Progress = _quiet
     cancel: CancelToken = field(default_factory=CancelToken)

@@ -40,8 +40,11 @@ if fp:
         rows = info.get("rows", {})
         labels = ", ".join(map(str, info.get("label_names", [])))
         st.caption(f"Labels: {labels}. Split rows: train {rows.get('train')}, "
-                   f"validation {rows.get('val')}, test {rows.get('test')}; {info.get('duplicates_dropped', 0)} "
-                   f"duplicates dropped. Saved at `{b['path']}`.")
+                   f"validation {rows.get('val')}, test {rows.get('test')}; sequence length "
+                   f"{info.get('seq_len', 64)} tokens. Saved at `{b['path']}`.")
+        st.caption("Data: " + info.get("cleaning_summary", f"{info.get('duplicates_dropped', 0)} duplicates dropped")
+                   + ".", help="Rows with a blank text or no label, repeated texts and classes too rare to "
+                               "stratify are dropped; texts longer than the sequence length are truncated.")
         base = state.base_row(state.results(store, fp))
         if base is None:
             st.caption("Its own measurement (accuracy, size, latency) is queued and lands shortly.")

@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("workload",),
     ("runtimes",),
     ("artifacts",),
-    ("models", "data"),
+    ("models", "data", "splits"),
     ("methods",),
     ("timing",),
     ("measure",),

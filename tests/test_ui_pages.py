@@ -154,6 +154,7 @@ def test_baseline_page_shows_measured_numbers_and_rejects_a_wrong_path_or_a_mode
     info = store.baselines()[0]["info"]
     at = run("pages/baseline.py")
     assert f"{info['tfidf_accuracy'] * 100:.2f}%" in texts(at)
+    assert info["cleaning_summary"] in texts(at) and "sequence length" in texts(at)
     at.radio(key="model_kind").set_value("local").run()
     at.text_input(key="model_ref").set_value("/no/such/model-folder").run()
     at.button(key="prepare").click().run()

@@ -36,9 +36,10 @@ def source_form(paths) -> dict | None:
     dkind = c2.radio("dataset", ["default", "upload", "path", "hub"], key="data_kind", horizontal=True,
                      format_func={"default": "embedded Rotten Tomatoes", "upload": "upload CSV", "path": "CSV path",
                                   "hub": "Hub name"}.get)
-    dataset, text_col, label_col = "default", "text", "label"
+    dataset, text_col, label_col, encoding = "default", "text", "label", "utf-8"
     if dkind == "upload":
-        f = c2.file_uploader("CSV or TSV with a text and a label column", type=["csv", "tsv"], key="upload")
+        f = c2.file_uploader("CSV, TSV, JSON lines or Parquet with a text and a label column",
+                             type=["csv", "tsv", "jsonl", "json", "parquet"], key="upload")
         if f is None:
             return None
         data = f.getvalue()
@@ -47,13 +48,17 @@ def source_form(paths) -> dict | None:
         dest.write_bytes(data)
         dataset = str(dest)
     elif dkind == "path":
-        dataset = c2.text_input("CSV or TSV path", key="data_path", placeholder="/path/to/reviews.csv").strip()
+        dataset = c2.text_input("CSV or TSV path", key="data_path", placeholder="/path/to/reviews.csv",
+                                help="also a JSON lines (.jsonl) or Parquet (.parquet) file").strip()
     elif dkind == "hub":
         dataset = "hub:" + c2.text_input("Hub dataset name", key="data_hub", placeholder="imdb").strip()
     if dkind != "default":
         if dataset in ("", "hub:"):
             return None
-        cols = api.csv_columns(dataset) if dkind != "hub" else None
+        if dkind != "hub":
+            encoding = c2.text_input("file encoding", "utf-8", key="encoding",
+                                     help="for a CSV/TSV/JSON lines file that is not UTF-8: latin-1, cp1252, ...")
+        cols = api.csv_columns(dataset, encoding) if dkind != "hub" else None
         if cols:
             text_col = c2.selectbox("text column", cols, index=_guess(cols, TEXT_GUESS, 0), key="text_col")
             label_col = c2.selectbox("label column", cols, index=_guess(cols, LABEL_GUESS, 1), key="label_col")
@@ -61,9 +66,12 @@ def source_form(paths) -> dict | None:
             text_col = c2.text_input("text column", "text", key="text_col_h")
             label_col = c2.text_input("label column", "label", key="label_col_h")
     with st.expander("training settings (used when the model has no head for these labels)"):
-        t1, t2, t3 = st.columns(3)
+        t1, t2, t3, t4 = st.columns(4)
         steps = t1.number_input("fine-tuning steps", 0, 100000, api.TRAIN_STEPS, key="train_steps")
         lr = t2.number_input("learning rate", 1e-7, 0.5, api.TRAIN_LR, format="%g", key="lr")
         seed = t3.number_input("seed", 0, 2**31 - 1, api.TRAIN_SEED, key="seed")
+        seq_len = t4.number_input("sequence length (0: from the data)", 0, 8192, 0, key="seq_len",
+                                  help="tokens per input for training and every measurement; 0 picks the 95th "
+                                       "percentile of the training texts' lengths (64 for the embedded dataset)")
     return dict(model=model, dataset=dataset, text_col=text_col, label_col=label_col, train_steps=int(steps),
-                lr=float(lr), seed=int(seed))
+                lr=float(lr), seed=int(seed), seq_len=int(seq_len) or None, encoding=encoding)
