@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("recipes",),
     ("__init__",),
     ("workload",),
+    ("families",),
     ("runtimes",),
     ("artifacts",),
     ("models", "data"),
