@@ -14,13 +14,16 @@ Example::
 from __future__ import annotations
 
 import inspect
+import json
 from dataclasses import dataclass
 from fnmatch import fnmatch
-from typing import Iterable
-
-import torch
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import UserError
+
+if TYPE_CHECKING:  # torch is imported where a model is touched: the app asks for refusals without it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class Family:
         if not self.shared:
             parent, _, attr = self.blocks_at.rpartition(".")
             old = self.blocks(model)
-            setattr(model.get_submodule(parent), attr, torch.nn.ModuleList([old[i] for i in keep]))
+            setattr(model.get_submodule(parent), attr, type(old)([old[i] for i in keep]))
             for i, b in enumerate(self.blocks(model)):  # decoders index their cache by layer_idx
                 for m in b.modules():
                     if hasattr(m, "layer_idx"):
@@ -92,6 +95,8 @@ class Family:
 
     def head_rows(self, block, model, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Which output rows of which projection belong to the kept heads (q rows ``q_idx``, k/v rows ``kv_idx``)."""
+        import torch
+
         if self.fused_qkv:  # rows are [q | k | v], each heads * head_dim long
             w = self.heads(model) * self.head_dim(model)
             return {self.q: torch.cat([q_idx, kv_idx + w, kv_idx + 2 * w])}
@@ -111,14 +116,16 @@ class Family:
         parent, _, attr = path.rpartition(".")
         setattr(block.get_submodule(parent) if parent else block, attr, module)
 
-    def linears(self, model, where: str = "blocks", types=(torch.nn.Linear,)) -> list[tuple[str, torch.nn.Module]]:
+    def linears(self, model, where: str = "blocks") -> list[tuple[str, torch.nn.Module]]:
         """Named Linear layers: ``blocks`` (inside the blocks: safe to compress) or ``body`` (all but the head).
 
         GPT-2's Conv1D layers are turned into Linear first (same numbers, the layout every method knows).
         """
+        import torch
+
         to_linear(model)
         prefix = f"{self.blocks_at}.*" if where == "blocks" else "*"
-        return [(n, m) for n, m in model.named_modules() if isinstance(m, types) and fnmatch(n, prefix)
+        return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and fnmatch(n, prefix)
                 and not any(fnmatch(n, p) for p in self.head)]
 
     def input_names(self, model, tokenizer=None) -> list[str]:
@@ -152,6 +159,7 @@ class Family:
 
 def to_linear(model) -> None:
     """Replace transformers' Conv1D (GPT-2: y = x W + b, W is in x out) by an equal nn.Linear, in place."""
+    import torch
     from transformers.pytorch_utils import Conv1D
 
     for name, m in list(model.named_modules()):
@@ -222,3 +230,39 @@ def family(model) -> Family:
                         "(set it to the tokenizer's pad token id)")
     return fam
 
+
+
+# (family, method) -> why that method cannot run on that family. A last resort: each entry is listed in the
+# README's methods section, and the test matrix accepts a refusal only where it stands here.
+REFUSALS: dict[tuple[str, str], str] = {}
+
+
+def model_type_at(folder: str | Path | None) -> str | None:
+    """The ``model_type`` in a model folder's config.json (read as JSON: no torch), or None."""
+    f = Path(folder) / "config.json" if folder else None
+    if f is None or not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text()).get("model_type")
+    except (OSError, ValueError):
+        return None
+
+
+def refusal(model_type: str | None, method: str, spec=None) -> str | None:
+    """Why ``method`` (with ``spec``'s settings, when given) cannot run on a model of this ``model_type``, as one
+    plain sentence; None when it can.
+
+    Example: ``refusal("t5", "heads")`` -> "model family 't5' is not supported ...; supported: bert, ...".
+    """
+    if model_type is None:  # not known yet (a Hub model before preparation): the job itself will tell
+        return None
+    if model_type not in BY_TYPE:
+        try:
+            family_of(model_type)
+        except UserError as e:
+            return str(e)
+    fam = BY_TYPE[model_type]
+    if fam.shared and method == "distill" and getattr(spec, "layer_map", ""):
+        return (f"distill.layer_map does not apply to {fam.name}: it shares one layer's weights across depth, "
+                "so the student runs that layer fewer times (leave layer_map empty)")
+    return REFUSALS.get((fam.name, method))

@@ -171,3 +171,34 @@ def test_gpt2_conv1d_becomes_an_equal_linear():
     layers = family(model).linears(model)
     assert len(layers) == 8 and all(type(m) is torch.nn.Linear for _, m in layers)
     assert torch.allclose(model(**batch(model)).logits, ref, atol=1e-5)
+
+
+def _baseline_of(store, folder: str, model_type: str) -> str:
+    import json
+    from pathlib import Path
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / "config.json").write_text(json.dumps({"model_type": model_type}))
+    store.add_baseline(model_type * 8, model_type, {"kind": "local", "ref": folder}, {"kind": "default"}, {})
+    return model_type * 8
+
+
+def test_a_method_that_cannot_run_is_refused_before_any_job_is_stored(tmp_path):
+    from compression import api
+
+    _, store = api.open_workspace(str(tmp_path / "ws"))
+    t5 = _baseline_of(store, str(tmp_path / "t5"), "t5")
+    why = api.refusal(store, t5, "heads")
+    assert "'t5' is not supported" in why and "modernbert" in why
+    with pytest.raises(UserError, match="'t5' is not supported"):
+        api.enqueue_sweep(store, t5, "quant", {"bits": [8]})
+    with pytest.raises(UserError, match="'t5' is not supported"):
+        api.enqueue_setting(store, t5, api.recipe_for("prune", {"sparsity": 0.5}))
+    assert store.jobs(baseline=t5) == []
+
+    albert = _baseline_of(store, str(tmp_path / "albert"), "albert")
+    assert api.refusal(store, albert, "distill") is None and api.refusal(store, albert, "heads") is None
+    with pytest.raises(UserError, match="albert: it shares one layer"):
+        api.enqueue_recipes(store, albert, [api.recipe_for("distill", {"student_layers": 1, "layer_map": "0"})], "x")
+    api.enqueue_sweep(store, albert, "layers", {"fraction": [0.5]})
+    assert len(store.jobs(baseline=albert)) == 1
