@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config, families
+from . import config
 from .config import TRAIN_LR, TRAIN_SEED, TRAIN_STEPS, Paths, UserError, hardware_id, resolve
 from .recipes import Recipe, expand, parse_values, spec_type
+from .refusals import refusal, refuse
 from .registry import CATALOGUE, entry
 from .report import CSV_COLUMNS, jobs_frame, recipe_name, results_frame, text_table
 from .specs import Spec, SpecError
@@ -30,7 +31,7 @@ __all__ = ["open_workspace", "baseline_request", "add_baseline", "register_basel
            "ensure_worker", "keep_worker_warm", "worker_warm_for", "worker_alive", "results_frame", "jobs_frame",
            "text_table", "recipe_name", "CSV_COLUMNS", "PREPARE", "BASELINE_RECIPE", "TRAIN_STEPS", "TRAIN_LR",
            "TRAIN_SEED", "methods", "live_knob", "knobs", "predict_texts", "disk_usage", "hardware_id", "UserError",
-           "SpecError", "Recipe", "Paths", "Store", "parse_values"]
+           "SpecError", "Recipe", "Paths", "Store", "parse_values", "refusal"]
 
 
 def open_workspace(workspace: str | None = None, store_url: str | None = None) -> tuple[Paths, Store]:
@@ -186,7 +187,7 @@ def enqueue_recipes(store: Store, baseline: str, recipes: list[Recipe], name: st
     """
     if store.baseline(baseline) is None:
         raise UserError(f"unknown baseline {baseline[:12]}; prepare it first")
-    _refuse(store, baseline, recipes)
+    refuse(store, baseline, recipes)
     sweep_id = store.add_sweep(name, baseline, request or {"recipes": [r.name for r in recipes]})
     ids = store.enqueue(baseline, [r.key for r in recipes], hardware or config.hardware_id(), sweep=sweep_id)
     if retry_failed:
@@ -370,39 +371,12 @@ def enqueue_setting(store: Store, baseline: str, recipe: Recipe, hardware: str |
 
     It goes ahead of queued sweep jobs (priority 0, as preparation), and a cancelled one is queued again.
     """
-    _refuse(store, baseline, [recipe])
+    refuse(store, baseline, [recipe])
     live = [s for s in store.sweeps(baseline) if s["name"] == "live knob"]
     sweep_id = live[0]["id"] if live else store.add_sweep("live knob", baseline, {"live": True})
     jid = store.enqueue(baseline, [recipe.key], hardware or config.hardware_id(), priority=0, sweep=sweep_id)[0]
     store.requeue([jid], states=("cancelled",))
     return jid
-
-
-def refusal(store: Store, baseline: str, method: str) -> str | None:
-    """Why ``method`` cannot run on this baseline's model family (one sentence for a tooltip), or None.
-
-    Example: ``refusal(store, fp, "heads")`` -> None on every supported family (families.REFUSALS lists the rest).
-    """
-    return families.refusal(_model_type(store, baseline), method)
-
-
-def _model_type(store: Store, baseline: str) -> str | None:
-    from .models import default_model_dir
-
-    b = store.baseline(baseline) or {}
-    src = b.get("model_source") or {}
-    folder = {"default": default_model_dir(), "local": src.get("ref")}.get(src.get("kind"))
-    return families.model_type_at(b.get("path")) or families.model_type_at(folder)
-
-
-def _refuse(store: Store, baseline: str, recipes: list[Recipe]) -> None:
-    """Refuse, before any job is stored, a recipe with a step that cannot run on the baseline's family."""
-    model_type = _model_type(store, baseline)
-    for r in recipes:
-        for s in r.steps:
-            why = families.refusal(model_type, s.method, s)
-            if why:
-                raise UserError(f"{recipe_name(r.key)}: {why}")
 
 
 def recipe_for(method: str, values: dict) -> Recipe:

@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine",),
     ("executors",),
     ("report",),
+    ("refusals",),
     ("api",),
     ("cli",),
     ("__main__",),
