@@ -202,3 +202,27 @@ def test_a_method_that_cannot_run_is_refused_before_any_job_is_stored(tmp_path):
         api.enqueue_recipes(store, albert, [api.recipe_for("distill", {"student_layers": 1, "layer_map": "0"})], "x")
     api.enqueue_sweep(store, albert, "layers", {"fraction": [0.5]})
     assert len(store.jobs(baseline=albert)) == 1
+
+
+def test_the_sweep_page_and_the_live_knob_grey_a_refused_method_out(prepared, tmp_path, monkeypatch):
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from compression import families
+    from test_ui_pages import APP, _env
+
+    ws = tmp_path / "ws"
+    shutil.copytree(prepared[0], ws, ignore=shutil.ignore_patterns("worker.lock"))
+    _env(monkeypatch, ws)
+    why = "quantization is refused here for this test"
+    monkeypatch.setitem(families.REFUSALS, ("bert", "quant"), why)
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.run()
+    at.toggle(key="live_on").set_value(True).run()
+    slider = at.slider(key="live:quant")
+    assert slider.disabled and slider.help == why
+    at.switch_page("pages/sweep.py").run()
+    at.multiselect(key="sweep_methods").set_value(["quant"]).run()
+    assert not at.exception and why in [w.value for w in at.warning]
+    assert at.button(key="enqueue").disabled  # nothing to queue: the one chosen method is refused
