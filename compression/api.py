@@ -20,6 +20,7 @@ import numpy as np
 from . import config
 from .config import TRAIN_LR, TRAIN_SEED, TRAIN_STEPS, Paths, UserError, hardware_id, resolve
 from .recipes import Recipe, expand, parse_values, spec_type
+from .refusals import refusal, refuse
 from .registry import CATALOGUE, entry
 from .report import CSV_COLUMNS, jobs_frame, recipe_name, results_frame, text_table
 from .specs import Spec, SpecError
@@ -30,7 +31,7 @@ __all__ = ["open_workspace", "baseline_request", "add_baseline", "register_basel
            "ensure_worker", "keep_worker_warm", "worker_warm_for", "worker_alive", "results_frame", "jobs_frame",
            "text_table", "recipe_name", "CSV_COLUMNS", "PREPARE", "BASELINE_RECIPE", "TRAIN_STEPS", "TRAIN_LR",
            "TRAIN_SEED", "methods", "live_knob", "knobs", "predict_texts", "disk_usage", "hardware_id", "UserError",
-           "SpecError", "Recipe", "Paths", "Store", "parse_values"]
+           "SpecError", "Recipe", "Paths", "Store", "parse_values", "refusal"]
 
 
 def open_workspace(workspace: str | None = None, store_url: str | None = None) -> tuple[Paths, Store]:
@@ -191,6 +192,7 @@ def enqueue_recipes(store: Store, baseline: str, recipes: list[Recipe], name: st
     """
     if store.baseline(baseline) is None:
         raise UserError(f"unknown baseline {baseline[:12]}; prepare it first")
+    refuse(store, baseline, recipes)
     sweep_id = store.add_sweep(name, baseline, request or {"recipes": [r.name for r in recipes]})
     ids = store.enqueue(baseline, [r.key for r in recipes], hardware or config.hardware_id(), sweep=sweep_id)
     if retry_failed:
@@ -373,6 +375,7 @@ def enqueue_setting(store: Store, baseline: str, recipe: Recipe, hardware: str |
 
     It goes ahead of queued sweep jobs (priority 0, as preparation), and a cancelled one is queued again.
     """
+    refuse(store, baseline, [recipe])
     live = [s for s in store.sweeps(baseline) if s["name"] == "live knob"]
     sweep_id = live[0]["id"] if live else store.add_sweep("live knob", baseline, {"live": True})
     jid = store.enqueue(baseline, [recipe.key], hardware or config.hardware_id(), priority=0, sweep=sweep_id)[0]

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .families import BY_TYPE
 from .runtimes import LowRankLinear, dynamic_int8, onnx_session
 
 MANIFEST = "manifest.json"
@@ -149,14 +150,18 @@ def _write(cm: CompressedModel, out: Path, plain: dict[str, torch.Tensor], name:
 
 
 def structure(module: torch.nn.Module) -> dict[str, list]:
-    """The shapes of every Linear and factorized layer, so a loader can rebuild a model whose
+    """The shapes of every Linear, norm, embedding and factorized layer, so a loader can rebuild a model whose
     layers were shrunk, split or removed by a method (the config alone describes the original)."""
     out: dict[str, list] = {}
     for n, m in module.named_modules():
         if isinstance(m, LowRankLinear):
             out[n] = ["lowrank", m.in_features, m.rank, m.out_features, m.second.bias is not None]
-        elif type(m) is torch.nn.Linear:
+        elif isinstance(m, torch.nn.Linear):  # optimum-quanto's QLinear too
             out[n] = ["linear", m.in_features, m.out_features, m.bias is not None]
+        elif isinstance(m, torch.nn.LayerNorm):  # ModernBERT's first block has none: a kept later block brings one
+            out[n] = ["layernorm", list(m.normalized_shape), m.eps, m.bias is not None]
+        elif isinstance(m, torch.nn.Embedding):  # MPNet's per-head position bias loses columns with its heads
+            out[n] = ["embedding", m.num_embeddings, m.embedding_dim]
         elif type(m).__name__ == "Linear" and hasattr(m, "_weight_bias"):  # torch's dynamic int8 Linear
             out[n] = ["linear", m.in_features, m.out_features, m._weight_bias()[1] is not None]
     return out
@@ -173,6 +178,12 @@ def restore_structure(module: torch.nn.Module, shapes: dict[str, list]) -> torch
         elif spec[0] == "linear" and (not isinstance(cur, torch.nn.Linear)
                                       or (cur.in_features, cur.out_features) != (spec[1], spec[2])):
             setattr(owner, attr, torch.nn.Linear(spec[1], spec[2], bias=spec[3]))
+        elif spec[0] == "layernorm" and not isinstance(cur, torch.nn.LayerNorm):
+            setattr(owner, attr, torch.nn.LayerNorm(spec[1], eps=spec[2], bias=spec[3]))
+        elif spec[0] == "embedding" and tuple(cur.weight.shape) != (spec[1], spec[2]):
+            setattr(owner, attr, torch.nn.Embedding(spec[1], spec[2]))
+    if getattr(getattr(module, "config", None), "model_type", None) in BY_TYPE:
+        BY_TYPE[module.config.model_type].sync(module)  # heads per block follow the restored shapes
     return module
 
 

@@ -14,15 +14,20 @@ if not store.baseline(fp)["prepared"]:
     st.info("This baseline is still being prepared; a sweep queued now starts as soon as it is ready.")
 
 names = widgets.method_names()
-default = [m for m in (state.qp_list("sweep") or list(names)[:1]) if m in names]
+refused = {m: why for m in names if (why := api.refusal(store, fp, m))}
+default = [m for m in (state.qp_list("sweep") or [m for m in names if m not in refused][:1]) if m in names]
 chosen = st.multiselect("methods", list(names), default=default, key="sweep_methods",
-                        format_func=lambda m: f"{names[m]} ({m})")
+                        format_func=lambda m: f"{names[m]} ({m})" + (" — not for this model" if m in refused else ""),
+                        help="\n\n".join(f"{m}: {why}" for m, why in refused.items()) or None)
 state.set_qp(sweep=chosen or None)
 df = state.results(store, fp)
 existing = api.job_states(store, fp)
 plan, total, fresh_n, seconds = {}, 0, 0, 0.0
 for m in chosen:
     with st.expander(f"{names[m]}: {widgets.explain(m)}", expanded=True):
+        if m in refused:
+            st.warning(refused[m])
+            continue
         advanced = st.checkbox("more knobs", key=f"adv:{m}")
         try:
             values = widgets.knob_values(m, advanced)

@@ -105,8 +105,11 @@ def live_knob(paths, store, fp: str) -> list[int]:
     cols = st.columns(max(1, len(methods)))
     for col, method in zip(cols, methods):
         with col:
-            name, value = widgets.live_slider(method, key=f"live:{method}")
-            go = st.button("measure this setting", key=f"live_go:{method}")
+            refused = api.refusal(store, fp, method)
+            name, value = widgets.live_slider(method, key=f"live:{method}", refused=refused)
+            go = st.button("measure this setting", key=f"live_go:{method}", disabled=bool(refused), help=refused)
+            if refused:
+                continue
             prev = st.session_state.get(f"live_prev:{method}")
             if name is None or not (go or (prev is not None and prev != value)):
                 st.session_state[f"live_prev:{method}"] = value

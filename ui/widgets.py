@@ -92,22 +92,23 @@ def fmt_seconds(s: float) -> str:
     return f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h"
 
 
-def live_slider(method: str, key: str):
+def live_slider(method: str, key: str, refused: str | None = None):
     """The live knob's slider (released -> a value), built from the knob's metadata; None if no such knob.
 
-    Which knob is live is the method's catalogue entry's choice (``api.live_knob``)."""
+    Which knob is live is the method's catalogue entry's choice (``api.live_knob``). A method refused for this
+    model (``api.refusal``) is greyed out, with the reason as its tooltip."""
     name = api.live_knob(method)
     k = next((k for k in api.knobs(method) if k["name"] == name), None)
     if k is None:
         return None, None
     label = f"{method}: {name.replace('_', ' ')}{' (' + k['unit'] + ')' if k.get('unit') else ''}"
     if k.get("choices"):
-        return name, st.select_slider(label, list(k["choices"]), value=k["default"], key=key, help=_help(k))
+        return name, st.select_slider(label, list(k["choices"]), value=k["default"], key=key, help=refused or _help(k), disabled=bool(refused))
     start = k["default"]
     if start == k.get("lo") and k.get("sweep"):  # e.g. rank_fraction 0 means "unset": start inside the sweep
         start = _defaults(k)[0]
     if k["type"] is int:
         return name, st.slider(label, int(k["lo"]), int(k["hi"]), int(start), step=int(k.get("step") or 1),
-                               key=key, help=_help(k))
+                               key=key, help=refused or _help(k), disabled=bool(refused))
     return name, st.slider(label, float(k["lo"]), float(k["hi"]), float(start),
-                           step=float(k.get("step") or 0.05), key=key, help=_help(k))
+                           step=float(k.get("step") or 0.05), key=key, help=refused or _help(k), disabled=bool(refused))

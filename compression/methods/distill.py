@@ -1,4 +1,4 @@
-"""Knowledge distillation into a smaller student (BERT-style encoders).
+"""Knowledge distillation into a smaller student (every family: the parts come from families.py).
 
 The student copies evenly spaced teacher layers (the last one included) or an explicit list, optionally
 at a narrower hidden width (sliced from the teacher's weights, or random), and is trained with
@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from ..artifacts import CompressedModel
+from ..families import family
 from ..specs import DistillSpec, SpecError
 from ..training import TrainSettings, train
-from .structured import encoder_layers
 
 
 def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -42,38 +42,45 @@ def _narrow(model: torch.nn.Module, width: int, init: str) -> torch.nn.Module:
     attention, the first ``width / heads`` dimensions of every head (or random weights)."""
     from transformers import AutoModelForSequenceClassification
 
-    cfg = copy.deepcopy(model.config)
-    h, heads = cfg.hidden_size, cfg.num_attention_heads
+    fam = family(model)
+    fam.linears(model)  # Conv1D -> Linear, so the student (built as Linear below) has the same layout
+    h, heads, kv = fam.hidden(model), fam.heads(model), fam.kv_heads(model)
     if width >= h:
         raise SpecError(f"distill.width={width} must be smaller than the teacher's width {h}")
     if width % heads:
         raise SpecError(f"distill.width={width} must be divisible by the {heads} attention heads")
-    cfg.hidden_size = width
+    cfg = copy.deepcopy(model.config)
+    fam.set_config(cfg, hidden_size=width)
+    if getattr(cfg, "pooler_hidden_size", None) == h:  # DeBERTa's pooler keeps its own copy of the width
+        cfg.pooler_hidden_size = width
+    if getattr(cfg, "head_dim", None):
+        cfg.head_dim = width // heads
     student = AutoModelForSequenceClassification.from_config(cfg)
+    fam.linears(student)
     if init == "random":
         return student
-    hd, nd = h // heads, width // heads
-    hid = torch.arange(width)
-    att = torch.cat([torch.arange(i * hd, i * hd + nd) for i in range(heads)])
-    rows_cols = {  # parameter suffix -> (row index, column index) into the teacher's tensor
-        "attention.self.query.weight": (att, hid), "attention.self.key.weight": (att, hid),
-        "attention.self.value.weight": (att, hid), "attention.self.query.bias": (att, None),
-        "attention.self.key.bias": (att, None), "attention.self.value.bias": (att, None),
-        "attention.output.dense.weight": (hid, att), "intermediate.dense.weight": (None, hid),
-        "output.dense.weight": (hid, None), "pooler.dense.weight": (hid, hid),
-        "classifier.weight": (None, hid),
-    }
+    hd, nd = fam.head_dim(model), width // heads
+
+    def per_head(n):  # the first nd dimensions of each of n heads
+        return torch.cat([torch.arange(i * hd, i * hd + nd) for i in range(n)])
+
+    q, kvi = per_head(heads), per_head(kv)
+    att = fam.head_rows(fam.blocks(model)[0], model, q, kvi)  # rows of the projections (the output's columns: q)
+    rows_cols = {f"{p}.weight": (i, None) for p, i in att.items()}
+    rows_cols.update({f"{p}.bias": (i, None) for p, i in att.items()})
+    rows_cols[f"{fam.o}.weight"] = (None, q)
     src = model.state_dict()
     out = {}
     for name, t in student.state_dict().items():
         w = src[name]
-        key = next((k for k in rows_cols if name.endswith(k)), None)
-        if key is not None:
+        key = next((k for k in rows_cols if name.endswith("." + k)), None)
+        if key is not None and name.startswith(fam.blocks_at):
             r, c = rows_cols[key]
             w = w[r] if r is not None else w
             w = w[:, c] if c is not None else w
-        elif w.shape != t.shape:  # embeddings, LayerNorms, biases on the hidden axis
-            w = w[..., :width] if w.ndim >= 1 and w.shape[-1] == h else w[:width]
+        for axis in range(w.ndim):  # every other axis of the teacher's width keeps its first units
+            if w.shape[axis] != t.shape[axis] and w.shape[axis] == h:
+                w = w.narrow(axis, 0, width)
         out[name] = w.clone()
     student.load_state_dict(out)
     return student
@@ -82,15 +89,20 @@ def _narrow(model: torch.nn.Module, width: int, init: str) -> torch.nn.Module:
 def distill(model: torch.nn.Module, spec: DistillSpec, workload) -> CompressedModel:
     teacher = workload.teacher if workload.teacher is not None else copy.deepcopy(model)
     teacher.eval()
-    n = len(encoder_layers(model))
+    fam = family(model)
+    n = fam.num_layers(model)
     if spec.student_layers >= n:
         raise SpecError(f"distill.student_layers={spec.student_layers} must be fewer than the teacher's {n} layers")
+    if fam.shared and spec.layer_map:
+        raise SpecError(f"distill.layer_map: {fam.name} shares one layer's weights across depth; "
+                        "the student runs that layer fewer times")
     ids = [int(x) for x in spec.layer_map.split(",")] if spec.layer_map else spaced_layers(n, spec.student_layers)
+    if fam.shared:
+        ids = list(range(spec.student_layers))
     if max(ids) >= n:
         raise SpecError(f"distill.layer_map={spec.layer_map!r} names a layer the {n}-layer teacher lacks")
     student = model
-    student.base_model.encoder.layer = torch.nn.ModuleList([encoder_layers(model)[i] for i in ids])
-    student.config.num_hidden_layers = len(ids)
+    fam.set_blocks(student, ids)
     if spec.width:
         if spec.hidden_mse:
             raise SpecError("distill.hidden_mse needs the teacher's width (width=0): the hidden states differ in size")
@@ -115,5 +127,5 @@ def distill(model: torch.nn.Module, spec: DistillSpec, workload) -> CompressedMo
     width = f", width {spec.width}" if spec.width else ""
     cm.notes.append(f"kept {len(ids)} of {n} layers (teacher layers {ids}){width}; trained {spec.steps} steps "
                     f"on labels and the teacher's answers (alpha {spec.alpha}, T {spec.temperature})")
-    cm.info.update(student_layers=ids, width=spec.width or model.config.hidden_size, train_seconds=log["seconds"])
+    cm.info.update(student_layers=ids, width=spec.width or fam.hidden(model), train_seconds=log["seconds"])
     return cm

@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 
 from ..artifacts import CompressedModel
+from ..families import family
 from ..runtimes import LowRankLinear
 from ..specs import LowRankSpec, SpecError
-from . import ENCODER, select_modules
 
 
 def _rank_for(spec: LowRankSpec, s: torch.Tensor, out_f: int, in_f: int, name: str) -> int:
@@ -26,7 +26,7 @@ def _rank_for(spec: LowRankSpec, s: torch.Tensor, out_f: int, in_f: int, name: s
 
 def factorize(model: torch.nn.Module, spec: LowRankSpec, workload) -> CompressedModel:
     kept, done = [], []
-    for name, lin in select_modules(model, include=ENCODER):
+    for name, lin in family(model).linears(model):
         w = lin.weight.detach().float()
         out_f, in_f = w.shape
         u, s, vh = torch.linalg.svd(w, full_matrices=False)

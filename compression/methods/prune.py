@@ -1,4 +1,4 @@
-"""Unstructured magnitude (L1) pruning of the encoder's Linear weights, optionally gradual with recovery.
+"""Unstructured magnitude (L1) pruning of the Linear weights inside the blocks, optionally gradual with recovery.
 
 The zeros are stored as a bitmask plus the surviving values, so the file shrinks; the dense kernels
 that run them are no faster, and the latency column says so.
@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from ..artifacts import CompressedModel, Packed
+from ..families import family
 from ..specs import PruneSpec
 from ..training import TrainSettings, train
-from . import ENCODER, select_modules
 
 
 def masks_for(layers: list[tuple[str, torch.nn.Module]], sparsity: float, scope: str) -> dict[str, torch.Tensor]:
@@ -45,7 +45,7 @@ def poly_sparsity(step: int, s_i: float, s_f: float, t0: int, t1: int) -> float:
 
 
 def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
-    layers = select_modules(model, include=ENCODER)
+    layers = family(model).linears(model)
     if spec.schedule == "poly":
         t1 = max(1, int(0.75 * spec.recover_steps))  # the last quarter fine-tunes at the final sparsity
         every = max(1, spec.recover_steps // 20)

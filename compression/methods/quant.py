@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from ..artifacts import CompressedModel, Packed, onnx_model, pack_bits, unpack_bits
+from ..families import family
 from ..runtimes import dynamic_int8
 from ..specs import QuantSpec, SpecError
-from . import HEAD, select_modules
 
 
 def rtn(w: torch.Tensor, bits: int, group: int, scheme: str) -> tuple[torch.Tensor, Packed]:
@@ -74,7 +74,7 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
     if spec.embeddings != "none":
         packed.update(_embeddings(model, int(spec.embeddings)))
         notes.append(f"word embeddings stored in {spec.embeddings} bits")
-    layers = select_modules(model, exclude=HEAD)
+    layers = family(model).linears(model, "body")
     if kernel == "torch":
         qm = dynamic_int8(model, [n for n, _ in layers])
         cm = CompressedModel("int8-dynamic", "torch", "fbgemm int8 matmul, dynamic activations", module=qm)
@@ -108,34 +108,40 @@ def distinct_per_group(p: Packed) -> int:
 
 
 class _Logits(torch.nn.Module):
-    """Export wrapper: three int64 inputs in, logits out."""
+    """Export wrapper: the family's int64 inputs in (positionally, in ``names`` order), logits out."""
 
-    def __init__(self, model):
+    def __init__(self, model, names: list[str]):
         super().__init__()
-        self.model = model
+        self.model, self.names = model, names
 
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+    def forward(self, *inputs):
+        return self.model(**dict(zip(self.names, inputs))).logits
 
 
-def export_onnx(model: torch.nn.Module, path: Path, seq_len: int = 64) -> Path:
-    """fp32 ONNX via torch.onnx.export(dynamo=True), batch and sequence dynamic, weights inside the file."""
+def export_onnx(model: torch.nn.Module, path: Path, seq_len: int = 64, tokenizer=None) -> Path:
+    """fp32 ONNX via torch.onnx.export(dynamo=True), batch and sequence dynamic, weights inside the file.
+
+    The inputs are the family's (``family(model).input_names``): RoBERTa takes no token types, GPT-2 none.
+    Example: ``export_onnx(model, Path("fp32.onnx"), tokenizer=tok)``.
+    """
     import io
 
+    names = family(model).input_names(model, tokenizer)
     path.parent.mkdir(parents=True, exist_ok=True)
-    x = torch.ones(2, seq_len, dtype=torch.long)
-    mask = x.clone()
+    x = torch.full((2, seq_len), 4 if model.config.pad_token_id == 3 else 3, dtype=torch.long)  # no pad id
+    mask = torch.ones_like(x)
     mask[1, seq_len // 2:] = 0  # some padding: with an all-ones mask the tracer drops the mask from the graph
+    example = {"input_ids": x, "attention_mask": mask}
     batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=2, max=512)
-    dyn = {k: {0: batch, 1: seq} for k in ("input_ids", "attention_mask", "token_type_ids")}
+    dyn = {k: {0: batch, 1: seq} for k in names}
     tmp = path.with_suffix(".tmp.onnx")
     import warnings
 
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # the exporter is chatty
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Logits(model.float().eval()), (x, mask, torch.zeros_like(x)), str(tmp), dynamo=True,
-                          input_names=list(dyn), output_names=["logits"], dynamic_shapes=dyn, external_data=False,
-                          verbose=False)
+        torch.onnx.export(_Logits(model.float().eval(), names), tuple(example.get(n, torch.zeros_like(x)) for n in names),
+                          str(tmp), dynamo=True, input_names=names, output_names=["logits"],
+                          dynamic_shapes=(tuple(dyn.values()),), external_data=False, verbose=False)
     tmp.rename(path)
     return path
 
@@ -149,7 +155,8 @@ def onnx_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMo
         raise SpecError("quant.kernel=ort stores embeddings in 8 bits only; use embeddings=8 or none")
     cache = getattr(workload, "onnx_cache", None)
     scratch = Path(workload.scratch)
-    fp32 = cache if cache is not None and cache.exists() else export_onnx(model, cache or scratch / "fp32.onnx")
+    fp32 = cache if cache is not None and cache.exists() else export_onnx(
+        model, cache or scratch / "fp32.onnx", tokenizer=workload.tokenizer)
     out = scratch / "model.int8.onnx"
     ops = ["MatMul", "Gather"] if spec.embeddings == "8" else ["MatMul"]
     with _quiet_ort_quantizer():
@@ -191,7 +198,7 @@ def quanto_w8a8(model: torch.nn.Module, spec: QuantSpec, workload) -> Compressed
 
     if spec.embeddings != "none":
         raise SpecError("quant.kernel=quanto quantizes Linear layers only; use embeddings=none")
-    names = [n for n, _ in select_modules(model, exclude=HEAD)]
+    names = [n for n, _ in family(model).linears(model, "body")]
     quanto_quantize(model, weights=qint8, activations=qint8, include=names)
     texts = workload.train["text"].sample(n=min(128, len(workload.train)), random_state=workload.seed).tolist()
     with torch.no_grad(), Calibration(momentum=0.9):  # no_grad, not inference_mode: quanto needs it

@@ -1,4 +1,7 @@
-"""Structured pruning of BERT-style encoders: attention heads, FFN neurons, whole layers, physically removed.
+"""Structured pruning: attention heads, FFN neurons, whole layers, physically removed, in every family.
+
+Where the parts are comes from the family's adapter (families.py). A head is pruned with its key/value
+head: with grouped key/value heads (Llama-style) the unit is one key/value head and its query heads.
 
 Importance comes from training batches (never the test split):
 - ``grad``: |d loss / d gate| for a gate of 1s multiplied into each head / neuron (Michel et al. 2019);
@@ -10,17 +13,11 @@ from __future__ import annotations
 import torch
 
 from ..artifacts import CompressedModel
-from ..specs import HeadsSpec, LayersSpec, NeuronsSpec, SpecError
+from ..families import family
+from ..specs import HeadsSpec, LayersSpec, NeuronsSpec
 from ..training import TrainSettings, train
 
 IMPORTANCE_BATCHES = 8
-
-
-def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    try:
-        return model.base_model.encoder.layer
-    except AttributeError:
-        raise SpecError("structured pruning needs a BERT-style encoder (model.base_model.encoder.layer)") from None
 
 
 def _batches(workload, n: int = IMPORTANCE_BATCHES, size: int = 32):
@@ -88,44 +85,76 @@ def _recover(model, steps: int, workload) -> None:
     model.eval()
 
 
+def _head_rows(fam, model) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
+    """Per head unit: its rows in q (and the output's columns), its rows in k and v; and the unit count."""
+    hd, heads, kv = fam.head_dim(model), fam.heads(model), fam.kv_heads(model)
+    g = heads // kv
+    q_rows = [torch.arange(u * g * hd, (u + 1) * g * hd) for u in range(kv)]
+    kv_rows = [torch.arange(u * hd, (u + 1) * hd) for u in range(kv)]
+    return q_rows, kv_rows, kv
+
+
 def prune_heads(model: torch.nn.Module, spec: HeadsSpec, workload) -> CompressedModel:
-    layers = encoder_layers(model)
-    heads = model.config.num_attention_heads
-    hd = layers[0].attention.self.query.out_features // heads
+    fam = family(model)
+    fam.linears(model)  # Conv1D -> Linear
+    layers = fam.blocks(model)
+    q_rows, kv_rows, units = _head_rows(fam, model)
+    heads = fam.heads(model)
+    group = len(q_rows[0])
     if spec.importance == "grad":
-        scores = _gate_importance(model, workload, [l.attention.output.dense for l in layers], heads * hd, hd)
+        scores = _gate_importance(model, workload, [fam.part(l, fam.o) for l in layers], group * units, group)
     else:
-        scores = torch.stack([
-            torch.stack([sum(lin.weight[h * hd:(h + 1) * hd].norm() ** 2 for lin in
-                             (l.attention.self.query, l.attention.self.key, l.attention.self.value))
-                         + l.attention.output.dense.weight[:, h * hd:(h + 1) * hd].norm() ** 2
-                         for h in range(l.attention.self.query.out_features // hd)]).detach()
-            for l in layers])
-    keep = _lowest(scores, spec.fraction)
+        def unit_norm(l, u):
+            idx = fam.head_rows(l, model, q_rows[u], kv_rows[u])
+            return (sum(fam.part(l, p).weight[i].norm() ** 2 for p, i in idx.items())
+                    + fam.part(l, fam.o).weight[:, q_rows[u]].norm() ** 2)
+        scores = torch.stack([torch.stack([unit_norm(l, u) for u in range(units)]).detach() for l in layers])
+    if fam.head_bias:  # one position bias per head, shared by all blocks: every block keeps the same heads
+        keep = _lowest(scores.sum(0, keepdim=True), spec.fraction).expand(len(layers), -1)
+    else:
+        keep = _lowest(scores, spec.fraction)
     for l, k in zip(layers, keep):
-        idx = torch.cat([torch.arange(h * hd, (h + 1) * hd) for h in torch.nonzero(k).flatten().tolist()])
-        att = l.attention
-        att.self.query, att.self.key, att.self.value = (_keep_rows(x, idx) for x in
-                                                        (att.self.query, att.self.key, att.self.value))
-        att.output.dense = _keep_cols(att.output.dense, idx)
-        att.self.num_attention_heads = int(k.sum())
-        att.self.all_head_size = len(idx)
+        units_kept = torch.nonzero(k).flatten().tolist()
+        q_idx = torch.cat([q_rows[u] for u in units_kept])
+        kv_idx = torch.cat([kv_rows[u] for u in units_kept])
+        for path, idx in fam.head_rows(l, model, q_idx, kv_idx).items():
+            fam.set_part(l, path, _keep_rows(fam.part(l, path), idx))
+        fam.set_part(l, fam.o, _keep_cols(fam.part(l, fam.o), q_idx))
+    if fam.head_bias:
+        bias = model.get_submodule(fam.head_bias)
+        g = heads // units
+        cols = torch.cat([torch.arange(u * g, (u + 1) * g) for u in torch.nonzero(keep[0]).flatten().tolist()])
+        new = torch.nn.Embedding(bias.num_embeddings, len(cols))
+        with torch.no_grad():
+            new.weight.copy_(bias.weight[:, cols])
+        fam.set_part(model, fam.head_bias, new)
+    fam.sync(model)
     _recover(model, spec.recover_steps, workload)
-    kept = [int(k.sum()) for k in keep]
+    g = heads // units
+    kept = [int(k.sum()) * g for k in keep]
     cm = CompressedModel.fp32(model)
-    cm.notes.append(f"kept {sum(kept)} of {heads * len(layers)} attention heads (per layer: {kept})")
+    shared = " (one layer shared across depth)" if fam.shared else ""
+    cm.notes.append(f"kept {sum(kept)} of {heads * len(layers)} attention heads (per layer: {kept}){shared}")
     cm.info.update(heads_kept=kept, heads_total=heads * len(layers))
     return cm
 
 
 def prune_neurons(model: torch.nn.Module, spec: NeuronsSpec, workload) -> CompressedModel:
-    layers = encoder_layers(model)
-    inter = layers[0].intermediate.dense.out_features
+    fam = family(model)
+    fam.linears(model)
+    layers = fam.blocks(model)
+    inter = fam.part(layers[0], fam.ffn_out).in_features
+
+    def ins(l):
+        return [fam.part(l, p) for p in fam.ffn_in]
+
     if spec.importance == "grad":
-        scores = _gate_importance(model, workload, [l.output.dense for l in layers], inter, 1)
+        scores = _gate_importance(model, workload, [fam.part(l, fam.ffn_out) for l in layers], inter, 1)
     else:
-        scores = torch.stack([(l.intermediate.dense.weight.norm(dim=1) * l.output.dense.weight.norm(dim=0)).detach()
-                              for l in layers])
+        def in_norm(l):
+            n = sum(m.weight.norm(dim=1) for m in ins(l))
+            return n.view(2, inter).sum(0) if fam.fused_glu else n
+        scores = torch.stack([(in_norm(l) * fam.part(l, fam.ffn_out).weight.norm(dim=0)).detach() for l in layers])
     # per layer, the same share: each FFN keeps (1 - fraction) of its neurons
     keep = torch.zeros_like(scores, dtype=torch.bool)
     n_keep = max(1, int(round((1 - spec.fraction) * inter)))
@@ -133,8 +162,10 @@ def prune_neurons(model: torch.nn.Module, spec: NeuronsSpec, workload) -> Compre
         keep[i, torch.argsort(row, descending=True)[:n_keep]] = True
     for l, k in zip(layers, keep):
         idx = torch.nonzero(k).flatten()
-        l.intermediate.dense = _keep_rows(l.intermediate.dense, idx)
-        l.output.dense = _keep_cols(l.output.dense, idx)
+        rows = torch.cat([idx, idx + inter]) if fam.fused_glu else idx  # fused: [input | gate]
+        for p in fam.ffn_in:
+            fam.set_part(l, p, _keep_rows(fam.part(l, p), rows))
+        fam.set_part(l, fam.ffn_out, _keep_cols(fam.part(l, fam.ffn_out), idx))
     _recover(model, spec.recover_steps, workload)
     cm = CompressedModel.fp32(model)
     cm.notes.append(f"each feed-forward block keeps {n_keep} of {inter} neurons")
@@ -143,10 +174,13 @@ def prune_neurons(model: torch.nn.Module, spec: NeuronsSpec, workload) -> Compre
 
 
 def drop_layers(model: torch.nn.Module, spec: LayersSpec, workload) -> CompressedModel:
-    layers = encoder_layers(model)
-    n = len(layers)
+    fam = family(model)
+    layers = fam.blocks(model)
+    n = fam.num_layers(model)
     n_keep = max(1, n - int(round(spec.fraction * n)))
-    if spec.importance == "grad":
+    if fam.shared:  # every application runs the same weights: only how many of them run can change
+        score = torch.arange(n, 0, -1, dtype=torch.float)
+    elif spec.importance == "grad":
         model.eval()
         score = torch.zeros(n)
         for batch, labels in _batches(workload, n=4):
@@ -158,10 +192,10 @@ def drop_layers(model: torch.nn.Module, spec: LayersSpec, workload) -> Compresse
     else:
         score = torch.tensor([sum(float(p.detach().norm() ** 2) for p in l.parameters()) for l in layers])
     kept = sorted(torch.argsort(score, descending=True)[:n_keep].tolist())
-    model.base_model.encoder.layer = torch.nn.ModuleList([layers[i] for i in kept])
-    model.config.num_hidden_layers = len(kept)
+    fam.set_blocks(model, kept)
     _recover(model, spec.recover_steps, workload)
     cm = CompressedModel.fp32(model)
-    cm.notes.append(f"kept {len(kept)} of {n} layers ({', '.join(map(str, kept))})")
+    how = " (the first ones: the layer's weights are shared across depth)" if fam.shared else ""
+    cm.notes.append(f"kept {len(kept)} of {n} layers ({', '.join(map(str, kept))}){how}")
     cm.info.update(layers_kept=kept, layers_total=n)
     return cm
