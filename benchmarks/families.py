@@ -1,7 +1,7 @@
 """Every method on every family: per family (the tests' tiny random configs) and for the embedded default,
 which methods ran, the ratios they reached (size, batch-1 speedup, accuracy change) and the seconds each
-setting took to land. One setting per method: the catalogue's mild example, so a new method joins by being
-registered.
+setting took to land. One setting per method (the catalogue's mild example, so a new method joins by being
+registered) and ONNX Runtime int8.
 
     python benchmarks/families.py [--families bert,gpt2] [--steps 30] [--workspace WS] [--no-default]
 
@@ -29,7 +29,7 @@ COLS = ["family", "method", "recipe", "state", "size_ratio", "speedup_b1", "acc_
 
 
 def settings() -> list[Recipe]:
-    return [Recipe((e.examples[0],)) for e in CATALOGUE.values()]
+    return [Recipe((e.examples[0],)) for e in CATALOGUE.values()] + [Recipe.parse("quant(bits=8,kernel=ort)")]
 
 
 def measure(paths, store, fp: str, family: str, remeasure: bool) -> pd.DataFrame:
