@@ -25,7 +25,8 @@ from compression import api  # noqa: E402
 from compression.recipes import Recipe  # noqa: E402
 from compression.registry import CATALOGUE  # noqa: E402
 
-COLS = ["family", "method", "recipe", "state", "size_ratio", "speedup_b1", "acc_delta_pts", "landing_s", "error"]
+COLS = ["family", "method", "recipe", "state", "size_ratio", "speedup_b1", "acc_delta_pts", "landing_s", "total_s",
+        "error"]
 
 
 def settings() -> list[Recipe]:
@@ -50,7 +51,8 @@ def measure(paths, store, fp: str, family: str, remeasure: bool) -> pd.DataFrame
             r, s = got.iloc[0], secs.get(j["id"], {})
             row.update(size_ratio=r["size_mib"] / base["size_mib"], speedup_b1=r["speedup_b1"],
                        acc_delta_pts=r["accuracy_delta"] * 100,
-                       landing_s=(s.get("total", float("nan")) - s.get("load", 0.0)) if s else float("nan"))
+                       landing_s=(s.get("total", float("nan")) - s.get("load", 0.0)) if s else float("nan"),
+                       total_s=s.get("total_with_b32", s.get("total", float("nan"))))
         rows.append(row)
     return pd.DataFrame(rows, columns=COLS)
 
@@ -115,13 +117,13 @@ def main() -> None:
     summary = {}
     for fam, g in df.groupby("family", sort=False):
         ok = g[g["state"] == "done"]
-        summary[fam] = {"ran": sorted(ok["method"]), "failed": dict(zip(g.loc[g["state"] != "done", "recipe"],
+        summary[fam] = {"ran": list(ok["recipe"]), "failed": dict(zip(g.loc[g["state"] != "done", "recipe"],
                                                                          g.loc[g["state"] != "done", "error"])),
                         "median_landing_s": float(ok["landing_s"].median()) if len(ok) else None}
     print("\nper family:")
     for fam, s in summary.items():
-        print(f"  {fam}: ran {len(s['ran'])}/{len(CATALOGUE)} ({', '.join(s['ran'])}); "
-              f"median {s['median_landing_s'] or float('nan'):.1f} s per setting; failed: {list(s['failed']) or 'none'}")
+        print(f"  {fam}: ran {len(s['ran'])}/{len(settings())} settings; "
+              f"median {s['median_landing_s'] or float('nan'):.2f} s per setting to land; failed: {list(s['failed']) or 'none'}")
     print(load_note())
     write("families", df, {"families": summary, "load": load_note(), "workspace": str(root)})
 
