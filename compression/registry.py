@@ -46,7 +46,7 @@ CATALOGUE: dict[str, Method] = {
     "quant": Method(QuantSpec, "quant:quantize", post_training=True, live_knob="bits",
                     examples=(QuantSpec(bits=8), QuantSpec(bits=2, kernel="rtn"))),
     "cast": Method(CastSpec, "cast:cast", post_training=True, live_knob="dtype",
-                   examples=(CastSpec(dtype="bf16"), CastSpec(dtype="fp16"))),
+                   examples=(CastSpec(dtype="fp16"), CastSpec(dtype="bf16"))),  # bf16 keeps fewer digits
     "prune": Method(PruneSpec, "prune:prune", post_training=True, live_knob="sparsity",
                     examples=(PruneSpec(sparsity=0.2), PruneSpec(sparsity=0.95))),
     "lowrank": Method(LowRankSpec, "lowrank:factorize", post_training=True, live_knob="rank_fraction",

@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine",),
     ("executors",),
     ("report",),
-    ("refusals",),
+    ("refusals", "workers"),
     ("api",),
     ("cli",),
     ("__main__",),
@@ -45,7 +45,7 @@ LAYERS: list[tuple[str, ...]] = [
 FLOOR = {name: i for i, names in enumerate(LAYERS) for name in names}
 
 # The CLI reaches these only through compression.api.
-NOT_FROM_CLI = {"models", "data", "store", "schema", "baseline", "executors", "report"}
+NOT_FROM_CLI = {"models", "data", "store", "schema", "baseline", "executors", "report", "workers"}
 
 
 def unit(f: Path) -> str:
