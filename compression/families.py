@@ -72,6 +72,23 @@ class Family:
         for key, v in values.items():
             setattr(config, getattr(norm, key.upper()), v)
 
+    def narrow_config(self, config, width: int) -> None:
+        """Set a copy of the teacher's config to hidden width ``width``, with every other size that follows it.
+
+        Example: ELECTRA with embedding_size == hidden_size keeps them equal, so the student (like the teacher)
+        has no embeddings_project; DeBERTa's pooler_hidden_size follows too.
+        """
+        from optimum.utils import NormalizedConfigManager
+
+        norm = NormalizedConfigManager.get_normalized_config_class(config.model_type)(config)
+        h, heads = int(norm.hidden_size), int(norm.num_attention_heads)
+        self.set_config(config, hidden_size=width)
+        for attr in ("pooler_hidden_size", "embedding_size"):  # own copies of the width, when they equal it
+            if getattr(config, attr, None) == h:
+                setattr(config, attr, width)
+        if getattr(config, "head_dim", None):
+            config.head_dim = width // heads
+
     def head_dim(self, model) -> int:
         return int(getattr(model.config, "head_dim", None) or self.hidden(model) // self.heads(model))
 

@@ -50,11 +50,7 @@ def _narrow(model: torch.nn.Module, width: int, init: str) -> torch.nn.Module:
     if width % heads:
         raise SpecError(f"distill.width={width} must be divisible by the {heads} attention heads")
     cfg = copy.deepcopy(model.config)
-    fam.set_config(cfg, hidden_size=width)
-    if getattr(cfg, "pooler_hidden_size", None) == h:  # DeBERTa's pooler keeps its own copy of the width
-        cfg.pooler_hidden_size = width
-    if getattr(cfg, "head_dim", None):
-        cfg.head_dim = width // heads
+    fam.narrow_config(cfg, width)
     student = AutoModelForSequenceClassification.from_config(cfg)
     fam.linears(student)
     if init == "random":
