@@ -119,6 +119,25 @@ def test_heads_neurons_layers_really_shrink_and_the_model_still_runs(name, tmp_p
 
 
 @pytest.mark.parametrize("name", FAMILIES)
+def test_pruned_neurons_are_exactly_the_masked_ones(name, tmp_path):
+    """Removing neurons computes what the full model computes with those neurons' outputs zeroed: every input
+    row that feeds them (both halves of a fused gated FFN such as ModernBERT's Wi) goes with the same index."""
+    spec = NeuronsSpec(fraction=0.75, importance="norm")
+    model, full = build(name), build(name)
+    fam = family(model)
+    fam.linears(full)  # GPT-2: the same Linear layout the method works on
+    cm = method_for(spec)(model, spec, workload(model, tmp_path))
+    with torch.no_grad():
+        for pruned, b in zip(fam.blocks(cm.module), fam.blocks(full)):
+            w, kept = fam.part(b, fam.ffn_out).weight, fam.part(pruned, fam.ffn_out).weight
+            idx = [next(j for j in range(w.shape[1]) if torch.equal(w[:, j], col)) for col in kept.t()]
+            assert len(idx) == 16 and len(set(idx)) == 16, idx
+            w[:, [j for j in range(w.shape[1]) if j not in idx]] = 0
+        masked = full(**batch(full)).logits.numpy()
+    assert abs(cm.predict(batch(full)) - masked).max() < 1e-5
+
+
+@pytest.mark.parametrize("name", FAMILIES)
 def test_distill_builds_a_student_of_the_asked_depth_and_width(name, tmp_path):
     model = build(name)
     fam = family(model)
