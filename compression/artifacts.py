@@ -281,11 +281,22 @@ def _dedupe(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 # ---------------------------------------------------------------- optimum-quanto
 
+def _unquantized_outputs(model: torch.nn.Module) -> list[str]:
+    """Quanto modules whose output quantization calibration switched off (``streamline``: the output only feeds
+    float functions such as softmax or an add). quantization_map() does not record it, and a reload would
+    quantize those outputs again: other numbers (GPT-2, Qwen2, ModernBERT)."""
+    from optimum.quanto.nn import QModuleMixin
+
+    return [n for n, m in model.named_modules() if isinstance(m, QModuleMixin) and "output" in m._quantize_hooks
+            and m._quantize_hooks["output"].id not in m._forward_hooks]
+
+
 def _save_quanto(cm: CompressedModel, out: Path) -> list[Path]:
     from optimum.quanto import quantization_map
 
     return _write(cm, out, cm.module.state_dict(), "model.quanto.safetensors",
-                  {"quantization_map": json.dumps(quantization_map(cm.module))})
+                  {"quantization_map": json.dumps(quantization_map(cm.module)),
+                   "unquantized_outputs": json.dumps(_unquantized_outputs(cm.module))})
 
 
 def _load_quanto(path: Path, manifest: dict) -> CompressedModel:
@@ -296,6 +307,8 @@ def _load_quanto(path: Path, manifest: dict) -> CompressedModel:
     for k, p in packed.items():
         _set_tensor(m, k, p.decode())
     requantize(m, t, json.loads(md["quantization_map"]))
+    for n in json.loads(md.get("unquantized_outputs", "[]")):
+        m.get_submodule(n).disable_output_quantization()
     return CompressedModel("quanto", manifest["runtime"], manifest["kernel"], module=m.eval(), packed=packed)
 
 
