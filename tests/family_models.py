@@ -179,7 +179,7 @@ def modernbert(path: Path) -> Path:
                            num_attention_heads=HEADS, intermediate_size=FFN, max_position_embeddings=POSITIONS,
                            num_labels=2, pad_token_id=tok.pad_token_id, cls_token_id=tok.cls_token_id,
                            sep_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
-                           global_attn_every_n_layers=2, local_attention=16)
+                           global_attn_every_n_layers=2, local_attention=16, initializer_range=0.1)
     return _save(path, ModernBertForSequenceClassification(cfg), tok)
 
 
