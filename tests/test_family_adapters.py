@@ -150,6 +150,17 @@ def test_distill_builds_a_student_of_the_asked_depth_and_width(name, tmp_path):
     assert cm.predict(batch(w.teacher)).shape == (3, 2)
 
 
+@pytest.mark.parametrize("name", ["bert", "gpt2", "qwen2", "modernbert"])
+def test_quanto_w8a8_reloads_to_the_same_numbers(name, tmp_path):
+    """Calibration stops quantizing outputs that only feed float functions; the reload must do the same."""
+    spec = QuantSpec(bits=8, kernel="quanto")
+    model = build(name)
+    cm = method_for(spec)(model, spec, workload(model, tmp_path))
+    out = cm.predict(batch(model))
+    cm.save(tmp_path / "q")
+    assert abs(artifacts.load(tmp_path / "q").predict(batch(model)) - out).max() < 1e-6
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_prune_reaches_its_sparsity_inside_the_blocks(name, tmp_path):
     model = build(name)
