@@ -18,13 +18,14 @@ def predictions(store, fp: str, df: pd.DataFrame, job_ids: list[int], text: str)
     b = store.baseline(fp)
     names = (b["info"] or {}).get("label_names") or []
     tok = Path(b["path"]) / "model"
+    seq_len = int((b["info"] or {}).get("seq_len") or 64)  # the baseline's own, as every measurement uses
     rows = []
     for _, r in df[df["job_id"].isin(job_ids)].sort_values("method", key=lambda s: s != "baseline").iterrows():
         art = r["artifact"]
         if not isinstance(art, str) or not Path(art).is_dir():
             rows.append({"model": r["recipe"], "label": "(its saved model was deleted)"})
             continue
-        out = api.predict_texts(art, [text], tok)
+        out = api.predict_texts(art, [text], tok, seq_len)
         k = out["pred"][0]
         notes = "; ".join(out.get("notes") or [])
         rows.append({"model": r["recipe"], "label": names[k] if k < len(names) else str(k),
