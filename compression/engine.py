@@ -164,7 +164,7 @@ class JobRunner:
             prepared = baselines.load_prepared(self.locate(fp))
             seed = prepared.info.get("seed", 0)
             ms = MeasureSession(CompressedModel.fp32(prepared.model), prepared.tokenizer, prepared.test, seed,
-                                prepared.seq_len)
+                                prepared.seq_len, cache=prepared.path / "cache")
             self._cache = {fp: (prepared, ms)}  # one baseline in memory at a time
         return self._cache[fp]
 

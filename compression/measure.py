@@ -157,17 +157,46 @@ class MeasureSession:
     """Holds the baseline for one worker session: its test predictions and its live latency twin."""
 
     def __init__(self, baseline: CompressedModel, tokenizer, test: pd.DataFrame, seed: int = 0,
-                 seq_len: int = SEQ_LEN):
+                 seq_len: int = SEQ_LEN, cache: Path | None = None):
         set_threads()
         self.baseline = baseline
         self.seed, self.seq_len = seed, seq_len
         self.tests = TestSet(tokenizer, test, seq_len)
-        self.base_logits = self.tests.logits(baseline)
+        self.base_logits = self._baseline_logits(cache)
         self.base_pred = self.base_logits.argmax(1)
         self._gpu_base: torch.nn.Module | None = None  # the baseline's copy on the GPU, made on first use
         self.sample = preview_sample(test["label"].to_numpy(), seed)  # the preview's rows, the same every time
         self._preview_tests = (TestSet(tokenizer, test.iloc[self.sample], seq_len) if len(self.sample) < len(test)
                                else None)
+
+    def _baseline_logits(self, cache: Path | None) -> np.ndarray:
+        """The baseline's test logits, from ``cache`` when this very computation was done before: the
+        baseline's folder is keyed by its fingerprint (weights, data, versions, sequence length), and the
+        file name by what else can change them here (threads, CPU class, the test rows). A worker that
+        starts for the live knob is then ready without the baseline's whole accuracy pass."""
+        if cache is None:
+            return self.tests.logits(self.baseline)
+        import hashlib
+
+        key = hashlib.sha256(repr((config.hardware_id(), torch.__version__, self.seq_len, self.tests.texts,
+                                   self.tests.y.tolist())).encode()).hexdigest()[:16]
+        f = cache / f"baseline-logits-{key}.npy"
+        if f.is_file():
+            try:
+                logits = np.load(f, allow_pickle=False)
+                if logits.shape[0] == len(self.tests):
+                    return logits
+            except (OSError, ValueError):
+                pass  # unreadable: computed again below
+        logits = self.tests.logits(self.baseline)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp = f.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, logits)
+            tmp.replace(f)
+        except OSError:
+            pass  # a read-only baseline folder: no cache, same numbers
+        return logits
 
     def preview(self, cm: CompressedModel, files: list[Path], **what) -> Measurement:
         """A quick first look (ARCHITECTURE: Preview): accuracy on the fixed sample of the test split with

@@ -22,3 +22,29 @@ def test_a_chain_leaves_the_callers_workload_untouched(tmp_path):
     cm = compress(model, Recipe.parse("prune(sparsity=0.5)>lowrank(rank=4)"), w)
     assert cm.module is not model and len(cm.notes) == 2  # both steps ran
     assert vars(w) == before  # the baseline's ONNX cache is still the caller's, for the next job
+
+
+def test_a_second_worker_session_reads_the_baselines_test_logits_from_its_cache(tmp_path):
+    """Turning the live knob on starts a worker; with the baseline's logits cached it skips the accuracy pass."""
+    import numpy as np
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from compression.artifacts import CompressedModel
+    from compression.measure import MeasureSession
+
+    path = make_tiny_model(tmp_path / "bert", head=True)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    df = pd.read_csv(make_csv(tmp_path / "d.csv", n=60))
+    test = pd.DataFrame({"text": df["review"], "label": (df["sentiment"] == "positive").astype(int)})
+    first = MeasureSession(CompressedModel.fp32(model), tok, test, cache=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("baseline-logits-*.npy"))) == 1
+
+    class Unusable(CompressedModel):
+        def predict(self, batch):
+            raise AssertionError("the cached logits should have been used")
+
+    again = MeasureSession(Unusable("dense", "torch", "fp32", module=model), tok, test, cache=tmp_path / "cache")
+    np.testing.assert_array_equal(again.base_logits, first.base_logits)
+    other = test.iloc[:40]  # other test rows: another key, computed afresh
+    assert MeasureSession(CompressedModel.fp32(model), tok, other, cache=tmp_path / "cache").base_logits.shape[0] == 40
