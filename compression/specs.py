@@ -177,7 +177,13 @@ class PruneSpec(Spec):
     sparsity: float = knob(0.5, lo=0.0, hi=0.99, step=0.01, unit="fraction", sweep="0.3:0.9:0.1",
                            help="share of the encoder's Linear weights set to zero")
     scope: str = knob("global", choices=("global", "layer"),
-                      help="one magnitude threshold over all layers, or the same sparsity in each layer")
+                      help="magnitude: one threshold over all layers, or the same sparsity in each layer "
+                           "(wanda and N:M patterns compare within each output row)")
+    criterion: str = knob("magnitude", choices=("magnitude", "wanda"),
+                          help="magnitude = |weight|; wanda = |weight| x the norm of its input on calibration "
+                               "text from the train split (Sun et al. 2023)")
+    pattern: str = knob("unstructured", choices=("unstructured", "2:4", "4:8"),
+                        help="N:M keeps the N largest of every M consecutive weights in a row (sparsity 0.5)")
     recover_steps: int = knob(0, lo=0, hi=20000, step=1, unit="steps",
                               help="fine-tuning steps after pruning, with the zeros held fixed (0 = none)")
     schedule: str = knob("none", choices=("none", "poly"),
@@ -190,11 +196,20 @@ class PruneSpec(Spec):
             raise SpecError("prune.schedule=poly prunes gradually while fine-tuning: give recover_steps >= 10")
         if self.initial_sparsity > self.sparsity:
             raise SpecError(f"prune.initial_sparsity={self.initial_sparsity} exceeds sparsity={self.sparsity}")
+        if self.pattern != "unstructured":
+            n, m = (int(x) for x in self.pattern.split(":"))
+            if abs(self.sparsity - (1 - n / m)) > 1e-9:
+                raise SpecError(f"prune.pattern={self.pattern} keeps {n} of every {m} weights: "
+                                f"give sparsity={1 - n / m:g}")
+            if self.schedule == "poly":
+                raise SpecError(f"prune.pattern={self.pattern} is reached in one step: use schedule=none")
 
     def describe(self) -> str:
         rec = f", then {self.recover_steps} fine-tuning steps" if self.recover_steps else ""
         grad = " gradually" if self.schedule == "poly" else ""
-        return f"{self.sparsity:.0%} of the encoder's weights set to zero{grad}{rec}"
+        how = " (the least useful for typical inputs)" if self.criterion == "wanda" else ""
+        pat = f" in a {self.pattern} pattern" if self.pattern != "unstructured" else ""
+        return f"{self.sparsity:.0%} of the encoder's weights set to zero{how}{pat}{grad}{rec}"
 
 
 @dataclass(frozen=True)

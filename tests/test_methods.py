@@ -246,3 +246,33 @@ def test_device_latency_times_both_models_and_says_why_a_runtime_cannot_move(tin
     else:
         assert row["gpu"] == cuda_device() and row["gpu_lat_b1_p50_ms"] > 0
         assert row["labels"]["gpu_latency"] == "measured"
+
+
+def test_wanda_keeps_the_weights_whose_inputs_are_large_where_magnitude_drops_them():
+    from compression.methods.prune import masks_for
+
+    lin = torch.nn.Linear(8, 4)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+        lin.weight[:, 0] = 0.1  # small weights ...
+    norms = {"l": torch.ones(8)}
+    norms["l"][0] = 100.0  # ... on an input feature that is always large
+    by_size = masks_for([("l", lin)], 0.25, "layer")["l"]
+    wanda = masks_for([("l", lin)], 0.25, "layer", norms=norms)["l"]
+    assert not by_size[:, 0].any() and wanda[:, 0].all()
+    assert (~wanda).sum(1).tolist() == [2, 2, 2, 2]  # a quarter of each output row, exactly
+
+
+@pytest.mark.parametrize("pattern, n, m", [("2:4", 2, 4), ("4:8", 4, 8)])
+def test_an_n_m_pattern_keeps_n_of_every_m_weights_in_each_row(pattern, n, m, tiny, tmp_path):
+    model, *_ = tiny
+    cm = compress(model, Recipe((PruneSpec(sparsity=0.5, pattern=pattern, criterion="wanda"),)),
+                  workload(tiny, tmp_path))
+    for name, layer in cm.module.named_modules():
+        if isinstance(layer, torch.nn.Linear) and "classifier" not in name and "pooler" not in name:
+            w = layer.weight.detach()
+            groups = (w[:, : w.shape[1] - w.shape[1] % m] != 0).reshape(w.shape[0], -1, m).sum(-1)
+            assert (groups <= n).all(), name
+    assert cm.info["sparsity"] == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(SpecError, match="keeps 2 of every 4"):
+        PruneSpec(sparsity=0.3, pattern="2:4")

@@ -1,9 +1,12 @@
-"""Unstructured magnitude (L1) pruning of the Linear weights inside the blocks, optionally gradual with recovery.
+"""Unstructured pruning of the Linear weights inside the blocks, by magnitude or by Wanda's activation-aware
+score, in any pattern or N:M, optionally gradual with recovery.
 
 The zeros are stored as a bitmask plus the surviving values, so the file shrinks; the dense kernels
 that run them are no faster, and the latency column says so.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
@@ -14,10 +17,76 @@ from ..specs import PruneSpec
 from ..training import TrainSettings, train
 
 
-def masks_for(layers: list[tuple[str, torch.nn.Module]], sparsity: float, scope: str) -> dict[str, torch.Tensor]:
-    """Keep-masks that zero the ``sparsity`` share of smallest-magnitude weights, globally or per layer."""
+CALIBRATION_ROWS = 128  # train-split texts whose activations weigh the weights (Wanda used 128 sequences)
+
+
+def input_norms(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Module]], workload,
+                rows: int = CALIBRATION_ROWS) -> dict[str, torch.Tensor]:
+    """Per Linear, the L2 norm of each input feature over the calibration tokens (padding left out):
+    Wanda's ||X_j||. The texts are the train split's first ``rows`` (never the test split)."""
+    texts = workload.train["text"].tolist()[:rows]
+    sq = {n: torch.zeros(m.in_features) for n, m in layers}
+    mask: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def record(_module, args):
+            x = args[0].detach().float()  # (batch, seq, in)
+            tokens = mask["tokens"]
+            # padding is left out where the input is per token (DeBERTa's position projections are not)
+            keep = tokens.to(x.dtype)[..., None] if x.shape[:-1] == tokens.shape else 1.0
+            sq[name] += (x * keep).pow(2).reshape(-1, x.shape[-1]).sum(0)
+        return record
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers]
+    training = model.training
+    model.eval()  # dropout off: the activations a deployed model sees
+    try:
+        with torch.no_grad():
+            for i in range(0, len(texts), 16):
+                batch = workload.encode(texts[i:i + 16])
+                mask["tokens"] = batch["attention_mask"]
+                model(**batch)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(training)
+    return {n: v.sqrt() for n, v in sq.items()}
+
+
+def _scores(layers, norms: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """What a weight is worth: |W|, or Wanda's |W| * ||X_j|| (each column scaled by its input's norm)."""
+    return {n: m.weight.detach().abs() * (norms[n][None, :] if norms is not None else 1.0) for n, m in layers}
+
+
+def _row_masks(scores: dict[str, torch.Tensor], sparsity: float, pattern: str) -> dict[str, torch.Tensor]:
+    """Within each output row, keep the best (1 - sparsity) share, or the N best of every M in a row."""
+    out = {}
+    for n, sc in scores.items():
+        if pattern != "unstructured":
+            keep_n, group = (int(x) for x in pattern.split(":"))
+            rows, cols = sc.shape
+            usable = cols - cols % group  # a ragged tail (cols not a multiple of M) stays dense
+            g = sc[:, :usable].reshape(rows, usable // group, group)
+            top = g.topk(keep_n, dim=-1).indices
+            keep = torch.zeros_like(g, dtype=torch.bool).scatter_(-1, top, True).reshape(rows, usable)
+            out[n] = torch.cat([keep, torch.ones(rows, cols - usable, dtype=torch.bool)], dim=1)
+            continue
+        k = int(round(sparsity * sc.shape[1]))
+        keep = torch.ones_like(sc, dtype=torch.bool)
+        if k > 0:
+            keep.scatter_(1, sc.topk(k, dim=1, largest=False).indices, False)
+        out[n] = keep
+    return out
+
+
+def masks_for(layers: list[tuple[str, torch.nn.Module]], sparsity: float, scope: str,
+              norms: dict[str, torch.Tensor] | None = None, pattern: str = "unstructured") -> dict[str, torch.Tensor]:
+    """Keep-masks that zero the ``sparsity`` share of the lowest-scoring weights. Magnitude scores compare
+    globally or per layer; Wanda scores (``norms`` given) and N:M patterns compare within each output row."""
     if sparsity <= 0:
         return {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in layers}
+    if norms is not None or pattern != "unstructured":
+        return _row_masks(_scores(layers, norms), sparsity, pattern)
     if scope == "global":
         scores = torch.cat([m.weight.detach().abs().flatten() for _, m in layers])
         k = int(round(sparsity * scores.numel()))
@@ -46,19 +115,22 @@ def poly_sparsity(step: int, s_i: float, s_f: float, t0: int, t1: int) -> float:
 
 def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
     layers = family(model).linears(model)
+    if spec.criterion == "wanda":
+        workload.progress(0.02, f"weighing the weights by their inputs on {CALIBRATION_ROWS} train-split texts")
+    norms = input_norms(model, layers, workload) if spec.criterion == "wanda" else None
+    masks = functools.partial(masks_for, layers, scope=spec.scope, norms=norms, pattern=spec.pattern)
     if spec.schedule == "poly":
         t1 = max(1, int(0.75 * spec.recover_steps))  # the last quarter fine-tunes at the final sparsity
         every = max(1, spec.recover_steps // 20)
-        state = {"masks": masks_for(layers, spec.initial_sparsity, spec.scope)}
+        state = {"masks": masks(spec.initial_sparsity)}
         _apply(layers, state["masks"])
 
         def after_step(step: int) -> None:
             if step % every == 0 and step <= t1:
-                s = poly_sparsity(step, spec.initial_sparsity, spec.sparsity, 0, t1)
-                state["masks"] = masks_for(layers, s, spec.scope)
+                state["masks"] = masks(poly_sparsity(step, spec.initial_sparsity, spec.sparsity, 0, t1))
             _apply(layers, state["masks"])
     else:
-        state = {"masks": masks_for(layers, spec.sparsity, spec.scope)}
+        state = {"masks": masks(spec.sparsity)}
         _apply(layers, state["masks"])
 
         def after_step(step: int) -> None:
@@ -69,7 +141,7 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
               TrainSettings(steps=spec.recover_steps, lr=5e-5, seed=workload.seed, max_len=workload.seq_len),
               after_step=after_step, progress=lambda f, m: workload.progress(0.05 + 0.7 * f, m),
               cancel=workload.cancel)
-        state["masks"] = masks_for(layers, spec.sparsity, spec.scope) if spec.schedule == "poly" else state["masks"]
+        state["masks"] = masks(spec.sparsity) if spec.schedule == "poly" else state["masks"]
         _apply(layers, state["masks"])
     model.eval()
     packed: dict[str, Packed] = {}
@@ -84,6 +156,8 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
     cm = CompressedModel("dense", "torch", "fp32 dense matmul (zeros are still multiplied)", module=model,
                          packed=packed)
     rec = f", then {spec.recover_steps} fine-tuning steps with the zeros held" if spec.recover_steps else ""
-    cm.notes.append(f"{zeros / total:.0%} of the encoder's weights are zero ({spec.scope} threshold{rec})")
-    cm.info.update(sparsity=zeros / total, pruned_layers=len(layers))
+    how = {"magnitude": f"{spec.scope} magnitude threshold", "wanda": "Wanda scores, per output row"}[spec.criterion]
+    pat = f", {spec.pattern} pattern" if spec.pattern != "unstructured" else ""
+    cm.notes.append(f"{zeros / total:.0%} of the encoder's weights are zero ({how}{pat}{rec})")
+    cm.info.update(sparsity=zeros / total, pruned_layers=len(layers), criterion=spec.criterion, pattern=spec.pattern)
     return cm
