@@ -89,15 +89,54 @@ def migrate(c, url: str) -> None:
     meta.create_all(c)  # creates only missing tables; old tables are upgraded by MIGRATIONS
     row = c.execute(sa.select(meta_kv.c.value).where(meta_kv.c.key == "schema_version")).first()
     version = int(row[0]) if row else (1 if existed else 0)
-    if version == 0:
+    if version == 0:  # a new store: its tables are already the newest
         c.execute(meta_kv.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-        return
-    if version > SCHEMA_VERSION:
+        version = SCHEMA_VERSION
+    elif version > SCHEMA_VERSION:
         raise RuntimeError(f"the store at {url} has schema {version}, newer than this code "
                            f"({SCHEMA_VERSION}); update the code")
     for v in range(version + 1, SCHEMA_VERSION + 1):
         MIGRATIONS[v](c)
         c.execute(meta_kv.update().where(meta_kv.c.key == "schema_version").values(value=str(v)))
+    _recanonicalize(c)
+
+
+def knob_signature() -> str:
+    """A hash of every catalogued spec's knobs and defaults: it changes when a method gains a knob."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from .registry import CATALOGUE
+
+    sig = {m: [(f.name, repr(f.default)) for f in dataclasses.fields(e.spec)] for m, e in CATALOGUE.items()}
+    return hashlib.sha256(json.dumps(sig, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _recanonicalize(c) -> None:
+    """When a method gains a knob, every stored recipe key of it gains the field at its default: the same
+    setting must stay the same job, so a sweep run again reuses it instead of measuring it anew. A key that
+    no longer parses (a method since removed) is left as it is."""
+    from .recipes import Recipe
+
+    sig = knob_signature()
+    row = c.execute(sa.select(meta_kv.c.value).where(meta_kv.c.key == "knob_signature")).first()
+    if row is not None and row[0] == sig:
+        return
+    taken = {tuple(r) for r in c.execute(sa.select(jobs.c.baseline, jobs.c.recipe, jobs.c.hardware)).all()}
+    for job_id, baseline, key, hw in c.execute(sa.select(jobs.c.id, jobs.c.baseline, jobs.c.recipe,
+                                                         jobs.c.hardware)).all():
+        try:
+            new = Recipe.from_key(key).key if key.startswith("[") else key
+        except Exception:
+            continue
+        if new != key and (baseline, new, hw) not in taken:
+            c.execute(jobs.update().where(jobs.c.id == job_id).values(recipe=new))
+            taken.add((baseline, new, hw))
+    if row is None:
+        c.execute(meta_kv.insert().values(key="knob_signature", value=sig))
+    else:
+        c.execute(meta_kv.update().where(meta_kv.c.key == "knob_signature").values(value=sig))
 
 
 def schema_version(c) -> int:

@@ -50,3 +50,19 @@ def test_a_v2_store_migrates_its_rows_to_the_class_of_the_cpu_they_recorded(tmp_
     assert hw == {"here": f"cpu-x86_64-{isa}-2t", "other": "cpu-x86_64-unknown-2t", "queued": f"cpu-x86_64-{isa}-2t"}
     assert all("predictions" not in r["data"] and r["data"]["accuracy"] == 0.8 for r in s.results())
     assert s.latest_result(here_job)["predictions"] == [1, 0, 1]  # moved to their own column, still there
+
+
+def test_a_method_that_gains_a_knob_keeps_its_stored_settings_as_the_same_jobs(tmp_path):
+    """Keys written before prune had --criterion and --pattern name the same settings as today's keys."""
+    from compression.recipes import Recipe
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    s = Store(url)
+    s.add_baseline("fp", "tiny", {}, {}, {})
+    old_key = ('[{"initial_sparsity":0.0,"method":"prune","recover_steps":0,"schedule":"none","scope":"global",'
+               '"sparsity":0.5}]')  # as the code before the new knobs wrote it
+    (jid,) = s.enqueue("fp", [old_key], "hw")
+    with s.engine.begin() as c:  # as if that older code had opened the store last
+        c.execute(__import__("sqlalchemy").text("UPDATE meta SET value = 'old' WHERE key = 'knob_signature'"))
+    s = Store(url)
+    assert s.enqueue("fp", [Recipe.parse("prune(sparsity=0.5)").key], "hw") == [jid]  # reused, not re-run
