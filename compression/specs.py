@@ -168,6 +168,15 @@ class CastSpec(Spec):
         return f"every weight and activation in {self.dtype} (16 bits instead of 32)"
 
 
+def recovery_knobs():
+    """The distillation-aware recovery knobs that every pruning spec shares (alpha 1 = labels only)."""
+    return (knob(1.0, lo=0.0, hi=1.0, step=0.05, unit="fraction",
+                 help="recovery loss: this share is the labels' cross-entropy, the rest the original model's "
+                      "softened answers (T^2 x KL, distillation-aware recovery); 1 = labels only"),
+            knob(2.0, lo=0.0, hi=20.0, step=0.5, lo_open=True, unit="",
+                 help="temperature that softens the original model's answers in recovery"))
+
+
 @dataclass(frozen=True)
 class PruneSpec(Spec):
     method: ClassVar[str] = "prune"
@@ -190,6 +199,8 @@ class PruneSpec(Spec):
                          help="poly = prune gradually during recovery (TF-MOT PolynomialDecay); needs recover_steps")
     initial_sparsity: float = knob(0.0, lo=0.0, hi=0.99, step=0.01, unit="fraction",
                                    help="sparsity where the poly schedule starts")
+    recover_alpha: float = recovery_knobs()[0]
+    recover_temperature: float = recovery_knobs()[1]
 
     def check(self):
         if self.schedule == "poly" and self.recover_steps < 10:
@@ -205,7 +216,8 @@ class PruneSpec(Spec):
                 raise SpecError(f"prune.pattern={self.pattern} is reached in one step: use schedule=none")
 
     def describe(self) -> str:
-        rec = f", then {self.recover_steps} fine-tuning steps" if self.recover_steps else ""
+        teach = " copying the original's answers" if self.recover_alpha < 1 else ""
+        rec = f", then {self.recover_steps} fine-tuning steps{teach}" if self.recover_steps else ""
         grad = " gradually" if self.schedule == "poly" else ""
         how = " (the least useful for typical inputs)" if self.criterion == "wanda" else ""
         pat = f" in a {self.pattern} pattern" if self.pattern != "unstructured" else ""
@@ -285,6 +297,8 @@ def _structured(what: str):
                                help="rank by gradient importance on training batches, or by weight size")
         recover_steps: int = knob(0, lo=0, hi=20000, step=1, unit="steps",
                                   help="fine-tuning steps after removal (0 = none)")
+        recover_alpha: float = recovery_knobs()[0]
+        recover_temperature: float = recovery_knobs()[1]
     return _S
 
 

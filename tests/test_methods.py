@@ -276,3 +276,18 @@ def test_an_n_m_pattern_keeps_n_of_every_m_weights_in_each_row(pattern, n, m, ti
     assert cm.info["sparsity"] == pytest.approx(0.5, abs=0.01)
     with pytest.raises(SpecError, match="keeps 2 of every 4"):
         PruneSpec(sparsity=0.3, pattern="2:4")
+
+
+def test_distillation_aware_recovery_learns_from_the_original_models_answers(tiny, tmp_path):
+    from compression.methods.structured import recovery_loss
+    from compression.training import cross_entropy
+
+    model, tok, df, batch = tiny
+    w = Workload(tok, df, df, ["negative", "positive"], scratch=tmp_path, teacher=model)
+    assert recovery_loss(PruneSpec(sparsity=0.5), w) is cross_entropy  # alpha 1: the labels only
+    loss = recovery_loss(PruneSpec(sparsity=0.5, recover_alpha=0.0, recover_temperature=2.0), w)
+    labels = torch.zeros(batch["input_ids"].shape[0], dtype=torch.long)
+    assert float(loss(copy.deepcopy(model), batch, labels)) == pytest.approx(0.0, abs=1e-6)  # it copies the teacher
+    assert float(cross_entropy(copy.deepcopy(model), batch, labels)) > 0.1
+    cm = compress(model, Recipe((PruneSpec(sparsity=0.8, recover_steps=3, recover_alpha=0.5),)), w)
+    assert "against the original's answers" in cm.notes[0]

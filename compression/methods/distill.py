@@ -32,6 +32,22 @@ def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, lab
     return alpha * ce + (1 - alpha) * t * t * kl
 
 
+def teacher_loss(teacher: torch.nn.Module, alpha: float, temperature: float):
+    """The training loop's loss for distillation-aware recovery: ``distill_loss`` against ``teacher``'s
+    answers to the same batch (the teacher is the model before pruning, and is never trained).
+
+    Example: ``train(model, ..., loss_fn=teacher_loss(original, alpha=0.5, temperature=2.0))``.
+    """
+    teacher.eval()
+
+    def loss(model, batch, labels):
+        with torch.no_grad():
+            t = teacher(**batch).logits
+        return distill_loss(model(**batch).logits, t, labels, alpha, temperature)
+
+    return loss
+
+
 def spaced_layers(n_teacher: int, k: int) -> list[int]:
     """k evenly spaced teacher layers ending with the last: 6 layers, k=3 -> [1, 3, 5]."""
     return [round((i + 1) * n_teacher / k) - 1 for i in range(k)]

@@ -15,6 +15,7 @@ from ..artifacts import CompressedModel, Packed
 from ..families import family
 from ..specs import PruneSpec
 from ..training import TrainSettings, train
+from .structured import recovery_loss
 
 
 CALIBRATION_ROWS = 128  # train-split texts whose activations weigh the weights (Wanda used 128 sequences)
@@ -139,7 +140,7 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
     if spec.recover_steps:
         train(model, workload.tokenizer, workload.train["text"].tolist(), workload.train["label"].tolist(),
               TrainSettings(steps=spec.recover_steps, lr=5e-5, seed=workload.seed, max_len=workload.seq_len),
-              after_step=after_step, progress=lambda f, m: workload.progress(0.05 + 0.7 * f, m),
+              loss_fn=recovery_loss(spec, workload), after_step=after_step, progress=lambda f, m: workload.progress(0.05 + 0.7 * f, m),
               cancel=workload.cancel)
         state["masks"] = masks(spec.sparsity) if spec.schedule == "poly" else state["masks"]
         _apply(layers, state["masks"])
@@ -155,7 +156,8 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
         total += w.numel()
     cm = CompressedModel("dense", "torch", "fp32 dense matmul (zeros are still multiplied)", module=model,
                          packed=packed)
-    rec = f", then {spec.recover_steps} fine-tuning steps with the zeros held" if spec.recover_steps else ""
+    teach = " against the original's answers" if spec.recover_steps and spec.recover_alpha < 1 else ""
+    rec = f", then {spec.recover_steps} fine-tuning steps{teach} with the zeros held" if spec.recover_steps else ""
     how = {"magnitude": f"{spec.scope} magnitude threshold", "wanda": "Wanda scores, per output row"}[spec.criterion]
     pat = f", {spec.pattern} pattern" if spec.pattern != "unstructured" else ""
     cm.notes.append(f"{zeros / total:.0%} of the encoder's weights are zero ({how}{pat}{rec})")

@@ -15,7 +15,8 @@ import torch
 from ..artifacts import CompressedModel
 from ..families import family
 from ..specs import HeadsSpec, LayersSpec, NeuronsSpec
-from ..training import TrainSettings, train
+from ..training import TrainSettings, cross_entropy, train
+from .distill import teacher_loss
 
 IMPORTANCE_BATCHES = 8
 
@@ -77,12 +78,20 @@ def _lowest(scores: torch.Tensor, fraction: float) -> torch.Tensor:
     return keep
 
 
-def _recover(model, steps: int, workload) -> None:
-    if steps:
+def _recover(model, spec, workload) -> None:
+    if spec.recover_steps:
         train(model, workload.tokenizer, workload.train["text"].tolist(), workload.train["label"].tolist(),
-              TrainSettings(steps=steps, lr=5e-5, seed=workload.seed, max_len=workload.seq_len),
-              progress=lambda f, m: workload.progress(0.1 + 0.7 * f, m), cancel=workload.cancel)
+              TrainSettings(steps=spec.recover_steps, lr=5e-5, seed=workload.seed, max_len=workload.seq_len),
+              loss_fn=recovery_loss(spec, workload), progress=lambda f, m: workload.progress(0.1 + 0.7 * f, m),
+              cancel=workload.cancel)
     model.eval()
+
+
+def recovery_loss(spec, workload):
+    """Cross-entropy on the labels, or (recover_alpha below 1, a teacher at hand) distillation-aware."""
+    if spec.recover_alpha >= 1 or workload.teacher is None:
+        return cross_entropy
+    return teacher_loss(workload.teacher, spec.recover_alpha, spec.recover_temperature)
 
 
 def _head_rows(fam, model) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
@@ -129,7 +138,7 @@ def prune_heads(model: torch.nn.Module, spec: HeadsSpec, workload) -> Compressed
             new.weight.copy_(bias.weight[:, cols])
         fam.set_part(model, fam.head_bias, new)
     fam.sync(model)
-    _recover(model, spec.recover_steps, workload)
+    _recover(model, spec, workload)
     g = heads // units
     kept = [int(k.sum()) * g for k in keep]
     cm = CompressedModel.fp32(model)
@@ -166,7 +175,7 @@ def prune_neurons(model: torch.nn.Module, spec: NeuronsSpec, workload) -> Compre
         for p in fam.ffn_in:
             fam.set_part(l, p, _keep_rows(fam.part(l, p), rows))
         fam.set_part(l, fam.ffn_out, _keep_cols(fam.part(l, fam.ffn_out), idx))
-    _recover(model, spec.recover_steps, workload)
+    _recover(model, spec, workload)
     cm = CompressedModel.fp32(model)
     cm.notes.append(f"each feed-forward block keeps {n_keep} of {inter} neurons")
     cm.info.update(neurons_kept=n_keep, neurons_total=inter)
@@ -193,7 +202,7 @@ def drop_layers(model: torch.nn.Module, spec: LayersSpec, workload) -> Compresse
         score = torch.tensor([sum(float(p.detach().norm() ** 2) for p in l.parameters()) for l in layers])
     kept = sorted(torch.argsort(score, descending=True)[:n_keep].tolist())
     fam.set_blocks(model, kept)
-    _recover(model, spec.recover_steps, workload)
+    _recover(model, spec, workload)
     cm = CompressedModel.fp32(model)
     how = " (the first ones: the layer's weights are shared across depth)" if fam.shared else ""
     cm.notes.append(f"kept {len(kept)} of {n} layers ({', '.join(map(str, kept))}){how}")
