@@ -1,7 +1,8 @@
-"""compress() leaves both of its inputs as they were: the model and the caller's Workload."""
+"""compress() leaves both of its inputs as they were; a worker session caches the baseline's test logits."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from compression import Recipe
 from compression.engine import compress
@@ -9,14 +10,20 @@ from compression.workload import Workload
 from conftest import make_csv, make_tiny_model
 
 
-def test_a_chain_leaves_the_callers_workload_untouched(tmp_path):
+@pytest.fixture
+def tiny(tmp_path):
+    """A tiny random BERT classifier, its tokenizer and 60 labelled rows."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = make_tiny_model(tmp_path / "bert", head=True)
     model = AutoModelForSequenceClassification.from_pretrained(path).eval()
     tok = AutoTokenizer.from_pretrained(path)
     df = pd.read_csv(make_csv(tmp_path / "d.csv", n=60))
-    df = pd.DataFrame({"text": df["review"], "label": (df["sentiment"] == "positive").astype(int)})
+    return model, tok, pd.DataFrame({"text": df["review"], "label": (df["sentiment"] == "positive").astype(int)})
+
+
+def test_a_chain_leaves_the_callers_workload_untouched(tiny, tmp_path):
+    model, tok, df = tiny
     w = Workload(tok, df, df, ["negative", "positive"], scratch=tmp_path, onnx_cache=tmp_path / "fp32.onnx")
     before = dict(vars(w))
     cm = compress(model, Recipe.parse("prune(sparsity=0.5)>lowrank(rank=4)"), w)
@@ -24,19 +31,14 @@ def test_a_chain_leaves_the_callers_workload_untouched(tmp_path):
     assert vars(w) == before  # the baseline's ONNX cache is still the caller's, for the next job
 
 
-def test_a_second_worker_session_reads_the_baselines_test_logits_from_its_cache(tmp_path):
+def test_a_second_worker_session_reads_the_baselines_test_logits_from_its_cache(tiny, tmp_path):
     """Turning the live knob on starts a worker; with the baseline's logits cached it skips the accuracy pass."""
     import numpy as np
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from compression.artifacts import CompressedModel
     from compression.measure import MeasureSession
 
-    path = make_tiny_model(tmp_path / "bert", head=True)
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-    tok = AutoTokenizer.from_pretrained(path)
-    df = pd.read_csv(make_csv(tmp_path / "d.csv", n=60))
-    test = pd.DataFrame({"text": df["review"], "label": (df["sentiment"] == "positive").astype(int)})
+    model, tok, test = tiny
     first = MeasureSession(CompressedModel.fp32(model), tok, test, cache=tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("baseline-logits-*.npy"))) == 1
 
