@@ -93,3 +93,13 @@ def test_a_preview_never_stands_on_the_frontier_nor_wins_and_is_drawn_hollow():
     assert list(tr.marker.symbol) == ["circle-open"]
     hv = charts.hypervolumes(df, {"size_mib": 86.0}, 0.5)
     assert hv.loc[hv["method"] == "prune", "left out (contended or preview)"].iloc[0] == 1
+
+
+def test_the_page_polls_fast_only_until_a_live_setting_lands():
+    from ui.panels import poll_seconds
+
+    queued = {"id": 7, "progress": 0.0}
+    landed = {"id": 7, "progress": 0.93}  # its point is on screen; the worker times the rest
+    assert poll_seconds([queued], live={7}) == 0.5
+    assert poll_seconds([landed], live={7}) == 2.0
+    assert poll_seconds([queued], live=set()) == 2.0  # a sweep's job: no hurry

@@ -156,15 +156,24 @@ def keep_worker_warm(paths, fp: str) -> None:
     _renew()
 
 
+LANDED = 0.9  # a job's progress once its point has landed (engine.JobRunner.run reports it so)
+
+
+def poll_seconds(jobs: list[dict], live: set[int]) -> float:
+    """0.5 s while one of the live knob's settings has yet to land, else 2 s."""
+    return 0.5 if any(j["id"] in live and (j["progress"] or 0.0) < LANDED for j in jobs) else 2.0
+
+
 def autorefresh(store, fp: str) -> None:
     """While the baseline has queued or running jobs, rerun the page when the store changes.
 
-    Polls every 0.5 s while a live-knob setting is pending (its goal is a few seconds), else every 2 s."""
-    active = [j["id"] for j in store.jobs(baseline=fp, states=("queued", "running"))]
-    if not active:
+    Polls every 0.5 s while a live-knob setting has yet to land (its goal is a few seconds), else every 2 s:
+    once its point is on screen the worker is timing the rest, and the page keeps its own CPU work low."""
+    jobs = store.jobs(baseline=fp, states=("queued", "running"))
+    if not jobs:
         return
     live = {jid for jid, _ in st.session_state.get("live_jobs", {}).values()}
-    every = 0.5 if live & set(active) else 2.0
+    every = poll_seconds(jobs, live)
     st.session_state["_seen"] = api.store_version(store)
 
     @st.fragment(run_every=every)
