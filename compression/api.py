@@ -23,6 +23,9 @@ from .refusals import refusal, refuse
 from .registry import CATALOGUE, entry
 from .report import CSV_COLUMNS, jobs_frame, recipe_name, results_frame, text_table
 from .specs import Spec, SpecError
+from .prefetch import nearest as prefetch_nearest
+from .prefetch import stored_values
+from .prefetch import wish as prefetch_wish
 from .store import BASELINE_RECIPE, PREPARE, Store
 from .workers import (ensure_worker, keep_worker_warm, run_jobs, run_worker, start_worker, worker_alive,
                       worker_warm_for)
@@ -32,7 +35,8 @@ __all__ = ["open_workspace", "baseline_request", "add_baseline", "register_basel
            "ensure_worker", "keep_worker_warm", "worker_warm_for", "worker_alive", "results_frame", "jobs_frame",
            "text_table", "recipe_name", "CSV_COLUMNS", "PREPARE", "BASELINE_RECIPE", "TRAIN_STEPS", "TRAIN_LR",
            "TRAIN_SEED", "methods", "live_knob", "knobs", "predict_texts", "disk_usage", "hardware_id", "UserError",
-           "SpecError", "Recipe", "Paths", "Store", "parse_values", "refusal"]
+           "SpecError", "Recipe", "Paths", "Store", "parse_values", "refusal", "prefetch_wish", "prefetch_nearest",
+           "stored_values"]
 
 
 def open_workspace(workspace: str | None = None, store_url: str | None = None) -> tuple[Paths, Store]:

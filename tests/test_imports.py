@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("timing",),
     ("measure",),
     ("schema", "store"),
-    ("baseline",),
+    ("baseline", "prefetch"),
     ("engine",),
     ("executors",),
     ("report",),

@@ -102,6 +102,9 @@ def test_live_knob_queues_one_setting(ws_copy):
     job = store.jobs(ids=live[0]["job_ids"])[0]
     assert api.Recipe.from_key(job["recipe"]).name == "quant(bits=4)"
     assert f"job {job['id']} queued" in texts(at)
+    assert "stored near here (at once on release): 8" in texts(at)  # bits=8 ran in the fixture: no wait for it
+    wish = api.resolve(str(ws_copy)).workspace / "prefetch" / f"{fp}.json"
+    assert '"quant": {"knob": "bits", "value": 4' in wish.read_text()  # the worker prefetches around 4 bits
 
 
 def test_sweep_page_counts_enqueues_and_follows(ws_copy):

@@ -110,6 +110,14 @@ def live_knob(paths, store, fp: str) -> list[int]:
             go = st.button("measure this setting", key=f"live_go:{method}", disabled=bool(refused), help=refused)
             if refused:
                 continue
+            grid = widgets.live_grid(method)
+            if name is not None and grid:
+                api.prefetch_wish(paths, fp, method, name, value, grid)  # the worker measures neighbours when idle
+                near = set(api.prefetch_nearest(grid, value))
+                stored = [v for v in api.stored_values(store, fp, method, name, grid, api.hardware_id())
+                          if v in near or v == value]
+                if stored:
+                    st.caption(f"stored near here (at once on release): {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in stored)}")
             prev = st.session_state.get(f"live_prev:{method}")
             if name is None or not (go or (prev is not None and prev != value)):
                 st.session_state[f"live_prev:{method}"] = value

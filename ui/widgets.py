@@ -112,3 +112,18 @@ def live_slider(method: str, key: str, refused: str | None = None):
                                key=key, help=refused or _help(k), disabled=bool(refused))
     return name, st.slider(label, float(k["lo"]), float(k["hi"]), float(start),
                            step=float(k.get("step") or 0.05), key=key, help=refused or _help(k), disabled=bool(refused))
+
+
+def live_grid(method: str) -> list:
+    """Every value the live knob's slider can take (what prefetch measures ahead, nearest first)."""
+    name = api.live_knob(method)
+    k = next((k for k in api.knobs(method) if k["name"] == name), None)
+    if k is None:
+        return []
+    if k.get("choices"):
+        return list(k["choices"])
+    step = k.get("step") or (1 if k["type"] is int else 0.05)
+    n = int(round((k["hi"] - k["lo"]) / step)) + 1
+    if n > 2000:  # a wide integer knob: prefetch only makes sense on a grid a slider can show
+        return []
+    return [k["type"](round(k["lo"] + i * step, 6)) for i in range(n)]

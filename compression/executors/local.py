@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .. import config
+from .. import config, prefetch
 from ..config import Paths
 from ..store import PREPARE, Store
 from ..timing import Preempted
@@ -170,6 +170,7 @@ class _Worker:
         self.keep_warm = KeepWarm(paths, self.runner, on_event)
         self.deferred: list[tuple[dict, _Heartbeat, object]] = []  # (job, its heartbeat, its Landed)
         self.ran = 0
+        self._prefetch_at = float("-inf")
 
     def step(self) -> bool:
         """Do one unit of work; False when there was none."""
@@ -183,7 +184,19 @@ class _Worker:
             stop = None if full else (lambda: self.store.has_queued(self.hardware, self.baseline))
             self._settle(job, beat, lambda: landed.complete(preempt=stop), landed=landed, first=True)
             return True
-        return False
+        return self._prefetch()
+
+    def _prefetch(self) -> bool:
+        """Nothing queued, the live knob on: queue the nearest slider value not yet measured (claimed next)."""
+        fp = self.runner.loaded
+        if fp is None or time.monotonic() - self._prefetch_at < 2.0 or fp not in config.wanted_warm(self.paths):
+            return False
+        self._prefetch_at = time.monotonic()  # a look at most every 2 s: the idle loop spins every 0.2 s
+        recipe = prefetch.next_setting(self.store, self.paths, fp, self.hardware)
+        if recipe is None:
+            return False
+        prefetch.enqueue(self.store, fp, recipe, self.hardware)
+        return True
 
     def _start(self, job: dict) -> None:
         self.keep_warm.forget_failures()  # a job may have prepared a baseline that failed to load before

@@ -1,0 +1,62 @@
+"""Prefetch: while the live knob is on and nothing is queued, the worker measures the slider's neighbours."""
+from __future__ import annotations
+
+import json
+import time
+
+from compression import config, hardware_id, prefetch, resolve
+from compression.store import Store
+
+
+def _store(tmp_path):
+    paths = resolve(str(tmp_path / "ws"))
+    paths.workspace.mkdir(parents=True)
+    s = Store(paths.store_url)
+    s.add_baseline("fp", "tiny", {}, {}, {})
+    s.mark_prepared("fp", str(tmp_path), {})
+    return paths, s
+
+
+def test_the_next_setting_is_the_nearest_value_not_stored_and_a_stale_wish_asks_nothing(tmp_path):
+    paths, s = _store(tmp_path)
+    grid = [0.3, 0.4, 0.5, 0.6, 0.7]
+    assert prefetch.nearest(grid, 0.5, 2) == [0.4, 0.6, 0.3, 0.7]
+    prefetch.wish(paths, "fp", "prune", "sparsity", 0.5, grid)
+    (jid,) = s.enqueue("fp", [prefetch.setting("prune", "sparsity", 0.4).key], "hw")
+    assert prefetch.next_setting(s, paths, "fp", "hw").name == "prune(sparsity=0.6)"  # 0.4 is known already
+    s.claim("hw", "w:1")
+    s.finish(jid, {"accuracy": 0.8})
+    assert prefetch.stored_values(s, "fp", "prune", "sparsity", grid, "hw") == [0.4]
+    assert prefetch.next_setting(s, paths, "fp", "another-cpu-class").name == "prune(sparsity=0.4)"
+    f = paths.workspace / "prefetch" / "fp.json"
+    wishes = json.loads(f.read_text())
+    wishes["prune"]["at"] = time.time() - 2 * config.KEEPALIVE_SECONDS  # the page closed long ago
+    f.write_text(json.dumps(wishes))
+    assert prefetch.next_setting(s, paths, "fp", "hw") is None
+
+
+def test_a_worker_kept_warm_measures_the_sliders_neighbours_when_idle(prepared):
+    from compression.executors import run_worker
+
+    ws, _ = prepared
+    paths = resolve(ws)
+    store = Store(paths.store_url)
+    fp = store.baselines()[0]["fingerprint"]
+    hw = hardware_id()
+    near = [prefetch.setting("prune", "sparsity", v).key for v in (0.41, 0.43)]
+    config.keep_warm(paths, fp)
+    prefetch.wish(paths, fp, "prune", "sparsity", 0.42, [0.41, 0.42, 0.43])
+    t0 = time.monotonic()
+
+    def fetched() -> bool:
+        jobs = {j["recipe"]: j for j in store.jobs(baseline=fp) if j["hardware"] == hw}
+        return all(k in jobs and jobs[k]["state"] == "done" for k in near) or time.monotonic() - t0 > 180
+
+    try:
+        run_worker(paths, store, until=fetched, idle_exit=0.0)
+    finally:
+        paths.keepalive(fp).unlink(missing_ok=True)
+    jobs = {j["recipe"]: j for j in store.jobs(baseline=fp) if j["hardware"] == hw}
+    assert all(jobs[k]["state"] == "done" and jobs[k]["priority"] == prefetch.PRIORITY for k in near)
+    assert prefetch.setting("prune", "sparsity", 0.42).key not in jobs  # the position itself waits for a release
+    assert any(s["name"] == "prefetch" for s in store.sweeps(fp))
