@@ -92,14 +92,14 @@ def enqueue(store: Store, baseline: str, recipe: Recipe, hardware: str) -> int:
     return store.enqueue(baseline, [recipe.key], hardware, priority=PRIORITY, sweep=sweep)[0]
 
 
-def stored_values(store: Store, baseline: str, method: str, knob: str, grid: list, hardware: str) -> list:
-    """The grid values whose settings are measured (done) on ``hardware``: what a release shows at once."""
-    done = {j["recipe"] for j in store.jobs(baseline=baseline, states=("done",)) if j["hardware"] == hardware}
+def stored_values(states: dict[str, str], method: str, knob: str, grid: list) -> list:
+    """The grid values whose settings are measured (done), given ``states`` (recipe key -> job state on
+    this hardware, as ``api.job_states`` reads them once per page run): what a release shows at once."""
     out = []
     for v in grid:
         try:
-            if setting(method, knob, v).key in done:
+            if states.get(setting(method, knob, v).key) == "done":
                 out.append(v)
-        except Exception:
+        except Exception:  # a grid value the spec refuses (e.g. rank 0 = unset): not a setting
             continue
     return out

@@ -26,7 +26,8 @@ def test_the_next_setting_is_the_nearest_value_not_stored_and_a_stale_wish_asks_
     assert prefetch.next_setting(s, paths, "fp", "hw").name == "prune(sparsity=0.6)"  # 0.4 is known already
     s.claim("hw", "w:1")
     s.finish(jid, {"accuracy": 0.8})
-    assert prefetch.stored_values(s, "fp", "prune", "sparsity", grid, "hw") == [0.4]
+    states = {j["recipe"]: j["state"] for j in s.jobs(baseline="fp") if j["hardware"] == "hw"}
+    assert prefetch.stored_values(states, "prune", "sparsity", grid) == [0.4]
     assert prefetch.next_setting(s, paths, "fp", "another-cpu-class").name == "prune(sparsity=0.4)"
     f = paths.workspace / "prefetch" / "fp.json"
     wishes = json.loads(f.read_text())

@@ -103,6 +103,7 @@ def live_knob(paths, store, fp: str) -> list[int]:
     live = st.session_state.setdefault("live_jobs", {})
     methods = [m for m in widgets.method_names() if api.live_knob(m)]
     cols = st.columns(max(1, len(methods)))
+    states = api.job_states(store, fp)  # read once: every slider's "stored near here" line uses it
     for col, method in zip(cols, methods):
         with col:
             refused = api.refusal(store, fp, method)
@@ -114,10 +115,10 @@ def live_knob(paths, store, fp: str) -> list[int]:
             if name is not None and grid:
                 api.prefetch_wish(paths, fp, method, name, value, grid)  # the worker measures neighbours when idle
                 near = set(api.prefetch_nearest(grid, value))
-                stored = [v for v in api.stored_values(store, fp, method, name, grid, api.hardware_id())
-                          if v in near or v == value]
+                stored = api.stored_values(states, method, name, [v for v in grid if v == value or v in near])
                 if stored:
-                    st.caption(f"stored near here (at once on release): {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in stored)}")
+                    shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in stored)
+                    st.caption(f"stored near here (at once on release): {shown}")
             prev = st.session_state.get(f"live_prev:{method}")
             if name is None or not (go or (prev is not None and prev != value)):
                 st.session_state[f"live_prev:{method}"] = value
