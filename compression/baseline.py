@@ -95,7 +95,8 @@ def register(store: Store, req: BaselineRequest) -> str:
 
 def request_from_row(row: dict) -> BaselineRequest:
     s = row["settings"]
-    training = TrainSettings(**s["training"])
+    # baselines prepared before length buckets existed were trained without them
+    training = TrainSettings(**{"buckets": False, **s["training"]})
     return BaselineRequest(ModelSource(**row["model_source"]), DatasetSource(**row["dataset_source"]),
                            SplitSettings(**s["split"]), training, s.get("force_train", False), training.max_len)
 

@@ -53,6 +53,9 @@ class TrainSettings:
     weight_decay: float = 0.01
     seed: int = TRAIN_SEED
     max_len: int = 64  # tokens; the same sequence length the measurements use
+    # Batches of similar length (sorted within windows of BUCKET_WINDOW batches), each padded only to its own
+    # longest text: short-text datasets train ~2x faster. False reproduces baselines prepared before it.
+    buckets: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +67,29 @@ LossFn = Callable[[torch.nn.Module, dict, torch.Tensor], torch.Tensor]
 
 def cross_entropy(model: torch.nn.Module, batch: dict, labels: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(model(**batch).logits, labels)
+
+
+BUCKET_WINDOW = 50  # batches; wide enough to group lengths, narrow enough to keep each epoch's order random
+
+
+def batch_order(lengths: Sequence[int], batch_size: int, gen: torch.Generator, buckets: bool) -> list[list[int]]:
+    """One epoch's batches: a seeded shuffle, then (with ``buckets``) rows sorted by length within windows and
+    the batches shuffled again, so each batch pads little and the epoch still visits lengths in random order.
+
+    >>> sorted(map(sorted, batch_order([5, 1, 5, 1], 2, torch.Generator().manual_seed(0), True)))
+    [[0, 2], [1, 3]]
+    """
+    order = torch.randperm(len(lengths), generator=gen).tolist()
+    if not buckets:
+        return [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+    window = batch_size * BUCKET_WINDOW
+    batches: list[list[int]] = []
+    for w in range(0, len(order), window):
+        chunk = sorted(order[w:w + window], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk) - batch_size + 1, batch_size)]
+    if not batches:  # fewer rows than one batch: one short batch rather than none
+        batches = [order]
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
 
 
 def train(model: torch.nn.Module, tokenizer, texts: Sequence[str], labels: Sequence[int],
@@ -93,17 +119,19 @@ def train(model: torch.nn.Module, tokenizer, texts: Sequence[str], labels: Seque
     model.train()
     losses: list[float] = []
     t0 = time.perf_counter()
-    order = torch.randperm(n, generator=gen)
-    pos = 0
+    # tokenized once, padded per batch (each epoch used to tokenize every text again)
+    enc = tokenizer(list(texts), truncation=True, max_length=s.max_len)
+    keys = list(enc.keys())
+    lengths = [len(ids) for ids in enc["input_ids"]]
+    batches: list[list[int]] = []
     for step in range(s.steps):
         if cancel is not None:
             cancel.check()
-        if pos + s.batch_size > n:
-            order, pos = torch.randperm(n, generator=gen), 0
-        idx = order[pos:pos + s.batch_size]
-        pos += s.batch_size
-        batch = tokenizer([texts[i] for i in idx.tolist()], padding=True, truncation=True,
-                          max_length=s.max_len, return_tensors="pt")
+        if not batches:
+            batches = batch_order(lengths, min(s.batch_size, n), gen, s.buckets)
+        rows = batches.pop(0)
+        batch = tokenizer.pad([{k: enc[k][i] for k in keys} for i in rows], return_tensors="pt")
+        idx = torch.as_tensor(rows)
         loss = loss_fn(model, dict(batch), labels_t[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
