@@ -228,6 +228,69 @@ def live_knob(page, url: str, store, fp: str, remeasure: bool = False) -> dict:
     return res
 
 
+def _stage(store, jid: int, after: float) -> str | None:
+    """'preview' or 'full' for the job's newest result written after ``after`` (time.time()), else None."""
+    r = store.latest_result(jid)
+    if r is None or r["created_at"] < after:
+        return None
+    return "preview" if Measurement.from_row(r["data"]).preview else "full"
+
+
+def live_repeats(page, store, fp: str, n: int = 5) -> dict:
+    """Median of ``n`` releases per setting on the warm worker, after live_knob(): the first releases were new
+    values; each further release measures the same setting again from scratch (the store's remeasure), which
+    is the same work as a new value: compress, then the preview, then the full pass. Times release -> preview
+    row, release -> full row (accuracy on the whole test split and batch-1 latency) and release -> done.
+    Then one release on a value the worker prefetched while idle (a stored neighbour) -> its point on screen."""
+    live = [t.method for t in api.methods() if api.live_knob(t.method)]
+    out: dict = {}
+    for method, label, knob in (("quant", "int8", {"bits": 8}), ("prune", "prune 50%", {"sparsity": 0.5})):
+        if method not in live:
+            continue
+        key = api.recipe_for(method, knob).key
+        (jid,) = [j["id"] for j in store.jobs(baseline=fp) if j["recipe"] == key]
+        runs = []
+        for _ in range(n - 1):
+            while store.jobs(ids=[jid])[0]["state"] != "done" or store.jobs(baseline=fp, states=("running",)):
+                time.sleep(0.1)  # a warm, idle worker at each release (prefetch may still be running: it yields)
+            store.requeue([jid], states=("done",), remeasure=True)
+            t0, wall = time.perf_counter(), time.time()
+            page.get_by_role("button", name="measure this setting").nth(live.index(method)).click()
+            got: dict = {}
+            while "done" not in got:
+                st = _stage(store, jid, wall)
+                if st and st not in got:
+                    got[st] = round(time.perf_counter() - t0, 2)
+                if st == "full" and store.jobs(ids=[jid])[0]["state"] == "done":
+                    got["done"] = round(time.perf_counter() - t0, 2)
+                time.sleep(0.02)
+            runs.append(got)
+        med = {k: round(statistics.median([r[k] for r in runs if k in r]), 2)
+               for k in ("preview", "full", "done") if any(k in r for r in runs)}
+        out[label] = {"remeasured_releases": runs, "median": med}
+    if "prune" in live:  # release on a neighbour the worker prefetched while idle
+        grid = [0.45, 0.55]
+        t_end = time.perf_counter() + 180
+        stored = []
+        while not stored and time.perf_counter() < t_end:
+            states = api.job_states(store, fp)
+            stored = [v for v in grid if states.get(api.recipe_for("prune", {"sparsity": v}).key) == "done"]
+            time.sleep(0.5)
+        if not stored:
+            out["prefetched_release"] = "skipped: no neighbour of 50% pruning was prefetched within 180 s"
+        else:
+            v = stored[0]
+            slider = page.locator('[data-testid="stSlider"]').filter(has_text="prune: sparsity").get_by_role("slider")
+            slider.focus()
+            t0 = time.perf_counter()
+            slider.press("ArrowRight" if v > 0.5 else "ArrowLeft")
+            jid = next(j["id"] for j in store.jobs(baseline=fp)
+                       if j["recipe"] == api.recipe_for("prune", {"sparsity": v}).key)
+            page.get_by_text(re.compile(rf"prune: job {jid} done")).first.wait_for(timeout=60_000)
+            out["prefetched_release"] = {"value": v, "to_point_s": round(time.perf_counter() - t0, 2)}
+    return out
+
+
 def fresh_workspace(src_store, fp: str, ws: Path):
     """A scratch workspace whose store holds only the prepared baseline (its files are used in place) and its
     own result row, so the live knob's settings are new there and their points appear on screen fresh.
@@ -252,6 +315,8 @@ def main() -> None:
     ap.add_argument("--remeasure", action="store_true", help="live knob: measure stored settings again")
     ap.add_argument("--fresh", action="store_true",
                     help="live knob on a scratch store holding only the baseline: each point is new on screen")
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="live knob: releases per setting for the medians (1 skips the repeats)")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -298,6 +363,8 @@ def main() -> None:
                 try:
                     out["live_knob"] = live_knob(page, f"http://127.0.0.1:{port}", store, b["fingerprint"],
                                                 args.remeasure)
+                    if args.repeats > 1:
+                        out["live_knob_repeats"] = live_repeats(page, store, b["fingerprint"], args.repeats)
                 finally:
                     os.killpg(proc.pid, signal.SIGTERM)
                     lock = paths.worker_lock  # the worker the app started for the live knob
