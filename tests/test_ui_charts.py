@@ -280,3 +280,4 @@ def test_the_3d_view_has_the_size_choice_the_star_the_frontier_and_clickable_poi
     faint = {j for t in methods if t.opacity < 0.5 for j in t.customdata}
     assert faint == set(df.loc[df["size_mib"] > 40, "job_id"])
     assert charts.figure_3d(df).layout.scene.yaxis.title.text == "size on disk (MiB)"
+    assert "details for" in charts3d.caption_3d() and "Click a point" not in charts3d.caption_3d()

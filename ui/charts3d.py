@@ -86,3 +86,11 @@ def figure_3d(df: pd.DataFrame, latency: str = "lat_b1", colors: dict | None = N
                                  yaxis=dict(title=st_), zaxis=dict(title="test accuracy", tickformat=".1%"),
                                  camera=dict(eye=dict(x=1.9, y=1.9, z=1.2))))  # further out: the corners stay in view
     return fig
+
+
+def caption_3d() -> str:
+    """What the 3-D view shows, and how to reach a setting's details from it."""
+    return ("Drag to rotate. Ringed: on the frontier of all three at once (no stored setting is faster, smaller and "
+            "as accurate); gold ◆ ★ best: the best setting under your constraints; faint: fails them; "
+            "◆ simulated latency, ✕ contended, ○ preview. A 3-D chart sends no clicks to the page (Streamlit passes "
+            "clicks only from 2-D charts): pick a setting under \"details for\", which starts at the best.")
