@@ -25,6 +25,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 W, H = 1100, 600  # the PNG export's size
+pytestmark = pytest.mark.filterwarnings("ignore:The kopts argument is ignored")  # plotly's note under a warm server
 
 
 def _need_chromium():
@@ -215,9 +216,11 @@ def test_the_baseline_is_exactly_as_fast_as_itself(df):
     assert r.loc[r["recipe"] == "quant(bits=8)", "speedup b1 ×"].iloc[0] == pytest.approx(13.0 / 9.7)
 
 
-def test_hovering_each_markers_centre_shows_that_setting(df, browser):
+@pytest.mark.parametrize("x,y,bubble", [("lat_b1", "accuracy", "size"), ("size", "accuracy", None),
+                                         ("lat_b1", "size", None)])
+def test_hovering_each_markers_centre_shows_that_setting(df, browser, x, y, bubble):
     best = df.index[df["recipe"] == "quant(kernel=ort,embeddings=8)"][0]
-    fig = charts.tradeoff_figure(df, "lat_b1", "accuracy", bubble="size", best_index=best, height=520,
+    fig = charts.tradeoff_figure(df, x, y, bubble=bubble, best_index=best, height=520,
                                  refs={"majority": 0.56, "tfidf": 0.79})
     page = browser.new_page(viewport={"width": 1000, "height": 700})
     page.set_content(fig.to_html(include_plotlyjs=True, full_html=True, default_width="960px"), wait_until="load")
