@@ -2,7 +2,7 @@
 import streamlit as st
 
 from compression import api
-from ui import charts, sidebar, state
+from ui import charts, comparison, sidebar, state
 
 paths, store = sidebar.page()
 fp = state.current_baseline(store)
@@ -21,8 +21,8 @@ lats = charts.latency_axes(view)  # the GPU's join where CUDA measured them; sha
 lat = st.radio("speedup and hypervolume on", lats, horizontal=True, key="cmp_lat", format_func=charts.LATENCY_NAMES.get,
                index=lats.index(state.qp("lat")) if state.qp("lat") in lats else 0)
 state.set_qp(lat=lat)
-fig_c = charts.compare_figure(view, base, "compression", colors)
-fig_s = charts.compare_figure(view, base, "speedup", colors, latency=lat)
+fig_c = comparison.compare_figure(view, base, "compression", colors)
+fig_s = comparison.compare_figure(view, base, "speedup", colors, latency=lat)
 c1, c2 = st.columns(2)
 c1.plotly_chart(fig_c, key="cmp_c", config={"displaylogo": False})
 c2.plotly_chart(fig_s, key="cmp_s", config={"displaylogo": False})
@@ -37,7 +37,9 @@ st.caption("Volume each method's settings dominate on (size ratio, same-session 
 st.dataframe(hv, hide_index=True, width="stretch",
              column_config={"hypervolume": st.column_config.NumberColumn(format="%.4f")})
 st.subheader("Ratios to the baseline")
-table = charts.ratios(view, base)
+st.caption("Each speedup is the setting timed against the baseline in the same session; the baseline's own row "
+           "is 1.00 by definition (its job timed it against itself, so any other number would be noise).")
+table = comparison.ratios(view, base)
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.2f") for c in table.columns
                             if "×" in c or c.endswith(("%", "pts"))})
@@ -47,8 +49,8 @@ e1, e2, e3, e4 = st.columns(4)
 e1.download_button("Ratios (CSV)", table.to_csv(index=False), "compare.csv", "text/csv", key="csv")
 e2.download_button("All results (CSV, fixed columns)", df[api.CSV_COLUMNS].to_csv(index=False), "results.csv",
                    "text/csv", key="csv_all")
-e3.download_button("Chart (PNG)", lambda: charts.png(fig_c), "compare.png", "image/png", key="png")
-e4.download_button("Report (HTML, offline)", lambda: charts.html_report(
+e3.download_button("Chart (PNG)", lambda: comparison.image(fig_c), "compare.png", "image/png", key="png")
+e4.download_button("Report (HTML, offline)", lambda: comparison.html_report(
     "Compression trade-offs", [fig_c, fig_s, charts.tradeoff_figure(view, lat, "accuracy", refs=refs, colors=colors)],
     [("Hypervolume per method", hv), ("Ratios to the baseline", table)],
     note=f"Baseline {store.baseline(fp)['name']} ({fp[:12]}), hardware {state.current_hardware()}. "

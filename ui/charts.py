@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from compression.pareto import best_feasible, pareto_mask, relative_hypervolume
+from ui.marks import failed, frontier_path, log_axis, passes, shared_spots
 
 # axis key -> (column, title, label column, direction)
 AXES = {
@@ -108,6 +109,16 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
               "gpu_lat_b32_p50_ms"):
         if c in df:
             df[c] = pd.to_numeric(df[c], errors="coerce")
+    # the baseline's job times the unchanged model against itself in one session: its ratio (1.04, say) is
+    # run-to-run noise, and its speedup over itself is 1 by definition
+    base = df["method"] == "baseline"
+    for col in SPEEDUP_COLS.values():
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+            df.loc[base & df[col].notna(), col] = 1.0
+            if f"{col}_note" in df:
+                df[f"{col}_note"] = df[f"{col}_note"].astype(object)
+                df.loc[base & df[col].notna(), f"{col}_note"] = "1.00x (the baseline itself)"
     df["hover"] = [hover_text(r) for r in df.to_dict("records")]
     return df
 
@@ -209,14 +220,20 @@ def drawn(df: pd.DataFrame, on: pd.Series, keep=(), limit: int = MAX_DRAWN) -> p
 
 def tradeoff_figure(df: pd.DataFrame, x: str = "lat_b1", y: str = "accuracy", bubble: str | None = None,
                     refs: dict | None = None, best_index=None, live=(), colors: dict | None = None,
-                    error_bars: bool = True, height: int = 520) -> go.Figure:
-    """One 2-D trade-off chart: a trace per method, the frontier as a line, the best point as a star.
+                    error_bars: bool = True, height: int = 520, constraints: dict | None = None,
+                    latency: str | None = None) -> go.Figure:
+    """One 2-D trade-off chart: a trace per method, the frontier as a staircase, the best point as a star.
 
-    ``df`` is ``prepare``'d; ``refs`` holds majority/tfidf accuracies drawn as reference lines;
-    ``live`` is a list of job ids from the live knob, ringed beside the frontier.
+    ``df`` is ``prepare``'d; ``refs`` holds majority/tfidf accuracies drawn as reference lines; ``live`` is
+    a list of job ids from the live knob, ringed beside the frontier; ``constraints`` (``max_mib``,
+    ``max_ms`` on ``latency``, ``min_acc``) dims the points that fail them. Small markers are drawn over
+    big ones, and a latency axis spanning more than 10× is logarithmic.
     """
-    (xc, xt, _, _), (yc, yt, _, _) = AXES[x], AXES[y]
-    glyph = label_col(x if x in LATENCY_AXES else y)
+    (xc, xt, _, _), (yc, yt, _, yd) = AXES[x], AXES[y]
+    on_latency = x in LATENCY_AXES or y in LATENCY_AXES
+    # only a chart with a latency on it wears latency glyphs: elsewhere a contended timing changes nothing
+    glyph = label_col(x if x in LATENCY_AXES else y) if on_latency else "accuracy_label"
+    latency = latency or (x if x in LATENCY_AXES else y if y in LATENCY_AXES else "lat_b1")
     colors = colors or method_colors(df["method"])
     fig = go.Figure()
     on = frontier(df, x, y) if len(df) else pd.Series(dtype=bool)
@@ -225,35 +242,62 @@ def tradeoff_figure(df: pd.DataFrame, x: str = "lat_b1", y: str = "accuracy", bu
         fig.add_annotation(text=f"showing {len(shown):,} of {len(df):,} settings: every frontier point, the rest "
                                 f"a fixed sample", xref="paper", yref="paper", x=0, y=1.06, showarrow=False,
                            xanchor="left", font=dict(size=11, color="#555"))
-    for method, g in df.loc[shown].groupby("method", sort=True):
+    d = df.loc[shown].copy()
+    logs = (x in LATENCY_AXES and log_axis(d[xc]), y in LATENCY_AXES and log_axis(d[yc]))
+    d["_size"] = _size_markers(d["size_mib"]) if bubble else 11.0
+    cons = {k: v for k, v in (constraints or {}).items() if v is not None}
+    d["_ok"] = passes(d, **cons, lat_col=AXES[latency][0])
+    d["_hover"] = d["hover"]
+    fails = [failed(r, **cons, lat_col=AXES[latency][0]) for r in d.to_dict("records")] if cons else [""] * len(d)
+    radius = d["_size"].to_numpy() / 2  # the star (26 px) and the live ring (30 px) cover more than their point
+    radius = np.where(d.index == best_index, np.maximum(radius, 13), radius)
+    radius = np.where(d["job_id"].isin(list(live)), np.maximum(radius, 15), radius)
+    also = shared_spots(d, xc, yc, radius, logs, accuracy_range(df, refs) if yc == "accuracy" else None,
+                        limit=MAX_DRAWN)
+    d["_hover"] = [(f"<i>fails your constraints: {f}</i><br>" if f else "") + h +
+                   (f"<br><i>also at this spot: {', '.join(a[:6])}{' …' if len(a) > 6 else ''}</i>" if a else "")
+                   for h, f, a in zip(d["hover"], fails, also)]
+    # bigger markers first, so a small one is drawn over a big one; one trace per method and size layer
+    d["_layer"] = -np.round(d["_size"].to_numpy() / 6)
+    legend_done, rank = set(), {m: i for i, m in enumerate(sorted(set(d["method"])))}  # legend stays alphabetical
+    for (_, method), g in d.sort_values("_size", ascending=False, kind="stable").groupby(["_layer", "method"],
+                                                                                          sort=True):
         err = None
         if error_bars and yc == "accuracy" and g["accuracy_lo"].notna().any():
             err = dict(type="data", array=(g["accuracy_hi"] - g["accuracy"]).to_numpy(dtype=float),
                        arrayminus=(g["accuracy"] - g["accuracy_lo"]).to_numpy(dtype=float), thickness=1, width=2)
         fig.add_trace(go.Scatter(
             x=g[xc], y=g[yc], mode="markers", name=str(method), error_y=err, customdata=g["job_id"],
-            hovertext=g["hover"], hoverinfo="text",
-            marker=dict(color=colors.get(method, "#888"), size=_size_markers(g["size_mib"]) if bubble else 11,
+            hovertext=g["_hover"], hoverinfo="text", legendgroup=str(method), showlegend=method not in legend_done,
+            legendrank=rank[method],
+            marker=dict(color=colors.get(method, "#888"), size=g["_size"].to_numpy(),
                         symbol=[SYMBOLS.get(lab, "circle") for lab in g[glyph]],
-                        line=dict(width=[2.5 if f else 0.5 for f in on[g.index]], color="black"), opacity=0.85)))
-    f = df[on].sort_values(xc)
+                        opacity=np.where(g["_ok"], 0.85, 0.2),
+                        line=dict(width=[2.5 if f else 0.5 for f in on[g.index]], color="black"))))
+        legend_done.add(method)
+    f = df[on]
     if len(f):
-        fig.add_trace(go.Scatter(x=f[xc], y=f[yc], mode="lines", name="Pareto frontier", hoverinfo="skip",
+        worst_y = d[yc].min() if yd == "max" else d[yc].max()
+        xs, ys = frontier_path(f, xc, yc, d[xc].max(), worst_y)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="Pareto frontier", hoverinfo="skip",
                                  line=dict(color="black", width=1.5, dash="dot")))
-    for lab in sorted(set(df[glyph].dropna())):
+    for lab in sorted(set(d[glyph].dropna())) if on_latency else ():
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{lab} latency",
                                  marker=dict(symbol=SYMBOLS.get(lab, "circle"), color="#999", size=10),
                                  legendgroup="glyphs"))
+    if cons and not d["_ok"].all():
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="faint: fails your constraints",
+                                 marker=dict(symbol="circle", color="#999", size=10, opacity=0.2)))
     live_rows = df[df["job_id"].isin(list(live))]
     if len(live_rows):
         fig.add_trace(go.Scatter(x=live_rows[xc], y=live_rows[yc], mode="markers", name="live knob",
-                                 hovertext=live_rows["hover"], hoverinfo="text", customdata=live_rows["job_id"],
+                                 hovertext=d["_hover"].reindex(live_rows.index).fillna(live_rows["hover"]), hoverinfo="text", customdata=live_rows["job_id"],
                                  marker=dict(symbol="circle-open", size=30, color="#d62728", line=dict(width=3))))
     if best_index is not None and best_index in df.index:
         b = df.loc[[best_index]]
         fig.add_trace(go.Scatter(x=b[xc], y=b[yc], mode="markers", name=f"best feasible: {b['recipe'].iloc[0]}",
-                                 hovertext=b["hover"], hoverinfo="text", customdata=b["job_id"],
-                                 marker=dict(symbol="star", size=26, color="gold", line=dict(width=2, color="black"))))
+                                 hovertext=d["_hover"].reindex(b.index).fillna(b["hover"]), hoverinfo="text",
+                                 customdata=b["job_id"], marker=dict(symbol="star", size=26, color="gold", line=dict(width=2, color="black"))))
     if refs and yc == "accuracy":
         for key, name in (("majority", "majority class"), ("tfidf", "TF-IDF + logistic regression")):
             if refs.get(key) is not None:
@@ -262,44 +306,45 @@ def tradeoff_figure(df: pd.DataFrame, x: str = "lat_b1", y: str = "accuracy", bu
                               annotation_position="bottom right")
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=xt, yaxis_title=yt,
                       legend=dict(orientation="v"), clickmode="event+select", hovermode="closest")
+    fit_axes(fig)
+    if logs[0]:
+        fig.update_xaxes(type="log", title_text=f"{xt}, log scale")
+    if logs[1]:
+        fig.update_yaxes(type="log", title_text=f"{yt}, log scale")
     if yc == "accuracy":
         fig.update_yaxes(tickformat=".1%", range=accuracy_range(df, refs))
     return fig
 
 
-def figure_3d(df: pd.DataFrame, latency: str = "lat_b1", colors: dict | None = None, height: int = 560) -> go.Figure:
-    """Latency, size and accuracy in one rotatable view; frontier points (all three objectives) ringed."""
-    lc = AXES[latency][0]
-    colors = colors or method_colors(df["method"])
-    ok = eligible(df, [lc, "size_mib", "accuracy"])
-    on = pd.Series(False, index=df.index)
-    if ok.any():
-        on[ok] = pareto_mask(df[ok], {lc: "min", "size_mib": "min", "accuracy": "max"})
-    fig = go.Figure()
-    for method, g in df.groupby("method", sort=True):
-        fig.add_trace(go.Scatter3d(x=g[lc], y=g["size_mib"], z=g["accuracy"], mode="markers", name=str(method),
-                                   hovertext=g["hover"], hoverinfo="text", customdata=g["job_id"],
-                                   marker=dict(size=[9 if f else 5 for f in on[g.index]],
-                                               color=colors.get(method, "#888"),
-                                               symbol=[{"simulated": "diamond", "contended": "x"}.get(l, "circle")
-                                                       for l in g[label_col(latency)]])))
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0),
-                      scene=dict(xaxis_title=AXES[latency][1], yaxis_title="size (MiB)", zaxis_title="accuracy",
-                                 zaxis=dict(tickformat=".1%")))
+def caption(x: str, y: str, bubble: bool = False) -> str:
+    """What the glyphs, bubbles, bars and frontier of one 2-D view mean, true for that view."""
+    on_latency = x in LATENCY_AXES or y in LATENCY_AXES
+    parts = (["Glyphs: ● measured latency, ◆ simulated (no fast kernel here), ✕ contended (left off the frontier), "
+              "○ preview (a sample of the test split; left off until its full measurement lands)."] if on_latency else
+             ["No latency on this view, so the frontier uses every fully measured setting, contended timings "
+              "included; ○ preview (a sample of the test split) stays off until its full measurement lands."])
+    parts.append("Dotted staircase = Pareto frontier (nothing stored is better on both axes); faint points fail "
+                 "your constraints.")
+    if bubble:
+        parts.append("Bubble area = size on disk; small bubbles are drawn over big ones.")
+    if y == "accuracy":
+        parts.append("Error bars = 95% bootstrap CI of accuracy.")
+    return " ".join(parts + ["Click a point for details."])
+
+
+def fit_axes(fig: go.Figure) -> go.Figure:
+    """Axis titles and tick labels that fit inside the figure whatever the template (Streamlit's, set on
+    import, has no automargin: an export then cut the y labels down to "%" and laid the x title over the
+    ticks)."""
+    fig.update_xaxes(automargin=True, title_standoff=12)
+    fig.update_yaxes(automargin=True, title_standoff=10)
     return fig
 
 
-def ratios(df: pd.DataFrame, base: dict) -> pd.DataFrame:
-    """Per result: compression ratio, speedups and accuracy change against the baseline, each labelled."""
-    out = pd.DataFrame({
-        "job": df["job_id"], "method": df["method"], "recipe": df["recipe"],
-        "compression ×": base["size_mib"] / df["size_mib"], "size label": df["size_label"],
-        "speedup b1 ×": df["speedup_b1"], "speedup b32 ×": df["speedup_b32"], "latency label": df["latency_label"],
-        "speedup note": df["speedup_b1_note"],
-        "accuracy %": df["accuracy"] * 100, "change pts": df["accuracy_delta"] * 100,
-        "accuracy label": df["accuracy_label"],
-    })
-    return out.sort_values(["method", "compression ×"]).reset_index(drop=True)
+def figure_3d(*args, **kw) -> go.Figure:
+    """The 3-D view (``ui.charts3d.figure_3d``), reachable from here like every other chart."""
+    from ui.charts3d import figure_3d as draw  # charts3d builds on this module's helpers
+    return draw(*args, **kw)
 
 
 def hypervolumes(df: pd.DataFrame, base: dict, majority: float, latency: str = "lat_b1") -> pd.DataFrame:
@@ -314,44 +359,3 @@ def hypervolumes(df: pd.DataFrame, base: dict, majority: float, latency: str = "
             clean, base["size_mib"], 1.0, majority, latency_col="latency_ratio"),
             "left out (contended or preview)": len(g) - len(clean)})
     return pd.DataFrame(rows, columns=["method", "settings", "hypervolume", "left out (contended or preview)"])
-
-
-def compare_figure(df: pd.DataFrame, base: dict, against: str = "compression", colors: dict | None = None,
-                   height: int = 440, latency: str = "lat_b1") -> go.Figure:
-    """Accuracy against compression ratio (or speedup on a latency axis), one curve per method."""
-    colors = colors or method_colors(df["method"])
-    xcol = "compression" if against == "compression" else SPEEDUP_COLS[latency]
-    glyph = label_col(latency) if against != "compression" else "latency_label"
-    d = df.assign(compression=base["size_mib"] / df["size_mib"])
-    if xcol in d:
-        d[xcol] = pd.to_numeric(d[xcol], errors="coerce")
-    fig = go.Figure()
-    for method, g in d.groupby("method", sort=True):
-        g = g.dropna(subset=[xcol, "accuracy"]).sort_values(xcol)
-        mode = "lines+markers" if method != "baseline" else "markers"
-        fig.add_trace(go.Scatter(x=g[xcol], y=g["accuracy"], mode=mode,
-                                 name=str(method), hovertext=g["hover"], hoverinfo="text",
-                                 marker=dict(color=colors.get(method, "#888"), size=10,
-                                             symbol=[SYMBOLS.get(l, "circle") for l in g[glyph]])))
-    title = ("compression ratio (baseline size / size, measured)" if xcol == "compression"
-             else f"speedup at {LATENCY_NAMES[latency]} (same-session ratio; glyph = latency label)")
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=title,
-                      yaxis_title="test accuracy (measured)")
-    fig.update_yaxes(tickformat=".1%", range=accuracy_range(d))
-    return fig
-
-
-def html_report(title: str, figures: list[go.Figure], tables: list[tuple[str, pd.DataFrame]], note: str = "") -> str:
-    """A standalone HTML page: plotly.js embedded once (works offline), then the figures and tables."""
-    parts = [f"<html><head><meta charset='utf-8'><title>{title}</title></head><body style='font-family:sans-serif'>",
-             f"<h1>{title}</h1><p>{note}</p>"]
-    for i, fig in enumerate(figures):
-        parts.append(fig.to_html(include_plotlyjs=True if i == 0 else False, full_html=False))
-    for name, t in tables:
-        parts.append(f"<h2>{name}</h2>" + t.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
-    return "\n".join(parts + ["</body></html>"])
-
-
-def png(fig: go.Figure, width: int = 1100, height: int = 600) -> bytes:
-    """The figure as PNG through kaleido (which finds Debian's Chromium by itself)."""
-    return fig.to_image(format="png", width=width, height=height)
