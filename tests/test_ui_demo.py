@@ -163,3 +163,21 @@ def test_details_panel_prints_the_description_once(ws):
     desc = str(q["description"])
     assert desc and sum(m.value.count(desc) for m in at.markdown) == 1
     assert "with its tokenizer and a README" in at.get("download_button")[0].proto.label
+
+
+def test_disagreements_run_the_models_on_a_bounded_sample_when_no_answers_are_stored(ws_copy):
+    from ui import playground
+
+    store, _ = stored(ws_copy)
+    fp = store.baselines()[0]["fingerprint"]
+    q = next(r for r in store.results(baseline=fp) if r["recipe"] != "[]")
+    data = {k: v for k, v in api.result_data(store, q["job_id"]).items() if k != "predictions"}
+    (jid,) = store.enqueue(fp, [api.recipe_for("quant", {"bits": 4}).key], api.hardware_id())
+    store.finish(jid, {**data, "recipe_name": "quant(bits=4)"})  # a result stored without per-row answers
+    seen = []
+    found, source = playground.disagreements(store, fp, api.results_frame(store), [jid],
+                                             progress=lambda f, msg: seen.append((f, msg)), sample=40)
+    assert source.startswith("a run of each model on the first 40 of ")
+    assert seen[-1][0] == 1.0 and any("quant(bits=4)" in m for _, m in seen)
+    assert list(found.columns) == ["text", "true label", "original says", "quant(bits=4) says"]
+    assert len(found) <= 40

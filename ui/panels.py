@@ -264,7 +264,7 @@ def autorefresh(store, fp: str) -> None:
     if not jobs:
         return
     ss = st.session_state
-    live = {jid for jid, _ in ss.get("live_jobs", {}).values()}
+    live = {jid for jid, _ in ss.get("live_jobs", {}).values()} if ss.get("live_on") else set()
     every = poll_seconds(jobs, live)
     ss["_seen"], ss["_polled"], ss["_timing"] = api.store_version(store), time.monotonic(), any(map(timing, jobs))
     ss["_watch_note"] = len(jobs)
