@@ -82,7 +82,7 @@ def disagreements(store, fp: str, df: pd.DataFrame, job_ids: list[int],
     if base.get("predictions") is not None and all(p is not None and len(p) == n for p in preds.values()):
         b = np.asarray(base["predictions"])
         got = {j: np.asarray(p) for j, p in preds.items()}
-        source = f"stored predictions on all {n:,} test sentences (measured)"
+        source = f"the stored answers on all {n:,} test sentences, measured"
     else:
         rows = min(sample, n)
         texts = test["text"].iloc[:rows].tolist()
@@ -102,7 +102,8 @@ def disagreements(store, fp: str, df: pd.DataFrame, job_ids: list[int],
         if progress:
             progress(1.0, "done")
         b = got.pop("original")
-        source = f"a run of each model on the first {rows:,} of {n:,} test sentences (no stored per-row answers)"
+        source = (f"a run of each model on the first {rows:,} of {n:,} test sentences, "
+                  "since no per-row answers are stored")
     idx = sorted(set().union(*(np.flatnonzero(p != b[:len(p)]).tolist() for p in got.values())) if got else set())
     out = pd.DataFrame({"text": test["text"].to_numpy()[idx],
                         "true label": [name(int(test["label"].iloc[i])) for i in idx],

@@ -86,7 +86,7 @@ def estimate_seconds(df, method: str) -> tuple[float | None, str, str]:
         return None, "no estimate: nothing has run here yet", ""
     own = df[df["method"] == method]["seconds_total"].dropna().tolist()
     if own:
-        return statistics.median(own), "measured here", f"the median of {_jobs(len(own))} of {method}"
+        return statistics.median(own), "measured here", f"the median of {len(own)} {method} job{'s' * (len(own) != 1)}"
     if not _post_training(method):
         return None, (f"no estimate: {method} trains and has not run here yet, "
                       "so other methods' times do not carry over"), ""
