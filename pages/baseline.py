@@ -10,11 +10,13 @@ st.title("Baseline")
 st.caption("A baseline is a model plus a labelled dataset. A model without a head for the dataset's labels is "
            "fine-tuned once in the background worker (refreshing the browser does not stop it) and cached.")
 try:
-    req = baseline_form.source_form(paths)
+    req, missing = baseline_form.source_form(paths)
 except api.UserError as e:
     st.error(str(e))
-    req = None
-if st.button("Prepare this baseline", type="primary", disabled=req is None, key="prepare"):
+    req, missing = None, "Prepare is greyed out until the error above is fixed."
+if missing:
+    st.caption(missing)
+if st.button("Prepare this baseline", type="primary", disabled=req is None, key="prepare", help=missing):
     try:
         new = api.register_baseline(store, **req)
     except (api.UserError, api.SpecError) as e:

@@ -1,4 +1,5 @@
-"""Playground: type a sentence; see the baseline's prediction beside the chosen compressed models'."""
+"""Playground: type a sentence; see the original's prediction beside the picked compressed models', in picked order,
+and find test sentences where they disagree."""
 import streamlit as st
 
 from compression import api
@@ -30,9 +31,31 @@ with st.spinner("Running the models…"):
     except api.UserError as e:
         st.error(str(e))
         st.stop()
-st.dataframe(table, hide_index=True, width="stretch")
-st.caption("Confidence is the model's softmax probability. 'This call' is one timing inside the app while it "
-           "serves the page, hence contended; the stored latency is the worker's protocol timing, with its label.")
+st.dataframe(playground.highlight(table), hide_index=True, width="stretch")
+st.caption("Rows follow the order you picked the models in, the original first; a highlighted row gives a "
+           "different answer from the original's. Confidence is the model's softmax probability (how sure it is, "
+           "0–100%). The latency is the worker's stored batch-1 timing of that model, with its label.")
+
+if chosen and st.button("Find test sentences where these models disagree with the original", key="find_disagree"):
+    bar = st.progress(0.0, "reading the stored answers…")
+    try:
+        found, source = playground.disagreements(store, fp, df, [int(j) for j in chosen],
+                                                 progress=lambda f, msg: bar.progress(f, msg))
+    except api.UserError as e:
+        st.error(str(e))
+    else:
+        st.session_state["disagreements"] = (tuple(chosen), found, source)
+    bar.empty()
+kept = st.session_state.get("disagreements")
+if kept and kept[0] == tuple(chosen):
+    _, found, source = kept
+    st.markdown(f"**{len(found)} test sentence{'s' * (len(found) != 1)} where a picked model disagrees with the "
+                f"original** (from {source}).")
+    if len(found):
+        st.dataframe(found.head(500), hide_index=True, width="stretch")
+        st.selectbox("try one of them above", [""] + found["text"].head(500).tolist(), key="try_disagree",
+                     on_change=lambda: st.session_state.update(sentence=st.session_state["try_disagree"] or
+                                                               st.session_state.get("sentence", "")))
 st.subheader("What each model did, in plain words")
 for _, r in table.iterrows():
     st.markdown(f"- **{r['model']}**: {r.get('what it did', '')}")

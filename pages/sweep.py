@@ -22,7 +22,7 @@ chosen = st.multiselect("methods", list(names), default=default, key="sweep_meth
 state.set_qp(sweep=chosen or None)
 df = state.results(store, fp)
 existing = api.job_states(store, fp)
-plan, total, fresh_n, seconds = {}, 0, 0, 0.0
+plan, total, fresh_n, seconds, unknown = {}, 0, 0, 0.0, 0
 for m in chosen:
     with st.expander(f"{names[m]}: {widgets.explain(m)}", expanded=True):
         if m in refused:
@@ -36,23 +36,38 @@ for m in chosen:
             st.error(str(e))
             continue
         fresh = [r for r in recipes if r.key not in existing]
-        per = widgets.estimate_seconds(df, m)
-        est = f"about {widgets.fmt_seconds(per * len(fresh))} at {per:.1f} s per job (measured here)" if per else \
-            "time unknown until the first job lands"
-        st.caption(f"{len(recipes)} settings, {len(fresh)} not yet stored: {est}.")
+        per, basis, detail = widgets.estimate_seconds(df, m)
         if not recipes:
             st.error("This sweep is empty: pick at least one value for each knob.")
+        elif not fresh:
+            st.caption(f"{widgets.settings(len(recipes))}, every one already stored: nothing to run.")
+        else:
+            est = (f"about {widgets.fmt_seconds(per * len(fresh))} at {per:.1f} s per job ({basis})" if per else basis)
+            est += f"; {detail}" if detail else ""
+            st.caption(f"{widgets.settings(len(recipes))}, {len(fresh)} not yet stored: {est}.")
         plan[m], total, fresh_n = values, total + len(recipes), fresh_n + len(fresh)
         seconds += (per or 0) * len(fresh)
+        unknown += bool(fresh and not per)
 
-st.markdown(f"**{total} settings in all, {fresh_n} to run**" +
-            (f", about {widgets.fmt_seconds(seconds)} of worker time." if seconds else "."))
+if plan and total and not fresh_n:
+    states = [existing.get(r.key) for m, v in plan.items() for r in api.expand_recipes(m, v)]
+    pending, failed = sum(s in ("queued", "running") for s in states), sum(s in ("failed", "cancelled") for s in states)
+    nothing = (f"Nothing to run: all {total} {'setting is' if total == 1 else 'settings are'} already stored"
+               + (f"; {pending} of them queued or running now" if pending else "")
+               + (f"; {failed} failed or cancelled (Retry failed, below, runs them again)" if failed else "") + ".")
+    st.markdown(f"**{nothing}**")
+else:
+    nothing = None
+    st.markdown(f"**{total} settings in all, {fresh_n} to run**" +
+                (f", about {widgets.fmt_seconds(seconds)} of worker time" if seconds else "") +
+                (f" (plus {unknown} method{'s' * (unknown > 1)} with no estimate)." if seconds and unknown else "."))
 where = st.radio("run on", ["this machine", "a Ray cluster"], horizontal=True, key="run_on",
                  help="A Ray cluster runs one job per node at a time; the node that ran each job is listed below.")
 address = st.text_input("Ray cluster address (HOST:PORT)", key="ray_address",
                         help="Needs `pip install -r requirements-ray.txt` and RAY_AUTH_MODE set for this app") \
     if where == "a Ray cluster" else None
-if st.button("Queue this sweep", type="primary", disabled=not plan, key="enqueue"):
+if st.button("Queue this sweep", type="primary", disabled=not plan or not fresh_n, key="enqueue",
+             help=nothing):
     try:
         ids = [api.enqueue_sweep(store, fp, m, v)[0] for m, v in plan.items()]
     except (api.SpecError, api.UserError) as e:

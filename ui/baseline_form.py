@@ -2,7 +2,7 @@
 
 Example::
 
-    >>> req = source_form(paths)        # {"model": ..., "dataset": ..., "text_col": ..., ...} or None
+    >>> req, why = source_form(paths)   # ({"model": ..., "dataset": ..., ...}, None) or (None, "Prepare is ...")
     >>> fp = api.register_baseline(store, **req)
 """
 from __future__ import annotations
@@ -22,8 +22,9 @@ def _guess(cols: list[str], names, fallback: int) -> int:
     return next((low.index(n) for n in names if n in low), min(fallback, len(cols) - 1))
 
 
-def source_form(paths) -> dict | None:
-    """Draw the pickers; returns register_baseline keyword arguments, or None while input is incomplete."""
+def source_form(paths) -> tuple[dict | None, str | None]:
+    """Draw every picker; returns (register_baseline keyword arguments, None), or (None, one sentence saying
+    what is missing) while the input is incomplete. A half-filled model choice keeps the dataset pickers."""
     c1, c2 = st.columns(2)
     kind = c1.radio("model", ["default", "local", "hub"], key="model_kind", horizontal=True,
                     format_func={"default": "embedded all-MiniLM-L6-v2", "local": "local folder", "hub": "Hub id"}.get)
@@ -31,8 +32,10 @@ def source_form(paths) -> dict | None:
     if kind != "default":
         model = c1.text_input("model folder" if kind == "local" else "Hub id (needs a network)", key="model_ref",
                               placeholder="/path/to/hf-folder" if kind == "local" else "bert-base-uncased").strip()
-        if not model:
-            return None
+        missing = None if model else (f"Prepare is greyed out until you type the model's "
+                                      f"{'folder' if kind == 'local' else 'Hub id'} on the left.")
+    else:
+        missing = None
     dkind = c2.radio("dataset", ["default", "upload", "path", "hub"], key="data_kind", horizontal=True,
                      format_func={"default": "embedded Rotten Tomatoes", "upload": "upload CSV", "path": "CSV path",
                                   "hub": "Hub name"}.get)
@@ -41,20 +44,23 @@ def source_form(paths) -> dict | None:
         f = c2.file_uploader("CSV, TSV, JSON lines or Parquet with a text and a label column",
                              type=["csv", "tsv", "jsonl", "json", "parquet"], key="upload")
         if f is None:
-            return None
-        data = f.getvalue()
-        dest = paths.workspace / "uploads" / f"{hashlib.sha256(data).hexdigest()[:12]}-{f.name}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
-        dataset = str(dest)
+            dataset = ""
+        else:
+            data = f.getvalue()
+            dest = paths.workspace / "uploads" / f"{hashlib.sha256(data).hexdigest()[:12]}-{f.name}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+            dataset = str(dest)
     elif dkind == "path":
         dataset = c2.text_input("CSV or TSV path", key="data_path", placeholder="/path/to/reviews.csv",
                                 help="also a JSON lines (.jsonl) or Parquet (.parquet) file").strip()
     elif dkind == "hub":
         dataset = "hub:" + c2.text_input("Hub dataset name", key="data_hub", placeholder="imdb").strip()
-    if dkind != "default":
-        if dataset in ("", "hub:"):
-            return None
+    if dkind != "default" and dataset in ("", "hub:"):
+        what = {"upload": "upload the dataset file", "path": "type the dataset's path",
+                "hub": "type the dataset's Hub name"}
+        missing = missing or f"Prepare is greyed out until you {what[dkind]} on the right."
+    elif dkind != "default":
         if dkind != "hub":
             encoding = c2.text_input("file encoding", "utf-8", key="encoding",
                                      help="for a CSV/TSV/JSON lines file that is not UTF-8: latin-1, cp1252, ...")
@@ -73,5 +79,7 @@ def source_form(paths) -> dict | None:
         seq_len = t4.number_input("sequence length (0: from the data)", 0, 8192, 0, key="seq_len",
                                   help="tokens per input for training and every measurement; 0 picks the 95th "
                                        "percentile of the training texts' lengths (64 for the embedded dataset)")
+    if missing:
+        return None, missing
     return dict(model=model, dataset=dataset, text_col=text_col, label_col=label_col, train_steps=int(steps),
-                lr=float(lr), seed=int(seed), seq_len=int(seq_len) or None, encoding=encoding)
+                lr=float(lr), seed=int(seed), seq_len=int(seq_len) or None, encoding=encoding), None

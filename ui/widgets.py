@@ -76,14 +76,42 @@ def knob_values(method: str, advanced: bool = False) -> dict[str, list]:
     return values
 
 
-def estimate_seconds(df, method: str) -> float | None:
-    """Median measured seconds per job for this method, else over every stored job; None when none."""
+def estimate_seconds(df, method: str) -> tuple[float | None, str, str]:
+    """Seconds per job for a method, where that number comes from, and a detail, in words.
+
+    The median of this method's own stored jobs is measured here. A post-training method never run here is
+    estimated from the other post-training methods' jobs; a method that trains gets no estimate until one of
+    its own jobs lands, since training takes far longer than anything else's timing says."""
     if df is None or df.empty or "seconds_total" not in df:
-        return None
+        return None, "no estimate: nothing has run here yet", ""
     own = df[df["method"] == method]["seconds_total"].dropna().tolist()
-    every = df[df["method"] != "baseline"]["seconds_total"].dropna().tolist() or df["seconds_total"].dropna().tolist()
-    vals = own or every
-    return statistics.median(vals) if vals else None
+    if own:
+        return statistics.median(own), "measured here", f"the median of {len(own)} {method} job{'s' * (len(own) != 1)}"
+    if not _post_training(method):
+        return None, (f"no estimate: {method} trains and has not run here yet, "
+                      "so other methods' times do not carry over"), ""
+    fast = {m for m in df["method"].unique() if m != "baseline" and _post_training(m)}
+    vals = df[df["method"].isin(fast)]["seconds_total"].dropna().tolist()
+    if not vals:
+        return None, "no estimate: no post-training method has run here yet", ""
+    return (statistics.median(vals), f"estimated from the median of {_jobs(len(vals))} of other post-training "
+            f"methods here: {', '.join(sorted(fast))}", f"{method} has not run here yet")
+
+
+def _jobs(n: int) -> str:
+    return f"{n} job{'s' * (n != 1)}"
+
+
+def _post_training(method: str) -> bool:
+    try:
+        return api.entry(method).post_training
+    except api.SpecError:
+        return False
+
+
+def settings(n: int) -> str:
+    """'1 setting' / '3 settings'."""
+    return f"{n} setting{'s' * (n != 1)}"
 
 
 def fmt_seconds(s: float) -> str:
