@@ -48,7 +48,7 @@ CATALOGUE: dict[str, Method] = {
     "cast": Method(CastSpec, "cast:cast", post_training=True, live_knob="dtype",
                    examples=(CastSpec(dtype="fp16"), CastSpec(dtype="bf16"))),  # bf16 keeps fewer digits
     "prune": Method(PruneSpec, "prune:prune", post_training=True, live_knob="sparsity",
-                    examples=(PruneSpec(sparsity=0.2, criterion="wanda"), PruneSpec(sparsity=0.95))),
+                    examples=(PruneSpec(sparsity=0.2, criterion="sparsegpt"), PruneSpec(sparsity=0.95))),
     "lowrank": Method(LowRankSpec, "lowrank:factorize", post_training=True, live_knob="rank_fraction",
                       examples=(LowRankSpec(energy=0.999), LowRankSpec(rank=1))),
     "distill": Method(DistillSpec, "distill:distill", post_training=False, live_knob=None,
@@ -62,7 +62,8 @@ CATALOGUE: dict[str, Method] = {
                                 NeuronsSpec(fraction=0.9, importance="grad"))),
     "layers": Method(LayersSpec, "structured:drop_layers", post_training=False, live_knob=None,
                      examples=(LayersSpec(fraction=0.5, importance="norm"),
-                               LayersSpec(fraction=0.5, importance="grad", recover_steps=3))),
+                               LayersSpec(fraction=0.5, importance="grad", recover_steps=3, recover_alpha=0.5,
+                                          recover_hidden=0.5))),  # the kept layers' map, in every family
 }
 
 

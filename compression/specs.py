@@ -174,7 +174,10 @@ def recovery_knobs():
                  help="recovery loss: this share is the labels' cross-entropy, the rest the original model's "
                       "softened answers (T^2 x KL, distillation-aware recovery); 1 = labels only"),
             knob(2.0, lo=0.0, hi=20.0, step=0.5, lo_open=True, unit="",
-                 help="temperature that softens the original model's answers in recovery"))
+                 help="temperature that softens the original model's answers in recovery"),
+            knob(0.0, lo=0.0, hi=10.0, step=0.05, unit="",
+                 help="recovery loss: add this weight x the mean squared difference between the model's hidden "
+                      "states and the original's (layer by layer where layers match; 0 = off)"))
 
 
 @dataclass(frozen=True)
@@ -187,10 +190,11 @@ class PruneSpec(Spec):
                            help="share of the encoder's Linear weights set to zero")
     scope: str = knob("global", choices=("global", "layer"),
                       help="magnitude: one threshold over all layers, or the same sparsity in each layer "
-                           "(wanda and N:M patterns compare within each output row)")
-    criterion: str = knob("magnitude", choices=("magnitude", "wanda"),
+                           "(wanda, sparsegpt and N:M patterns compare within each output row)")
+    criterion: str = knob("magnitude", choices=("magnitude", "wanda", "sparsegpt"),
                           help="magnitude = |weight|; wanda = |weight| x the norm of its input on calibration "
-                               "text from the train split (Sun et al. 2023)")
+                               "text from the train split (Sun et al. 2023); sparsegpt = also update the kept "
+                               "weights to make up for the pruned ones, from the same text (Frantar & Alistarh 2023)")
     pattern: str = knob("unstructured", choices=("unstructured", "2:4", "4:8"),
                         help="N:M keeps the N largest of every M consecutive weights in a row (sparsity 0.5)")
     recover_steps: int = knob(0, lo=0, hi=20000, step=1, unit="steps",
@@ -201,8 +205,12 @@ class PruneSpec(Spec):
                                    help="sparsity where the poly schedule starts")
     recover_alpha: float = recovery_knobs()[0]
     recover_temperature: float = recovery_knobs()[1]
+    recover_hidden: float = recovery_knobs()[2]
 
     def check(self):
+        if self.schedule == "poly" and self.criterion == "sparsegpt":
+            raise SpecError("prune.criterion=sparsegpt prunes and updates the weights once: use schedule=none "
+                            "(recover_steps still fine-tune), or criterion=wanda for a gradual schedule")
         if self.schedule == "poly" and self.recover_steps < 10:
             raise SpecError("prune.schedule=poly prunes gradually while fine-tuning: give recover_steps >= 10")
         if self.initial_sparsity > self.sparsity:
@@ -216,10 +224,11 @@ class PruneSpec(Spec):
                 raise SpecError(f"prune.pattern={self.pattern} is reached in one step: use schedule=none")
 
     def describe(self) -> str:
-        teach = " copying the original's answers" if self.recover_alpha < 1 else ""
+        teach = " copying the original's answers" if self.recover_alpha < 1 or self.recover_hidden else ""
         rec = f", then {self.recover_steps} fine-tuning steps{teach}" if self.recover_steps else ""
         grad = " gradually" if self.schedule == "poly" else ""
-        how = " (the least useful for typical inputs)" if self.criterion == "wanda" else ""
+        how = {"magnitude": "", "wanda": " (the least useful for typical inputs)",
+               "sparsegpt": " (the least useful for typical inputs, the rest adjusted to make up)"}[self.criterion]
         pat = f" in a {self.pattern} pattern" if self.pattern != "unstructured" else ""
         return f"{self.sparsity:.0%} of the encoder's weights set to zero{how}{pat}{grad}{rec}"
 
@@ -299,6 +308,7 @@ def _structured(what: str):
                                   help="fine-tuning steps after removal (0 = none)")
         recover_alpha: float = recovery_knobs()[0]
         recover_temperature: float = recovery_knobs()[1]
+        recover_hidden: float = recovery_knobs()[2]
     return _S
 
 

@@ -32,18 +32,54 @@ def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, lab
     return alpha * ce + (1 - alpha) * t * t * kl
 
 
-def teacher_loss(teacher: torch.nn.Module, alpha: float, temperature: float):
+def hidden_mse(student_states, teacher_states, mask: torch.Tensor, layer_map: list[int] | None = None) -> torch.Tensor:
+    """Mean squared difference between a student's and its teacher's hidden states, over real tokens.
+
+    ``*_states`` are a model's ``hidden_states`` (the embeddings first, then one per layer). Student layer j
+    is compared with teacher layer ``layer_map[j]`` (the same layer when None and the depths agree) and
+    the last with the last, the state the classifier reads; a student of another depth without a map is
+    compared on the last state only.
+
+    Example: a student equal to its teacher gives 0.
+    """
+    s_layers, t_layers = len(student_states) - 1, len(teacher_states) - 1
+    if layer_map is None:
+        layer_map = list(range(s_layers)) if s_layers == t_layers else []
+    pairs = [(student_states[j + 1], teacher_states[i + 1]) for j, i in enumerate(layer_map[:s_layers - 1])]
+    pairs.append((student_states[-1], teacher_states[-1]))
+    total = 0.0
+    for s, t in pairs:
+        if s.shape != t.shape:
+            raise SpecError(f"recover_hidden compares hidden states of the original's width {t.shape[-1]}; "
+                            f"this model's are {s.shape[-1]} wide: set recover_hidden=0")
+        sq = (s - t).pow(2).mean(-1)
+        if sq.shape == mask.shape:  # padding left out
+            total = total + (sq * mask).sum() / mask.sum().clamp(min=1)
+        else:
+            total = total + sq.mean()
+    return total / len(pairs)
+
+
+def teacher_loss(teacher: torch.nn.Module, alpha: float, temperature: float, hidden: float = 0.0,
+                 layer_map: list[int] | None = None):
     """The training loop's loss for distillation-aware recovery: ``distill_loss`` against ``teacher``'s
-    answers to the same batch (the teacher is the model before pruning, and is never trained).
+    answers to the same batch (the teacher is the model before pruning, and is never trained), plus
+    ``hidden`` x ``hidden_mse`` to its hidden states (``layer_map``: the teacher layer each layer copies).
 
     Example: ``train(model, ..., loss_fn=teacher_loss(original, alpha=0.5, temperature=2.0))``.
     """
     teacher.eval()
+    states = bool(hidden)
 
     def loss(model, batch, labels):
         with torch.no_grad():
-            t = teacher(**batch).logits
-        return distill_loss(model(**batch).logits, t, labels, alpha, temperature)
+            t = teacher(**batch, output_hidden_states=states) if states else teacher(**batch)
+        s = model(**batch, output_hidden_states=states) if states else model(**batch)
+        out = distill_loss(s.logits, t.logits, labels, alpha, temperature)
+        if states:
+            mask = batch["attention_mask"].to(s.hidden_states[-1].dtype)
+            out = out + hidden * hidden_mse(s.hidden_states, t.hidden_states, mask, layer_map)
+        return out
 
     return loss
 

@@ -1,5 +1,6 @@
-"""Unstructured pruning of the Linear weights inside the blocks, by magnitude or by Wanda's activation-aware
-score, in any pattern or N:M, optionally gradual with recovery.
+"""Unstructured pruning of the Linear weights inside the blocks, by magnitude, by Wanda's activation-aware
+score or by SparseGPT (which also updates the surviving weights), in any pattern or N:M, optionally gradual
+with recovery.
 
 The zeros are stored as a bitmask plus the surviving values, so the file shrinks; the dense kernels
 that run them are no faster, and the latency column says so.
@@ -15,7 +16,8 @@ from ..artifacts import CompressedModel, Packed
 from ..families import family
 from ..specs import PruneSpec
 from ..training import TrainSettings, train
-from .structured import recovery_loss
+from .sparsegpt import sparsegpt_prune
+from .structured import recovery_loss, recovery_words
 
 
 CALIBRATION_ROWS = 128  # train-split texts whose activations weigh the weights (Wanda used 128 sequences)
@@ -121,6 +123,13 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
         workload.progress(0.02, f"weighing the weights by their inputs on {CALIBRATION_ROWS} train-split texts")
     norms = input_norms(model, layers, workload) if spec.criterion == "wanda" else None
     masks = functools.partial(masks_for, layers, scope=spec.scope, norms=norms, pattern=spec.pattern)
+    if spec.criterion == "sparsegpt" and spec.sparsity > 0:  # pruned and updated once; recovery holds the zeros
+        sparsegpt_prune(model, layers, workload, spec.sparsity, spec.pattern,
+                        progress=lambda f, m: workload.progress(0.02 + 0.03 * f, m))
+        kept = {n: m.weight.detach() != 0 for n, m in layers}
+
+        def masks(_sparsity: float) -> dict[str, torch.Tensor]:  # schedule=poly is refused for sparsegpt
+            return kept
     if spec.schedule == "poly":
         t1 = max(1, int(0.75 * spec.recover_steps))  # the last quarter fine-tunes at the final sparsity
         every = max(1, spec.recover_steps // 20)
@@ -157,9 +166,11 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
         zeros += w.numel() - int(keep.sum())
     cm = CompressedModel("dense", "torch", "fp32 dense matmul (zeros are still multiplied)", module=model,
                          packed=packed)
-    teach = " against the original's answers" if spec.recover_steps and spec.recover_alpha < 1 else ""
+    teach = recovery_words(spec, workload)
     rec = f", then {spec.recover_steps} fine-tuning steps{teach} with the zeros held" if spec.recover_steps else ""
-    how = {"magnitude": f"{spec.scope} magnitude threshold", "wanda": "Wanda scores, per output row"}[spec.criterion]
+    how = {"magnitude": f"{spec.scope} magnitude threshold", "wanda": "Wanda scores, per output row",
+           "sparsegpt": "SparseGPT, the surviving weights updated to make up for the pruned ones, "
+                        "calibrated block by block on train-split text"}[spec.criterion]
     pat = f", {spec.pattern} pattern" if spec.pattern != "unstructured" else ""
     cm.notes.append(f"{zeros / total:.0%} of the encoder's weights are zero ({how}{pat}{rec})")
     cm.info.update(sparsity=zeros / total, pruned_layers=len(layers), criterion=spec.criterion, pattern=spec.pattern)

@@ -78,20 +78,33 @@ def _lowest(scores: torch.Tensor, fraction: float) -> torch.Tensor:
     return keep
 
 
-def _recover(model, spec, workload) -> None:
+def _recover(model, spec, workload, cm: CompressedModel, layer_map: list[int] | None = None) -> None:
+    """Fine-tune after removal (when asked), and say so in ``cm``'s notes."""
     if spec.recover_steps:
         train(model, workload.tokenizer, workload.train["text"].tolist(), workload.train["label"].tolist(),
               TrainSettings(steps=spec.recover_steps, lr=5e-5, seed=workload.seed, max_len=workload.seq_len),
-              loss_fn=recovery_loss(spec, workload), progress=lambda f, m: workload.progress(0.1 + 0.7 * f, m),
-              cancel=workload.cancel)
+              loss_fn=recovery_loss(spec, workload, layer_map),
+              progress=lambda f, m: workload.progress(0.1 + 0.7 * f, m), cancel=workload.cancel)
+        cm.notes.append(f"then {spec.recover_steps} fine-tuning steps{recovery_words(spec, workload)}")
     model.eval()
 
 
-def recovery_loss(spec, workload):
-    """Cross-entropy on the labels, or (recover_alpha below 1, a teacher at hand) distillation-aware."""
-    if spec.recover_alpha >= 1 or workload.teacher is None:
+def recovery_loss(spec, workload, layer_map: list[int] | None = None):
+    """Cross-entropy on the labels, or (recover_alpha below 1 or recover_hidden above 0, a teacher at hand)
+    distillation-aware; ``layer_map`` names the teacher layer each kept layer was (for hidden states)."""
+    if (spec.recover_alpha >= 1 and not spec.recover_hidden) or workload.teacher is None:
         return cross_entropy
-    return teacher_loss(workload.teacher, spec.recover_alpha, spec.recover_temperature)
+    return teacher_loss(workload.teacher, spec.recover_alpha, spec.recover_temperature,
+                        hidden=spec.recover_hidden, layer_map=layer_map)
+
+
+def recovery_words(spec, workload) -> str:
+    """What the recovery learned from besides the labels, for a run's notes: " against the original's
+    answers and hidden states", or "" (labels only)."""
+    if workload.teacher is None:
+        return ""
+    what = (["answers"] if spec.recover_alpha < 1 else []) + (["hidden states"] if spec.recover_hidden else [])
+    return f" against the original's {' and '.join(what)}" if what else ""
 
 
 def _head_rows(fam, model) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
@@ -138,12 +151,12 @@ def prune_heads(model: torch.nn.Module, spec: HeadsSpec, workload) -> Compressed
             new.weight.copy_(bias.weight[:, cols])
         fam.set_part(model, fam.head_bias, new)
     fam.sync(model)
-    _recover(model, spec, workload)
     g = heads // units
     kept = [int(k.sum()) * g for k in keep]
     cm = CompressedModel.fp32(model)
     shared = " (one layer shared across depth)" if fam.shared else ""
     cm.notes.append(f"kept {sum(kept)} of {heads * len(layers)} attention heads (per layer: {kept}){shared}")
+    _recover(model, spec, workload, cm)
     cm.info.update(heads_kept=kept, heads_total=heads * len(layers))
     return cm
 
@@ -175,9 +188,9 @@ def prune_neurons(model: torch.nn.Module, spec: NeuronsSpec, workload) -> Compre
         for p in fam.ffn_in:
             fam.set_part(l, p, _keep_rows(fam.part(l, p), rows))
         fam.set_part(l, fam.ffn_out, _keep_cols(fam.part(l, fam.ffn_out), idx))
-    _recover(model, spec, workload)
     cm = CompressedModel.fp32(model)
     cm.notes.append(f"each feed-forward block keeps {n_keep} of {inter} neurons")
+    _recover(model, spec, workload, cm)
     cm.info.update(neurons_kept=n_keep, neurons_total=inter)
     return cm
 
@@ -202,9 +215,9 @@ def drop_layers(model: torch.nn.Module, spec: LayersSpec, workload) -> Compresse
         score = torch.tensor([sum(float(p.detach().norm() ** 2) for p in l.parameters()) for l in layers])
     kept = sorted(torch.argsort(score, descending=True)[:n_keep].tolist())
     fam.set_blocks(model, kept)
-    _recover(model, spec, workload)
     cm = CompressedModel.fp32(model)
     how = " (the first ones: the layer's weights are shared across depth)" if fam.shared else ""
     cm.notes.append(f"kept {len(kept)} of {n} layers ({', '.join(map(str, kept))}){how}")
+    _recover(model, spec, workload, cm, layer_map=kept)  # kept layer j was the original's layer kept[j]
     cm.info.update(layers_kept=kept, layers_total=n)
     return cm

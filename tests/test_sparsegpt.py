@@ -1,0 +1,166 @@
+"""SparseGPT (pruning that updates the surviving weights from a calibration Hessian), the Hessians it reads
+from train-split text only, and hidden-state matching in distillation-aware recovery."""
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import pytest
+import torch
+
+from compression.engine import compress
+from compression.methods.distill import hidden_mse, teacher_loss
+from compression.methods.hessian import layer_hessians
+from compression.methods.prune import masks_for
+from compression.methods.sparsegpt import sparsegpt_layer
+from compression.methods.structured import recovery_loss
+from compression.recipes import Recipe
+from compression.specs import LayersSpec, PruneSpec, SpecError
+from compression.training import cross_entropy
+from compression.workload import Workload
+from conftest import make_csv, make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    d = tmp_path_factory.mktemp("sg")
+    path = make_tiny_model(d / "bert", layers=3, head=True, hidden=64, intermediate=128)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    df = pd.read_csv(make_csv(d / "d.csv", n=200))
+    df = pd.DataFrame({"text": df["review"], "label": (df["sentiment"] == "positive").astype(int)})
+    batch = dict(tok(df["text"].tolist()[:16], padding=True, truncation=True, max_length=64, return_tensors="pt"))
+    return model, tok, df, batch
+
+
+class Untouchable:
+    """A split that fails the test as soon as anything reads it."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"calibration read the held-out split ({name})")
+
+    def __getitem__(self, key):
+        raise AssertionError("calibration read the held-out split")
+
+
+class Recording(Workload):
+    """A workload that remembers every text it encodes."""
+
+    seen: list
+
+    def encode(self, texts, pad_to_max: bool = False):
+        self.seen = getattr(self, "seen", []) + list(texts)
+        return super().encode(texts, pad_to_max)
+
+
+def correlated_layer(seed=0, n=2000, d_in=64, d_out=32):
+    """A Linear and inputs whose features are strongly correlated and of unequal scale."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g) @ torch.randn(8, d_in, generator=g) + 0.1 * torch.randn(n, d_in, generator=g)
+    x = x * torch.linspace(0.2, 3.0, d_in)
+    lin = torch.nn.Linear(d_in, d_out, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(d_out, d_in, generator=g))
+    return lin, x
+
+
+@pytest.mark.parametrize("pattern", ["unstructured", "2:4", "4:8"])
+def test_sparsegpt_reconstructs_the_layers_output_better_than_wanda_and_magnitude(pattern):
+    lin, x = correlated_layer()
+    w = lin.weight.detach()
+    pruned = sparsegpt_layer(w, x.T @ x / len(x), 0.5, pattern)
+    wanda = w * masks_for([("l", lin)], 0.5, "layer", norms={"l": x.norm(dim=0)}, pattern=pattern)["l"]
+    magnitude = w * masks_for([("l", lin)], 0.5, "layer", pattern=pattern)["l"]
+
+    def error(v):
+        return float((x @ v.T - x @ w.T).norm())
+
+    assert error(pruned) < 0.8 * error(wanda) and error(pruned) < error(magnitude)
+    if pattern == "unstructured":
+        assert (pruned == 0).sum(1).tolist() == [32] * 32  # every row loses exactly half
+    else:
+        n, m = (int(v) for v in pattern.split(":"))
+        assert ((pruned != 0).reshape(32, -1, m).sum(-1) == n).all()
+    assert not torch.equal(pruned[pruned != 0], w[pruned != 0]), "the surviving weights are updated"
+
+
+def test_sparsegpt_meets_an_odd_sparsity_in_every_row_and_leaves_a_ragged_tail_dense():
+    lin, x = correlated_layer(d_in=70)
+    pruned = sparsegpt_layer(lin.weight, x.T @ x / len(x), 0.7)
+    assert (pruned == 0).sum(1).tolist() == [round(0.7 * 70)] * 32
+    pruned = sparsegpt_layer(lin.weight, x.T @ x / len(x), 0.5, "4:8")
+    assert (pruned[:, 64:] != 0).all() and ((pruned[:, :64] != 0).reshape(32, 8, 8).sum(-1) == 4).all()
+
+
+def test_hessians_come_from_the_first_train_texts_only_and_leave_padding_out(tiny, tmp_path):
+    model, tok, df, _ = tiny
+    w = Recording(tok, df, Untouchable(), ["negative", "positive"], scratch=tmp_path)
+    name, lin = next((n, m) for n, m in model.named_modules() if n.endswith("layer.1.attention.self.query"))
+    h = layer_hessians(model, [(name, lin)], w, n_texts=20)[name]
+    assert w.seen == df["text"].tolist()[:20]
+    # the same texts one at a time (no padding at all) give the same matrix
+    xs = []
+    handle = lin.register_forward_pre_hook(lambda _m, args: xs.append(args[0][0].detach()))
+    with torch.no_grad():
+        for text in df["text"].tolist()[:20]:
+            model(**dict(tok([text], return_tensors="pt")))
+    handle.remove()
+    x = torch.cat(xs)
+    assert torch.allclose(h, x.T @ x / len(x), atol=1e-4)
+
+
+def test_prune_with_sparsegpt_calibrates_on_train_text_and_keeps_each_rows_share(tiny, tmp_path):
+    model, tok, df, batch = tiny
+    w = Recording(tok, df, Untouchable(), ["negative", "positive"], scratch=tmp_path, teacher=model)
+    cm = compress(model, Recipe((PruneSpec(sparsity=0.5, criterion="sparsegpt"),)), w)
+    assert set(w.seen) <= set(df["text"].tolist()[:128])
+    assert len(w.seen) == 3 * 128  # one calibration pass per block: later blocks see the pruned earlier ones
+    layers = [(n, m) for n, m in cm.module.named_modules()
+              if isinstance(m, torch.nn.Linear) and ".layer." in n]
+    for n, m in layers:
+        assert ((m.weight == 0).sum(1) == m.in_features // 2).all(), n
+    assert "SparseGPT" in cm.notes[0] and cm.info["criterion"] == "sparsegpt"
+    cm = compress(model, Recipe((PruneSpec(sparsity=0.5, pattern="2:4", criterion="sparsegpt"),)), w)
+    assert cm.info["sparsity"] == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(SpecError, match="sparsegpt prunes and updates the weights once"):
+        PruneSpec(sparsity=0.8, criterion="sparsegpt", schedule="poly", recover_steps=20)
+
+
+def test_hidden_state_mse_is_zero_for_the_teacher_itself_and_positive_otherwise(tiny, tmp_path):
+    model, tok, df, batch = tiny
+    labels = torch.zeros(batch["input_ids"].shape[0], dtype=torch.long)
+    loss = teacher_loss(model, alpha=1.0, temperature=2.0, hidden=1.0)
+    same = copy.deepcopy(model)
+    with torch.no_grad():
+        assert float(loss(same, batch, labels)) == pytest.approx(float(cross_entropy(same, batch, labels)), abs=1e-5)
+        other = copy.deepcopy(model)
+        other.bert.encoder.layer[0].output.LayerNorm.weight.mul_(0.5)  # the first layer's states, halved
+        assert float(loss(other, batch, labels)) > float(cross_entropy(other, batch, labels)) + 0.05
+    w = Workload(tok, df, df, ["negative", "positive"], scratch=tmp_path, teacher=model)
+    assert recovery_loss(PruneSpec(recover_hidden=0.5), w) is not cross_entropy  # labels plus hidden states
+
+
+def test_hidden_state_mse_compares_each_kept_layer_with_the_layer_it_was():
+    mask = torch.ones(2, 5)
+    e, h1, h2, h3 = (torch.randn(2, 5, 8) for _ in range(4))
+    teacher = (e, h1, h2, h3)
+    assert float(hidden_mse((e, h2, h3), teacher, mask, layer_map=[1, 2])) == 0.0
+    assert float(hidden_mse((e, h2, h3), teacher, mask, layer_map=[0, 2])) > 0.1
+    assert float(hidden_mse((e, h2, h3), teacher, mask)) == 0.0  # other depth, no map: the last state only
+    padded = torch.tensor([[1.0, 1, 1, 0, 0]] * 2)
+    h3_pad = h3.clone()
+    h3_pad[:, 3:] += 5.0  # differences on padding do not count
+    assert float(hidden_mse((e, h1, h2, h3_pad), teacher, padded)) == 0.0
+
+
+def test_a_recovered_run_says_it_matched_the_originals_hidden_states(tiny, tmp_path):
+    model, tok, df, _ = tiny
+    w = Workload(tok, df, df, ["negative", "positive"], scratch=tmp_path, teacher=model)
+    cm = compress(model, Recipe((PruneSpec(sparsity=0.5, recover_steps=2, recover_alpha=0.5,
+                                           recover_hidden=0.5),)), w)
+    assert "against the original's answers and hidden states" in cm.notes[0]
+    cm = compress(model, Recipe((LayersSpec(fraction=0.34, importance="norm", recover_steps=2,
+                                            recover_hidden=1.0),)), w)
+    assert any("fine-tuning steps against the original's hidden states" in n for n in cm.notes)
