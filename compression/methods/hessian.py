@@ -1,0 +1,51 @@
+"""Layer-wise Hessians of the reconstruction loss, H = 2·XᵀX / n, from calibration text of the train split.
+
+GPTQ and SparseGPT both weigh a layer's weight errors by how its inputs co-vary: the error of the layer's
+output on inputs X is (W' - W) H (W' - W)ᵀ / 2, summed over the rows.
+"""
+from __future__ import annotations
+
+import torch
+
+CALIBRATION_TEXTS = 128  # train-split texts, as GPTQ's and Wanda's papers used 128 calibration sequences
+
+
+def layer_hessians(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Linear]], workload,
+                   n_texts: int = CALIBRATION_TEXTS) -> dict[str, torch.Tensor]:
+    """Per Linear, its (in, in) Hessian 2·XᵀX / n over the calibration tokens (padding left out).
+
+    The texts are the train split's first ``n_texts`` (never validation or test), read in the model's
+    eval mode from one pass of the unchanged model. ``layers`` are ``(name, nn.Linear)`` pairs, as the
+    family adapter's ``linears`` gives them.
+    Example: ``layer_hessians(model, family(model).linears(model, "body"), workload)["...query"].shape``.
+    """
+    texts = workload.train["text"].tolist()[:n_texts]
+    hess = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for n, m in layers}
+    count = dict.fromkeys(hess, 0)
+    mask: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def record(_module, args):
+            x = args[0].detach()
+            tokens = mask["tokens"]
+            # padding is left out where the input is per token (DeBERTa's position projections are not)
+            rows = x[tokens.bool()] if x.shape[:-1] == tokens.shape else x.reshape(-1, x.shape[-1])
+            rows = rows.double()
+            hess[name] += rows.T @ rows
+            count[name] += rows.shape[0]
+        return record
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers]
+    training = model.training
+    model.eval()  # dropout off: the activations a deployed model sees
+    try:
+        with torch.no_grad():
+            for i in range(0, len(texts), 16):
+                batch = workload.encode(texts[i:i + 16])
+                mask["tokens"] = batch["attention_mask"]
+                model(**batch)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(training)
+    return {n: (2 * h / max(count[n], 1)).float() for n, h in hess.items()}
