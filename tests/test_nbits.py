@@ -2,8 +2,6 @@
 weights on ONNX Runtime's MatMulNBits kernel (packing, the layers it replaces, the saved file, the spec's rules)."""
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,7 +16,8 @@ from compression.methods.quant import rtn
 from compression.recipes import Recipe
 from compression.specs import QuantSpec, SpecError
 from compression.workload import Workload
-from conftest import make_csv, make_tiny_model
+from conftest import make_csv
+from family_models import build, check
 
 
 def rel(a, b) -> float:
@@ -142,16 +141,13 @@ def test_pack_matmul_nbits_is_the_kernels_layout(bits, scheme):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+    """The family matrix's tiny BERT (2 layers, hidden 64, FFN 128), its tokenizer, texts and a batch."""
     d = tmp_path_factory.mktemp("m")
-    path = make_tiny_model(d / "bert", head=True, hidden=64, intermediate=128)
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-    tok = AutoTokenizer.from_pretrained(path)
-    df = pd.read_csv(make_csv(d / "d.csv", n=120))
-    df = pd.DataFrame({"text": df["review"], "label": (df["sentiment"] == "positive").astype(int)})
+    model, tok, _ = check(build("bert", d / "bert"))
+    df = pd.read_csv(make_csv(d / "d.csv", n=120)).rename(columns={"review": "text"})
+    df["label"] = (df.pop("sentiment") == "positive").astype(int)
     batch = dict(tok(df["text"].tolist()[:32], padding=True, truncation=True, max_length=64, return_tensors="pt"))
-    return model, tok, df, batch
+    return model.eval(), tok, df, batch
 
 
 def test_gptq_weights_run_on_matmulnbits_exactly(tiny, tmp_path, monkeypatch):

@@ -5,6 +5,8 @@ output on inputs X is (W' - W) H (W' - W)ᵀ / 2, summed over the rows.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 CALIBRATION_TEXTS = 128  # train-split texts, as GPTQ's and Wanda's papers used 128 calibration sequences
@@ -19,21 +21,33 @@ def layer_hessians(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Line
     family adapter's ``linears`` gives them.
     Example: ``layer_hessians(model, family(model).linears(model, "body"), workload)["...query"].shape``.
     """
-    texts = workload.train["text"].tolist()[:n_texts]
     hess = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for n, m in layers}
     count = dict.fromkeys(hess, 0)
+
+    def record(name: str, rows: torch.Tensor) -> None:
+        rows = rows.double()
+        hess[name] += rows.T @ rows
+        count[name] += rows.shape[0]
+
+    each_input(model, layers, workload, n_texts, record)
+    return {n: (2 * h / max(count[n], 1)).float() for n, h in hess.items()}
+
+
+def each_input(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Module]], workload, n_texts: int,
+               record: Callable[[str, torch.Tensor], None]) -> None:
+    """Run the train split's first ``n_texts`` through ``model`` (eval mode, batches of 16) and hand each
+    layer's input rows, one per non-padding token, to ``record(name, rows)``: the one calibration pass that
+    Hessians (GPTQ, SparseGPT) and input norms (Wanda) both read."""
+    texts = workload.train["text"].tolist()[:n_texts]
     mask: dict[str, torch.Tensor] = {}
 
     def hook(name):
-        def record(_module, args):
+        def grab(_module, args):
             x = args[0].detach()
             tokens = mask["tokens"]
             # padding is left out where the input is per token (DeBERTa's position projections are not)
-            rows = x[tokens.bool()] if x.shape[:-1] == tokens.shape else x.reshape(-1, x.shape[-1])
-            rows = rows.double()
-            hess[name] += rows.T @ rows
-            count[name] += rows.shape[0]
-        return record
+            record(name, x[tokens.bool()] if x.shape[:-1] == tokens.shape else x.reshape(-1, x.shape[-1]))
+        return grab
 
     handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers]
     training = model.training
@@ -48,4 +62,3 @@ def layer_hessians(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Line
         for h in handles:
             h.remove()
         model.train(training)
-    return {n: (2 * h / max(count[n], 1)).float() for n, h in hess.items()}
