@@ -44,7 +44,9 @@ class Method:
 # The order here is the order of the CLI's --method help and the dashboard's lists.
 CATALOGUE: dict[str, Method] = {
     "quant": Method(QuantSpec, "quant:quantize", post_training=True, live_knob="bits",
-                    examples=(QuantSpec(bits=8), QuantSpec(bits=2, kernel="rtn"))),
+                    # mild: 4 bits on ONNX Runtime's MatMulNBits; aggressive: 3 bits, GPTQ-rounded, decoded in torch
+                    examples=(QuantSpec(bits=4, kernel="nbits", group_size=32),
+                              QuantSpec(bits=3, kernel="rtn", algorithm="gptq"))),
     "cast": Method(CastSpec, "cast:cast", post_training=True, live_knob="dtype",
                    examples=(CastSpec(dtype="fp16"), CastSpec(dtype="bf16"))),  # bf16 keeps fewer digits
     "prune": Method(PruneSpec, "prune:prune", post_training=True, live_knob="sparsity",

@@ -7,7 +7,7 @@ needs no extra code to be swept.
 Example::
 
     >>> QuantSpec(bits=4, group_size=64).to_dict()
-    {'method': 'quant', 'bits': 4, 'kernel': 'auto', 'scheme': 'sym', 'group_size': 64, 'embeddings': 'none'}
+    {'method': 'quant', 'bits': 4, 'kernel': 'auto', 'scheme': 'sym', 'group_size': 64, 'embeddings': 'none', 'algorithm': 'rtn'}
 """
 from __future__ import annotations
 
@@ -114,14 +114,20 @@ class QuantSpec(Spec):
     explain: ClassVar[str] = "Stores each weight in fewer bits, like rounding prices to the nearest euro."
 
     bits: int = knob(8, lo=2, hi=8, step=1, unit="bits", sweep="2,4,8",
-                     help="weight bit-width; 8 runs on a real int8 kernel, lower widths are simulated here")
-    kernel: str = knob("auto", choices=("auto", "rtn", "torch", "ort", "quanto"),
-                       help="auto = fastest real kernel for these bits here; rtn = round-to-nearest weights run in fp32")
+                     help="weight bit-width; 8 runs on a real int8 kernel, 2 and 4 on ONNX Runtime's n-bit "
+                          "kernel with kernel=nbits, other widths are simulated here")
+    kernel: str = knob("auto", choices=("auto", "rtn", "torch", "ort", "quanto", "nbits"),
+                       help="auto = real int8 for plain 8 bits, else rtn; rtn = low-bit weights decoded to fp32 in "
+                            "torch (latency simulated); nbits = ONNX Runtime's MatMulNBits kernel (2, 4, 8 bits)")
     scheme: str = knob("sym", choices=("sym", "asym"), help="symmetric (zero at 0) or asymmetric (with a zero point)")
     group_size: int = knob(0, lo=0, hi=4096, step=1, unit="weights",
                            help="weights sharing one scale; 0 = one scale per output channel")
     embeddings: str = knob("none", choices=("none", "8", "4"),
                            help="also store the word embeddings in 8 or 4 bits (they are half of a small model)")
+    algorithm: str = knob("rtn", choices=("rtn", "hqq", "gptq"),
+                          help="how low-bit weights are chosen: rtn = nearest level; hqq = scales and zero points "
+                               "fitted to the weights (kernel=nbits); gptq = rounding errors compensated on 128 "
+                               "training sentences")
 
     def check(self):
         if self.group_size and self.group_size & (self.group_size - 1):
@@ -129,30 +135,60 @@ class QuantSpec(Spec):
         if self.kernel in ("torch", "ort", "quanto"):
             if self.bits != 8:
                 raise SpecError(f"quant.kernel={self.kernel} runs only 8-bit weights here; "
-                                f"use kernel=rtn (or auto) for bits={self.bits}")
+                                f"use kernel=nbits (2 or 4 bits) or kernel=rtn for bits={self.bits}")
             if self.group_size or self.scheme != "sym":
                 raise SpecError(f"quant.kernel={self.kernel} runs symmetric per-channel int8 only; "
-                                "use kernel=rtn for groups or asymmetric scales")
+                                "use kernel=nbits or kernel=rtn for groups or asymmetric scales")
+            if self.algorithm != "rtn":
+                raise SpecError(f"quant.algorithm={self.algorithm} needs kernel=nbits or kernel=rtn "
+                                f"(kernel={self.kernel} rounds its int8 weights to nearest)")
+        if self.kernel == "nbits":
+            if self.bits not in (2, 4, 8):
+                raise SpecError(f"quant.kernel=nbits runs 2, 4 or 8 bits (ONNX Runtime's MatMulNBits has no "
+                                f"{self.bits}-bit kernel); use kernel=rtn for bits={self.bits}, which runs in torch "
+                                "with simulated latency (algorithm=gptq calibrates it)")
+            if not 16 <= self.group_size <= 256:
+                raise SpecError(f"quant.kernel=nbits needs group_size from 16 to 256, got {self.group_size} "
+                                "(MatMulNBits keeps one scale per group of weights; try 128)")
+            if self.embeddings != "none":
+                raise SpecError("quant.kernel=nbits quantizes the Linear layers only; use embeddings=none")
+        if self.algorithm == "hqq":
+            if self.resolved_kernel != "nbits":
+                raise SpecError("quant.algorithm=hqq runs on ONNX Runtime's n-bit kernel only: use kernel=nbits "
+                                "with bits 2, 4 or 8 (or algorithm=gptq with kernel=rtn)")
+            if self.scheme != "asym":
+                raise SpecError("quant.algorithm=hqq fits a zero point to every group: use scheme=asym")
+            if self.bits == 8:
+                raise SpecError("quant.algorithm=hqq runs 2 or 4 bits: ONNX Runtime's 8-bit kernel takes no fitted "
+                                "(fractional) zero points; use algorithm=rtn or gptq for bits=8")
 
     @property
     def resolved_kernel(self) -> str:
-        """The kernel `auto` resolves to: real int8 for plain 8 bits, RTN (simulated latency) otherwise."""
+        """The kernel `auto` resolves to: real int8 for plain 8 bits, RTN (simulated latency) otherwise.
+
+        `auto` stays in torch (chainable, and a stored auto row keeps its meaning); ONNX Runtime's n-bit
+        kernel is asked for by name, `kernel=nbits`.
+        """
         if self.kernel != "auto":
             return self.kernel
-        return "torch" if self.bits == 8 and not self.group_size and self.scheme == "sym" else "rtn"
+        plain = self.bits == 8 and not self.group_size and self.scheme == "sym" and self.algorithm == "rtn"
+        return "torch" if plain else "rtn"
 
     @property
     def terminal(self) -> bool:
-        return self.resolved_kernel == "ort"
+        return self.resolved_kernel in ("ort", "nbits")
 
     def describe(self) -> str:
         k = self.resolved_kernel
         where = {"torch": "run on torch's int8 kernel", "ort": "run on ONNX Runtime's int8 kernel",
                  "quanto": "run on quanto's int8 kernel",
+                 "nbits": f"run on ONNX Runtime's {self.bits}-bit kernel",
                  "rtn": "decoded to fp32 to run (no fast kernel here)"}[k]
         emb = f"; word embeddings in {self.embeddings} bits" if self.embeddings != "none" else ""
         grp = f" in groups of {self.group_size}" if self.group_size else ""
-        return f"weights stored in {self.bits} bits{grp}, {where}{emb}"
+        how = {"rtn": "", "hqq": ", scales fitted by HQQ",
+               "gptq": ", rounded by GPTQ to keep the layers' outputs"}[self.algorithm]
+        return f"weights stored in {self.bits} bits{grp}{how}, {where}{emb}"
 
 
 @dataclass(frozen=True)

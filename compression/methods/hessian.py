@@ -1,41 +1,53 @@
-"""Layer-wise Hessians of the reconstruction loss ||XW' - XW||^2: one in_features x in_features matrix per
-Linear, from calibration text of the train split (never the test split). SparseGPT and GPTQ both start here.
+"""Layer-wise Hessians of the reconstruction loss, H = 2·XᵀX / n, from calibration text of the train split.
+
+GPTQ and SparseGPT both weigh a layer's weight errors by how its inputs co-vary: the error of the layer's
+output on inputs X is (W' - W) H (W' - W)ᵀ / 2, summed over the rows.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
-CALIBRATION_TEXTS = 128  # the SparseGPT and GPTQ papers calibrate on 128 sequences
+CALIBRATION_TEXTS = 128  # train-split texts, as GPTQ's and Wanda's papers used 128 calibration sequences
 
 
 def layer_hessians(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Linear]], workload,
                    n_texts: int = CALIBRATION_TEXTS) -> dict[str, torch.Tensor]:
-    """Per Linear in ``layers``, H = mean over calibration tokens of x x^T (float32, in_features square).
+    """Per Linear, its (in, in) Hessian 2·XᵀX / n over the calibration tokens (padding left out).
 
-    The tokens are those of the train split's first ``n_texts`` texts, run through ``model`` as it is now
-    (so a caller that prunes block by block sees the earlier blocks already pruned). Padding is left out
-    where a layer's input is per token. The paper's factor 2 (H = 2 X^T X) is left out: it cancels in the
-    OBS updates and in a dampening taken relative to the mean diagonal.
-
-    Example::
-
-        >>> H = layer_hessians(model, family(model).linears(model)[:2], workload)
-        >>> H[name].shape == (lin.in_features, lin.in_features)
+    The texts are the train split's first ``n_texts`` (never validation or test), read in the model's
+    eval mode from one pass of the unchanged model. ``layers`` are ``(name, nn.Linear)`` pairs, as the
+    family adapter's ``linears`` gives them.
+    Example: ``layer_hessians(model, family(model).linears(model, "body"), workload)["...query"].shape``.
     """
+    hess = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for n, m in layers}
+    count = dict.fromkeys(hess, 0)
+
+    def record(name: str, rows: torch.Tensor) -> None:
+        rows = rows.double()
+        hess[name] += rows.T @ rows
+        count[name] += rows.shape[0]
+
+    each_input(model, layers, workload, n_texts, record)
+    return {n: (2 * h / max(count[n], 1)).float() for n, h in hess.items()}
+
+
+def each_input(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Module]], workload, n_texts: int,
+               record: Callable[[str, torch.Tensor], None]) -> None:
+    """Run the train split's first ``n_texts`` through ``model`` (eval mode, batches of 16) and hand each
+    layer's input rows, one per non-padding token, to ``record(name, rows)``: the one calibration pass that
+    Hessians (GPTQ, SparseGPT) and input norms (Wanda) both read."""
     texts = workload.train["text"].tolist()[:n_texts]
-    acc = {n: torch.zeros(m.in_features, m.in_features) for n, m in layers}
-    count = {n: 0 for n, _ in layers}
-    tokens: dict[str, torch.Tensor] = {}
+    mask: dict[str, torch.Tensor] = {}
 
     def hook(name):
-        def record(_module, args):
-            x = args[0].detach().float()
-            mask = tokens["mask"]
-            # per-token inputs lose their padding rows; DeBERTa's position projections are not per token
-            x = x[mask.bool()] if x.shape[:-1] == mask.shape else x.reshape(-1, x.shape[-1])
-            acc[name].addmm_(x.T, x)
-            count[name] += x.shape[0]
-        return record
+        def grab(_module, args):
+            x = args[0].detach()
+            tokens = mask["tokens"]
+            # padding is left out where the input is per token (DeBERTa's position projections are not)
+            record(name, x[tokens.bool()] if x.shape[:-1] == tokens.shape else x.reshape(-1, x.shape[-1]))
+        return grab
 
     handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers]
     training = model.training
@@ -44,10 +56,9 @@ def layer_hessians(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Line
         with torch.no_grad():
             for i in range(0, len(texts), 16):
                 batch = workload.encode(texts[i:i + 16])
-                tokens["mask"] = batch["attention_mask"]
+                mask["tokens"] = batch["attention_mask"]
                 model(**batch)
     finally:
         for h in handles:
             h.remove()
         model.train(training)
-    return {n: acc[n] / max(1, count[n]) for n in acc}

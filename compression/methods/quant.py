@@ -2,7 +2,9 @@
 
 - ``torch``: dynamic int8 Linear (fbgemm): int8 weights and an int8 matmul; measured latency.
 - ``rtn``: b-bit codes with per-group scales, written packed; at run time they are decoded to fp32,
-  so the accuracy is real but the latency is a stand-in (labelled simulated).
+  so the accuracy is real but the latency is a stand-in (labelled simulated). ``algorithm=gptq`` picks
+  the codes with GPTQ (``gptq.py``) instead of rounding each weight to its nearest level.
+- ``nbits``: 2/4/8-bit weights on ONNX Runtime's MatMulNBits kernel (``nbits.py``); measured latency.
 - ``embeddings``: the word-embedding table stored in 8 or 4 bits (decoded at load; lookups cost nothing).
 """
 from __future__ import annotations
@@ -18,6 +20,8 @@ from ..artifacts import CompressedModel, Packed, onnx_model, pack_bits, unpack_b
 from ..families import family
 from ..runtimes import dynamic_int8
 from ..specs import QuantSpec, SpecError
+from .gptq import grid, gptq, round_to_grid
+from .hessian import layer_hessians
 
 
 def rtn(w: torch.Tensor, bits: int, group: int, scheme: str) -> tuple[torch.Tensor, Packed]:
@@ -30,26 +34,20 @@ def rtn(w: torch.Tensor, bits: int, group: int, scheme: str) -> tuple[torch.Tens
     if in_f % group:
         raise SpecError(f"quant.group_size={group} does not divide the layer's input size {in_f}")
     g = w.detach().float().reshape(-1, group)  # (out * in / group, group)
-    levels = 2 ** bits
-    if scheme == "sym":
-        qmax = levels // 2 - 1
-        scale = (g.abs().amax(dim=1, keepdim=True) / qmax).clamp(min=1e-12)
-        q = torch.clamp(torch.round(g / scale), -qmax - 1, qmax)
-        codes = (q + levels // 2).to(torch.uint8)
-        tensors = {"scale": scale.squeeze(1).half()}
-        decoded = q * tensors["scale"].float().unsqueeze(1)  # decode with the fp16 scales that are stored
-    else:
-        lo, hi = g.amin(dim=1, keepdim=True), g.amax(dim=1, keepdim=True)
-        scale = ((hi - lo) / (levels - 1)).clamp(min=1e-12)
-        zero = torch.clamp(torch.round(-lo / scale), 0, levels - 1)
-        tensors = {"scale": scale.squeeze(1).half(), "zero": zero.squeeze(1).to(torch.uint8)}
-        scale = tensors["scale"].float().unsqueeze(1)
-        q = torch.clamp(torch.round(g / scale) + zero, 0, levels - 1)
-        codes = q.to(torch.uint8)
-        decoded = (q - zero) * scale
-    tensors["codes"] = torch.from_numpy(pack_bits(codes.numpy(), bits))
-    packed = Packed("rtn", (out_f, in_f), tensors, {"bits": bits, "group": group, "scheme": scheme})
+    scale, stored, zero = grid(g, bits, scheme)
+    codes, decoded = round_to_grid(g, scale, stored, zero, bits)
+    packed = packed_codes(codes.reshape(out_f, in_f), stored.reshape(out_f, -1),
+                          None if zero is None else zero.reshape(out_f, -1), bits, group, scheme)
     return decoded.reshape(out_f, in_f).to(w.dtype), packed
+
+
+def packed_codes(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int, group: int,
+                 scheme: str) -> Packed:
+    """The saved form of b-bit codes (out, in) with per-group scales (out, groups) and zero points (asym)."""
+    tensors = {"scale": scale.reshape(-1).half(), "codes": torch.from_numpy(pack_bits(codes.numpy(), bits))}
+    if zero is not None:
+        tensors["zero"] = zero.reshape(-1).to(torch.uint8)
+    return Packed("rtn", tuple(codes.shape), tensors, {"bits": bits, "group": group, "scheme": scheme})
 
 
 def _embeddings(model: torch.nn.Module, bits: int) -> dict[str, Packed]:
@@ -69,6 +67,10 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
         return onnx_int8(model, spec, workload)
     if kernel == "quanto":
         return quanto_w8a8(model, spec, workload)
+    if kernel == "nbits":
+        from .nbits import nbits
+
+        return nbits(model, spec, workload)
     packed: dict[str, Packed] = {}
     notes = []
     if spec.embeddings != "none":
@@ -80,9 +82,15 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
         cm = CompressedModel("int8-dynamic", "torch", "fbgemm int8 matmul, dynamic activations", module=qm)
         notes.insert(0, f"{len(layers)} Linear layers store int8 weights and run an int8 matmul")
     elif kernel == "rtn":
+        hessians = layer_hessians(model, layers, workload) if spec.algorithm == "gptq" else {}
         for name, lin in layers:
             group = spec.group_size or lin.in_features
-            decoded, p = rtn(lin.weight, spec.bits, group, spec.scheme)
+            if spec.algorithm == "gptq":
+                q = gptq(lin.weight, hessians.pop(name), spec.bits, group, spec.scheme)
+                decoded = q["decoded"]
+                p = packed_codes(q["codes"], q["scale"], q.get("zero"), spec.bits, group, spec.scheme)
+            else:
+                decoded, p = rtn(lin.weight, spec.bits, group, spec.scheme)
             with torch.no_grad():
                 lin.weight.copy_(decoded)
             packed[f"{name}.weight"] = p
@@ -91,12 +99,13 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
                                                f"no fast {spec.bits}-bit kernel here)", module=qm,
                              latency_label="simulated")
         grp = f"groups of {spec.group_size}" if spec.group_size else "one scale per output channel"
-        notes.insert(0, f"{len(layers)} Linear layers store {spec.bits}-bit weights ({spec.scheme}, {grp})")
+        how = ", rounded by GPTQ on 128 training sentences" if spec.algorithm == "gptq" else ""
+        notes.insert(0, f"{len(layers)} Linear layers store {spec.bits}-bit weights ({spec.scheme}, {grp}){how}")
     else:
         raise SpecError(f"quant.kernel={kernel} is not available in this build")
     cm.packed = packed
     cm.notes = notes
-    cm.info.update(bits=spec.bits, quantized_layers=len(layers), kernel=kernel)
+    cm.info.update(bits=spec.bits, quantized_layers=len(layers), kernel=kernel, algorithm=spec.algorithm)
     return cm
 
 
