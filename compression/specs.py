@@ -7,7 +7,9 @@ needs no extra code to be swept.
 Example::
 
     >>> QuantSpec(bits=4, group_size=64).to_dict()
-    {'method': 'quant', 'bits': 4, 'kernel': 'auto', 'scheme': 'sym', 'group_size': 64, 'embeddings': 'none'}
+    {'method': 'quant', 'bits': 4, 'kernel': 'auto', 'scheme': 'sym', 'group_size': 64, 'embeddings': 'none', 'per_layer': ()}
+    >>> PruneSpec(sparsity=0.8, per_layer="5:0.5;4:0.5").per_layer     # keyed by the family adapter's layer index
+    ((4, 0.5), (5, 0.5))
 """
 from __future__ import annotations
 
@@ -95,7 +97,7 @@ class Spec:
         Only fields that differ from their defaults are written.
         """
         fields = dataclasses.fields(self)
-        args = [f"{f.name}={getattr(self, f.name)}" for f in fields if getattr(self, f.name) != f.default]
+        args = [f"{f.name}={_text(getattr(self, f.name))}" for f in fields if getattr(self, f.name) != f.default]
         if not args:  # all defaults: still name the first knob, e.g. quant(bits=8)
             args = [f"{fields[0].name}={getattr(self, fields[0].name)}"]
         return f"{self.method}({','.join(args)})"
@@ -103,6 +105,66 @@ class Spec:
     def describe(self) -> str:
         """Plain words for the playground and hover text."""
         return self.short()
+
+
+def _text(v) -> str:
+    """A knob value as the recipe grammar writes it; a per-layer map as ``4:0.5;5:0.5`` (no commas, so the
+    sweep grammar's comma still separates whole maps)."""
+    return ";".join(f"{i}:{lv:g}" for i, lv in v) if isinstance(v, tuple) else str(v)
+
+
+def per_layer_knob(level: str):
+    """The per-layer map shared by pruning and quantization: layer index -> its own level."""
+    return knob((), help=f"per-layer {level}, keyed by the layer index the model family's adapter counts "
+                         f"(0 = first encoder layer), written index:level;index:level, e.g. 4:0.5;5:0.5; "
+                         "layers not named take the main setting")
+
+
+def canonical_per_layer(spec: "Spec", name: str, check_level) -> None:
+    """Store ``spec.per_layer`` as a sorted tuple of (index, level) pairs, without entries equal to the main
+    setting, so equal maps are one recipe key. Accepts pairs, a dict, or the text ``4:0.5;5:0.5``.
+
+    ``check_level(level)`` returns the level in its canonical type or raises SpecError with one sentence.
+    """
+    raw = spec.per_layer
+    where = f"{spec.method}.per_layer"
+    if isinstance(raw, str):
+        text = raw.strip().strip("()[]{}").strip()
+        try:
+            raw = [tuple(p.split(":")) for p in text.replace(" ", ";").split(";") if p.strip()]
+        except ValueError:
+            raw = None
+    elif isinstance(raw, dict):
+        raw = list(raw.items())
+    pairs = {}
+    try:
+        for i, lv in raw:
+            idx = float(i)
+            if not idx.is_integer() or idx < 0:
+                raise SpecError(f"{where} names layer {i!r}: a layer index is a whole number >= 0")
+            if int(idx) in pairs:
+                raise SpecError(f"{where} names layer {int(idx)} twice")
+            pairs[int(idx)] = check_level(float(lv))
+    except SpecError:
+        raise
+    except (TypeError, ValueError):
+        raise SpecError(f"{where}={spec.per_layer!r} cannot be read: write index:level pairs, "
+                        "e.g. 4:0.5;5:0.5") from None
+    main = getattr(spec, name)
+    canon = tuple(sorted((i, lv) for i, lv in pairs.items() if lv != main))
+    object.__setattr__(spec, "per_layer", canon)
+
+
+def _per_layer_words(per_layer: tuple, unit: str) -> str:
+    if not per_layer:
+        return ""
+    words = ", ".join(f"layer {i} at {'fp32' if lv == 32 and unit == ' bits' else f'{lv:g}{unit}'}" for i, lv in per_layer)
+    return f" (except {words})"
+
+
+def level_of(spec: "Spec", main: str, index: int):
+    """The level one layer gets: its per-layer entry, else the spec's main setting."""
+    return dict(spec.per_layer).get(index, getattr(spec, main))
 
 
 # ---------------------------------------------------------------- one spec per method
@@ -122,10 +184,19 @@ class QuantSpec(Spec):
                            help="weights sharing one scale; 0 = one scale per output channel")
     embeddings: str = knob("none", choices=("none", "8", "4"),
                            help="also store the word embeddings in 8 or 4 bits (they are half of a small model)")
+    per_layer: tuple = per_layer_knob("bit-widths (2..8, or 32 to keep a layer in fp32)")
 
     def check(self):
+        canonical_per_layer(self, "bits", self._layer_bits)
+        levels = {b for _, b in self.per_layer}
         if self.group_size and self.group_size & (self.group_size - 1):
             raise SpecError(f"quant.group_size={self.group_size} must be a power of two (or 0 for per-channel)")
+        if self.per_layer and self.kernel in ("ort", "quanto"):
+            raise SpecError(f"quant.kernel={self.kernel} quantizes every layer alike; per-layer bit-widths run on "
+                            "kernel=torch (8 or 32 per layer) or rtn")
+        if self.kernel == "torch" and levels - {8, 32}:
+            raise SpecError("quant.kernel=torch runs 8-bit layers only: give per-layer bits 8 or 32 (fp32), "
+                            "or use kernel=rtn")
         if self.kernel in ("torch", "ort", "quanto"):
             if self.bits != 8:
                 raise SpecError(f"quant.kernel={self.kernel} runs only 8-bit weights here; "
@@ -134,12 +205,19 @@ class QuantSpec(Spec):
                 raise SpecError(f"quant.kernel={self.kernel} runs symmetric per-channel int8 only; "
                                 "use kernel=rtn for groups or asymmetric scales")
 
+    @staticmethod
+    def _layer_bits(b: float) -> int:
+        if b not in (2, 3, 4, 5, 6, 7, 8, 32):
+            raise SpecError(f"quant.per_layer gives a layer {b:g} bits: a layer takes 2..8 bits, or 32 to stay in fp32")
+        return int(b)
+
     @property
     def resolved_kernel(self) -> str:
         """The kernel `auto` resolves to: real int8 for plain 8 bits, RTN (simulated latency) otherwise."""
         if self.kernel != "auto":
             return self.kernel
-        return "torch" if self.bits == 8 and not self.group_size and self.scheme == "sym" else "rtn"
+        plain8 = self.bits == 8 and not self.group_size and self.scheme == "sym"
+        return "torch" if plain8 and {b for _, b in self.per_layer} <= {8, 32} else "rtn"
 
     @property
     def terminal(self) -> bool:
@@ -152,7 +230,7 @@ class QuantSpec(Spec):
                  "rtn": "decoded to fp32 to run (no fast kernel here)"}[k]
         emb = f"; word embeddings in {self.embeddings} bits" if self.embeddings != "none" else ""
         grp = f" in groups of {self.group_size}" if self.group_size else ""
-        return f"weights stored in {self.bits} bits{grp}, {where}{emb}"
+        return f"weights stored in {self.bits} bits{grp}, {where}{emb}{_per_layer_words(self.per_layer, ' bits')}"
 
 
 @dataclass(frozen=True)
@@ -201,8 +279,13 @@ class PruneSpec(Spec):
                                    help="sparsity where the poly schedule starts")
     recover_alpha: float = recovery_knobs()[0]
     recover_temperature: float = recovery_knobs()[1]
+    per_layer: tuple = per_layer_knob("sparsity (0..0.99; 0 leaves a layer dense)")
 
     def check(self):
+        canonical_per_layer(self, "sparsity", self._layer_sparsity)
+        if self.per_layer and (self.schedule != "none" or self.pattern != "unstructured"):
+            raise SpecError("prune.per_layer works with schedule=none and pattern=unstructured: a gradual or N:M "
+                            "pruning sets one sparsity for every layer")
         if self.schedule == "poly" and self.recover_steps < 10:
             raise SpecError("prune.schedule=poly prunes gradually while fine-tuning: give recover_steps >= 10")
         if self.initial_sparsity > self.sparsity:
@@ -215,13 +298,20 @@ class PruneSpec(Spec):
             if self.schedule == "poly":
                 raise SpecError(f"prune.pattern={self.pattern} is reached in one step: use schedule=none")
 
+    @staticmethod
+    def _layer_sparsity(s: float) -> float:
+        if not 0 <= s <= 0.99:
+            raise SpecError(f"prune.per_layer gives a layer sparsity {s:g}: a layer takes 0..0.99")
+        return round(s, 4)
+
     def describe(self) -> str:
         teach = " copying the original's answers" if self.recover_alpha < 1 else ""
         rec = f", then {self.recover_steps} fine-tuning steps{teach}" if self.recover_steps else ""
         grad = " gradually" if self.schedule == "poly" else ""
         how = " (the least useful for typical inputs)" if self.criterion == "wanda" else ""
         pat = f" in a {self.pattern} pattern" if self.pattern != "unstructured" else ""
-        return f"{self.sparsity:.0%} of the encoder's weights set to zero{how}{pat}{grad}{rec}"
+        return (f"{self.sparsity:.0%} of the encoder's weights set to zero{how}{pat}{grad}{rec}"
+                f"{_per_layer_words(self.per_layer, ' sparsity')}")
 
 
 @dataclass(frozen=True)

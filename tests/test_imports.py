@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("recipes",),
     ("__init__",),
     ("workload",),
-    ("families",),
+    ("families", "layerwise"),
     ("runtimes",),
     ("artifacts",),
     ("models", "data", "splits"),

@@ -13,6 +13,7 @@ import torch
 
 from ..artifacts import CompressedModel, Packed
 from ..families import family
+from ..layerwise import grouped_masks, levels
 from ..specs import PruneSpec
 from ..training import TrainSettings, train
 from .structured import recovery_loss
@@ -120,6 +121,9 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
         workload.progress(0.02, f"weighing the weights by their inputs on {CALIBRATION_ROWS} train-split texts")
     norms = input_norms(model, layers, workload) if spec.criterion == "wanda" else None
     masks = functools.partial(masks_for, layers, scope=spec.scope, norms=norms, pattern=spec.pattern)
+    if spec.per_layer:  # each layer's own sparsity (compression/layerwise.py)
+        masks = grouped_masks(functools.partial(masks_for, scope=spec.scope, norms=norms, pattern=spec.pattern),
+                              layers, levels(model, layers, spec, "sparsity"), spec.sparsity)
     if spec.schedule == "poly":
         t1 = max(1, int(0.75 * spec.recover_steps))  # the last quarter fine-tunes at the final sparsity
         every = max(1, spec.recover_steps // 20)
