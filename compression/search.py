@@ -91,8 +91,7 @@ def nsga2(store: Store, score: _Trials, ladder: list, n_layers: int, start: dict
     n_trials, seed = score.req["trials"], score.req["seed"]
     kw = {"engine_kwargs": {"connect_args": {"timeout": 30}}} if store.url.startswith("sqlite") else {}
     storage = optuna.storages.RDBStorage(store.url, **kw)
-    sampler = optuna.samplers.NSGAIISampler(population_size=max(4, min(10, n_trials // 3)), seed=seed,
-                                            constraints_func=lambda t: [t.user_attrs.get("excess", 1.0)])
+    sampler = optuna.samplers.NSGAIISampler(population_size=max(4, min(10, n_trials // 3)), seed=seed)
     study = optuna.create_study(study_name=f"search-job-{score.job['id']}", storage=storage, sampler=sampler,
                                 directions=["maximize", "minimize"], load_if_exists=True)
     done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
@@ -103,7 +102,7 @@ def nsga2(store: Store, score: _Trials, ladder: list, n_layers: int, start: dict
         cancel.check()
         levels = {u: trial.suggest_categorical(f"layer_{u}", ladder) for u in range(n_layers)}
         got = score(levels, "nsga2")
-        trial.set_user_attr("excess", got["drop"] - score.budget)
+        trial.set_constraint("drop_over_budget", got["drop"] - score.budget)  # feasible when <= 0
         trial.set_user_attr("recipe", got["name"])
         k = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) + 1
         progress(0.5 + 0.45 * k / max(1, n_trials), f"NSGA-II trial {k}/{n_trials}: {got['name']}, "
