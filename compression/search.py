@@ -61,7 +61,8 @@ class _Trials:
         return data
 
 
-def greedy(score: _Trials, sens, ladder: list, n_layers: int, cancel: CancelToken) -> dict[int, float] | None:
+def greedy(score: _Trials, sens, ladder: list, n_layers: int, cancel: CancelToken,
+           progress: Progress = lambda f, m: None) -> dict[int, float] | None:
     """Greedy allocation from the sensitivity table; None when even one layer at the mildest level is too much."""
     drop = {(int(r.layer), r.level): r.drop for r in sens.itertuples()}
 
@@ -74,7 +75,10 @@ def greedy(score: _Trials, sens, ladder: list, n_layers: int, cancel: CancelToke
         if not any(idx.values()):
             return None
         levels = {u: ladder[i] for u, i in idx.items()}
-        if score(levels, "greedy")["feasible"]:
+        got = score(levels, "greedy")
+        progress(0.3 + 0.2 * (1 - sum(idx.values()) / (n_layers * (len(ladder) - 1))),
+                 f"greedy: {got['name']}, drop {got['drop']:.2f} points on validation")
+        if got["feasible"]:
             return levels
         # revert the step that costs the most accuracy per the table (ties: the most compressed layer)
         u = max((u for u in idx if idx[u]), key=lambda u: (cost(u, idx[u]) - cost(u, idx[u] - 1), idx[u]))
@@ -136,7 +140,7 @@ def run_search(store: Store, job: dict, progress: Progress, cancel: CancelToken,
     ladder = [OFF[method], *levels]
     score = _Trials(store, job, req, bench)
     progress(0.3, "greedy allocation: the least sensitive layers get the most compression")
-    start = greedy(score, sens, ladder, n, cancel)
+    start = greedy(score, sens, ladder, n, cancel, progress)
     if req["trials"]:
         nsga2(store, score, ladder, n, start, progress, cancel)
     best = choose(store, job["id"])

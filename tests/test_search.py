@@ -150,3 +150,25 @@ def test_a_budget_no_setting_meets_is_one_sentence(fragile):  # noqa: F811
     assert error.startswith("no per-layer quant setting stays within 0.5 points of the baseline on validation")
     assert error.endswith("allow a larger --max-drop") and "\n" not in error
     assert not [s for s in store.sweeps(fp) if s["request"].get("search_job") == jid]  # nothing is measured
+
+
+def test_the_search_page_draws_the_heatmap_and_refuses_a_negative_budget(fragile, monkeypatch):  # noqa: F811
+    from streamlit.testing.v1 import AppTest
+
+    ws, args, fp = fragile
+    monkeypatch.setenv("COMPRESSION_WORKSPACE", str(ws))
+    monkeypatch.setenv("COMPRESSION_NO_AUTOSTART", "1")
+    monkeypatch.setenv("COMPRESSION_NO_WORKER_SPAWN", "1")
+    paths, store = api.open_workspace(str(ws))
+    jid = api.enqueue_sensitivity(store, fp, "prune", [0.3, 0.6])
+    api.run_jobs(paths, store, [jid])
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=90)
+    at.query_params["baseline"] = fp[:12]
+    at.run()
+    at.switch_page("pages/search.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(f"Layer {FRAGILE} is the most sensitive" in m.value for m in at.markdown)
+    at.number_input(key="max_drop").set_value(-1.0)
+    at.button(key="start_search").click().run()
+    assert [e.value for e in at.error] == ["--max-drop -1 asks the compressed model to beat the baseline; give the "
+                                           "accuracy points you accept to lose, 0 or more (e.g. 1.0)"]

@@ -116,3 +116,22 @@ def test_sensitivity_refuses_a_method_without_per_layer_levels(fragile, capsys):
         "error: per-layer sensitivity and search cover prune, quant; 'distill' has no per-layer setting"]
     assert main(["sensitivity", "--method", "quant", "--levels", "9", *args]) == 2
     assert "level 9" in capsys.readouterr().err
+
+
+def test_the_heatmap_shows_each_cell_and_the_baseline_noise_band():
+    import pandas as pd
+
+    from ui.search import heatmap, trials_figure
+
+    df = pd.DataFrame({"unit": ["layer 0", "layer 0", "layer 1", "layer 1"], "layer": [0, 0, 1, 1],
+                       "level": [0.3, 0.6] * 2, "drop": [0.0, 1.0, 12.0, float("nan")],
+                       "drop_lo": [-1.0, 0.0, 9.0, float("nan")], "drop_hi": [1.0, 2.0, 15.0, float("nan")]})
+    fig = heatmap(df, {"accuracy": 0.9, "accuracy_lo": 0.85, "accuracy_hi": 0.95, "rows": 100}, "prune")
+    assert fig.data[0].text[1] == ["12.0", ""] and "not scored yet" in fig.data[0].hovertext[1][1]
+    assert "baseline 90.0% on validation (95% CI 85.0–95.0%" in fig.layout.title.text
+    trials = pd.DataFrame({"source": ["greedy", "nsga2"], "name": ["a", "b"], "val_accuracy": [0.9, 0.85],
+                           "drop": [0.0, 5.0], "objective": [1.0, 0.5], "objective_label": ["size (MiB)"] * 2,
+                           "feasible": [True, False], "recipe": ["ka", "kb"]})
+    fig = trials_figure(trials, 0.9, 1.0, chosen="ka")
+    assert [t.name for t in fig.data] == ["greedy trials", "nsga2 trials", "chosen"]
+    assert any("budget: 1 points" in (a.text or "") for a in fig.layout.annotations)
