@@ -22,7 +22,8 @@ from compression import api
 from compression.cli import _progress_printer
 from compression.recipes import Recipe
 
-UNIFORM = [*(f"quant(bits={b},kernel=rtn)" for b in (2, 3, 4, 5, 6, 8)), "quant(bits=8,kernel=torch)",
+UNIFORM = [*(f"quant(bits={b},kernel=rtn{emb})" for b in (2, 3, 4, 5, 6, 8) for emb in ("", ",embeddings=8")),
+           "quant(bits=8,kernel=torch)", "quant(bits=8,kernel=torch,embeddings=8)",
            *(f"prune(sparsity={s / 10:.1f})" for s in range(3, 10))]
 
 

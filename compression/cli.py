@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", help="per-layer levels to choose from (default: 8,4,3,2 bits for size, 8 for latency)")
     p.add_argument("--trials", type=int, default=20, help="NSGA-II trials after the greedy allocation (0 = greedy only)")
     p.add_argument("--search-seed", type=int, default=0, help="seed of the NSGA-II sampler")
+    p.add_argument("--embeddings", help="quant: word embeddings in none, 8 or 4 bits for every candidate (default: 8 "
+                                        "for size, none for latency)")
     p.add_argument("--detach", action="store_true", help="queue and return; a background worker runs it")
 
     p = sub.add_parser("worker", help="run queued jobs until idle")
@@ -277,7 +279,7 @@ def cmd_sensitivity(args) -> int:
 
 def cmd_search(args) -> int:
     request = api.search_request(args.max_drop, args.objective, args.method, _levels(args, args.method or "quant"),
-                                 args.trials, args.search_seed)
+                                 args.trials, args.search_seed, args.embeddings)
     paths, store, fp, job = _run_analysis(args, request, "search")
     if job is None:
         return 0

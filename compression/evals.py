@@ -199,13 +199,17 @@ def sentence(df: pd.DataFrame) -> str:
 
 OBJECTIVES = {"size": "size of the saved weight files (MiB)",
               "latency": "batch-1 latency, a short timing on validation inputs here (ms; search only)"}
-DEFAULTS = {"size": ("quant", {"kernel": "rtn"}, [8, 4, 3, 2]),  # mixed bit-widths shrink the file
+DEFAULTS = {"size": ("quant", {"kernel": "rtn"}, [8, 4, 3, 2]),  # mixed bit-widths shrink the file (with 8-bit
+            # word embeddings, see search_request)
             "latency": ("quant", {"kernel": "torch"}, [8])}  # int8 where it costs little, fp32 elsewhere
 
 
 def search_request(max_drop: float, objective: str, method: str | None = None, levels=None, trials: int = 20,
-                   seed: int = 0) -> dict:
-    """A search's request, checked: an impossible budget or an unknown objective is one clear sentence."""
+                   seed: int = 0, embeddings: str | None = None) -> dict:
+    """A search's request, checked: an impossible budget or an unknown objective is one clear sentence.
+
+    ``embeddings`` (quant only): the word-embedding table in 8 or 4 bits for every candidate alike; a size search
+    stores it in 8 bits by default, since it is half of a small model and no per-layer choice touches it."""
     if objective not in OBJECTIVES:
         raise UserError(f"--objective {objective!r} is not known: choose {' or '.join(OBJECTIVES)}")
     if not max_drop >= 0:
@@ -223,6 +227,13 @@ def search_request(max_drop: float, objective: str, method: str | None = None, l
         raise UserError("pruning leaves dense kernels as slow as before, so a latency search over sparsity finds "
                         "nothing faster; search latency with --method quant")
     levels = check_levels(method, levels or (d_levels if method == d_method else ()))
+    if method == "quant":
+        emb = embeddings or ("8" if objective == "size" else "none")
+        if emb not in ("none", "8", "4"):
+            raise UserError(f"--embeddings {emb!r} is not allowed: choose none, 8 or 4")
+        base = {**base, **({"embeddings": emb} if emb != "none" else {})}
+    elif embeddings not in (None, "none"):
+        raise UserError("--embeddings applies to a quantization search only")
     if objective == "latency" and set(levels) - {8}:
         raise UserError("a latency search runs real int8 kernels: give --levels 8 (the other bit-widths run "
                         "dequantized in fp32 here and are no faster)")

@@ -52,11 +52,11 @@ def job_name(key: str) -> str:
 
 
 def search_request(max_drop: float, objective: str, method: str | None = None, levels=None, trials: int = 20,
-                   seed: int = 0) -> dict:
+                   seed: int = 0, embeddings: str | None = None) -> dict:
     """A search's request checked before anything is stored (an impossible budget is one UserError sentence)."""
     from .evals import search_request as checked
 
-    return checked(max_drop, objective, method, levels, trials, seed)
+    return checked(max_drop, objective, method, levels, trials, seed, embeddings)
 
 
 def sensitivity_request(method: str, levels=None) -> dict:
@@ -87,13 +87,14 @@ def enqueue_sensitivity(store: Store, baseline: str, method: str, levels=None, h
 
 
 def enqueue_search(store: Store, baseline: str, max_drop: float, objective: str, method: str | None = None,
-                   levels=None, trials: int = 20, seed: int = 0, hardware: str | None = None) -> int:
+                   levels=None, trials: int = 20, seed: int = 0, hardware: str | None = None,
+                   embeddings: str | None = None) -> int:
     """Queue an accuracy-aware search (greedy, then optuna NSGA-II) within ``max_drop`` validation points;
     its job id. An impossible budget raises UserError with one sentence.
 
     Example: ``enqueue_search(store, fp, max_drop=1.0, objective="size")``.
     """
-    return enqueue_analysis(store, baseline, search_request(max_drop, objective, method, levels, trials, seed),
+    return enqueue_analysis(store, baseline, search_request(max_drop, objective, method, levels, trials, seed, embeddings),
                             hardware)
 
 
