@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", default="size", help="size or latency")
     p.add_argument("--method", help="prune or quant (default: quant; 2..8-bit RTN for size, int8 for latency)")
     p.add_argument("--levels", help="per-layer levels to choose from (default: 8,4,3,2 bits for size, 8 for latency)")
-    p.add_argument("--trials", type=int, default=20, help="NSGA-II trials after the greedy allocation (0 = greedy only)")
+    p.add_argument("--trials", type=int, default=20, help="NSGA-II trials after the greedy start (0: greedy only)")
     p.add_argument("--search-seed", type=int, default=0, help="seed of the NSGA-II sampler")
     p.add_argument("--embeddings", help="quant: word embeddings in none, 8 or 4 bits for every candidate (default: 8 "
                                         "for size, none for latency)")

@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Callable
 
 from .families import family
-from .specs import SpecError, level_of
+from .layer_maps import level_of
+from .specs import SpecError
 
 
 def layer_index(model, name: str) -> int | None:

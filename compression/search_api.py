@@ -94,8 +94,8 @@ def enqueue_search(store: Store, baseline: str, max_drop: float, objective: str,
 
     Example: ``enqueue_search(store, fp, max_drop=1.0, objective="size")``.
     """
-    return enqueue_analysis(store, baseline, search_request(max_drop, objective, method, levels, trials, seed, embeddings),
-                            hardware)
+    request = search_request(max_drop, objective, method, levels, trials, seed, embeddings)
+    return enqueue_analysis(store, baseline, request, hardware)
 
 
 def analysis_outcome(store: Store, job_id: int) -> dict | None:

@@ -7,7 +7,8 @@ needs no extra code to be swept.
 Example::
 
     >>> QuantSpec(bits=4, group_size=64).to_dict()
-    {'method': 'quant', 'bits': 4, 'kernel': 'auto', 'scheme': 'sym', 'group_size': 64, 'embeddings': 'none', 'per_layer': ()}
+    {'method': 'quant', 'bits': 4, 'kernel': 'auto', 'scheme': 'sym', 'group_size': 64, 'embeddings': 'none',
+     'per_layer': ()}
     >>> PruneSpec(sparsity=0.8, per_layer="5:0.5;4:0.5").per_layer     # keyed by the family adapter's layer index
     ((4, 0.5), (5, 0.5))
 """
@@ -17,6 +18,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from .layer_maps import canonical_per_layer, per_layer_words
 
 
 class SpecError(ValueError):
@@ -120,53 +123,6 @@ def per_layer_knob(level: str):
                          "layers not named take the main setting")
 
 
-def canonical_per_layer(spec: "Spec", name: str, check_level) -> None:
-    """Store ``spec.per_layer`` as a sorted tuple of (index, level) pairs, without entries equal to the main
-    setting, so equal maps are one recipe key. Accepts pairs, a dict, or the text ``4:0.5;5:0.5``.
-
-    ``check_level(level)`` returns the level in its canonical type or raises SpecError with one sentence.
-    """
-    raw = spec.per_layer
-    where = f"{spec.method}.per_layer"
-    if isinstance(raw, str):
-        text = raw.strip().strip("()[]{}").strip()
-        try:
-            raw = [tuple(p.split(":")) for p in text.replace(" ", ";").split(";") if p.strip()]
-        except ValueError:
-            raw = None
-    elif isinstance(raw, dict):
-        raw = list(raw.items())
-    pairs = {}
-    try:
-        for i, lv in raw:
-            idx = float(i)
-            if not idx.is_integer() or idx < 0:
-                raise SpecError(f"{where} names layer {i!r}: a layer index is a whole number >= 0")
-            if int(idx) in pairs:
-                raise SpecError(f"{where} names layer {int(idx)} twice")
-            pairs[int(idx)] = check_level(float(lv))
-    except SpecError:
-        raise
-    except (TypeError, ValueError):
-        raise SpecError(f"{where}={spec.per_layer!r} cannot be read: write index:level pairs, "
-                        "e.g. 4:0.5;5:0.5") from None
-    main = getattr(spec, name)
-    canon = tuple(sorted((i, lv) for i, lv in pairs.items() if lv != main))
-    object.__setattr__(spec, "per_layer", canon)
-
-
-def _per_layer_words(per_layer: tuple, unit: str) -> str:
-    if not per_layer:
-        return ""
-    words = ", ".join(f"layer {i} at {'fp32' if lv == 32 and unit == ' bits' else f'{lv:g}{unit}'}" for i, lv in per_layer)
-    return f" (except {words})"
-
-
-def level_of(spec: "Spec", main: str, index: int):
-    """The level one layer gets: its per-layer entry, else the spec's main setting."""
-    return dict(spec.per_layer).get(index, getattr(spec, main))
-
-
 # ---------------------------------------------------------------- one spec per method
 
 @dataclass(frozen=True)
@@ -230,7 +186,7 @@ class QuantSpec(Spec):
                  "rtn": "decoded to fp32 to run (no fast kernel here)"}[k]
         emb = f"; word embeddings in {self.embeddings} bits" if self.embeddings != "none" else ""
         grp = f" in groups of {self.group_size}" if self.group_size else ""
-        return f"weights stored in {self.bits} bits{grp}, {where}{emb}{_per_layer_words(self.per_layer, ' bits')}"
+        return f"weights stored in {self.bits} bits{grp}, {where}{emb}{per_layer_words(self.per_layer, ' bits')}"
 
 
 @dataclass(frozen=True)
@@ -311,7 +267,7 @@ class PruneSpec(Spec):
         how = " (the least useful for typical inputs)" if self.criterion == "wanda" else ""
         pat = f" in a {self.pattern} pattern" if self.pattern != "unstructured" else ""
         return (f"{self.sparsity:.0%} of the encoder's weights set to zero{how}{pat}{grad}{rec}"
-                f"{_per_layer_words(self.per_layer, ' sparsity')}")
+                f"{per_layer_words(self.per_layer, ' sparsity')}")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def sensitivity_panel():
     if job is None:
         return
     df, base = api.sensitivity_frame(store, fp, method, runs[0]["request"]["levels"])
-    st.plotly_chart(search.heatmap(df, base, method), width="stretch", key="heatmap")
+    st.plotly_chart(search.heatmap(df, base, method), width="stretch", key="heatmap_chart")
     st.markdown(api.sensitivity_sentence(df))
     if job["state"] in ("queued", "running") and st.button("Stop", key="stop_sens"):
         store.cancel([job["id"]])
@@ -69,8 +69,9 @@ def search_panel():
     if out.get("error"):
         st.error(out["error"])
     base = api.sensitivity_frame(store, fp, req.get("method", "quant"), req.get("levels"))[1]
-    st.plotly_chart(search.trials_figure(api.search_trials(store, jid), base and base["accuracy"],
-                                         req.get("max_drop", 1.0), out.get("recipe_key")), width="stretch", key="trials")
+    fig = search.trials_figure(api.search_trials(store, jid), base and base["accuracy"], req.get("max_drop", 1.0),
+                               out.get("recipe_key"))
+    st.plotly_chart(fig, width="stretch", key="trials_chart")
     if out.get("recipe"):
         final = store.job(out["job_id"])
         st.success(f"Chose `{out['recipe']}` on validation ({100 * out['val_accuracy']:.2f}%, drop {out['drop']:.2f} "

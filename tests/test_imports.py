@@ -20,7 +20,7 @@ PKG = ROOT / "compression"
 # the CSV, the front door, and the CLI over it. ("recipes" and "schema" are the splits of specs and store.)
 LAYERS: list[tuple[str, ...]] = [
     ("config", "training", "pareto", "measurement"),
-    ("specs",),
+    ("specs", "layer_maps"),
     ("registry",),
     ("recipes",),
     ("__init__",),

@@ -22,7 +22,7 @@ def _chosen(store, jid) -> dict:
     return {**out, "levels": trial["levels"]}
 
 
-def test_the_search_leaves_the_fragile_layer_least_compressed_and_measures_its_choice_on_test(fragile, capsys):  # noqa: F811
+def test_the_search_leaves_the_fragile_layer_least_compressed_and_measures_only_it(fragile, capsys):  # noqa: F811
     ws, args, fp = fragile
     assert main(["search", "--max-drop", "1.0", "--objective", "size", "--trials", "6", *args]) == 0
     out = capsys.readouterr().out
