@@ -170,5 +170,5 @@ def test_the_search_page_draws_the_heatmap_and_refuses_a_negative_budget(fragile
     assert any(f"Layer {FRAGILE} is the most sensitive" in m.value for m in at.markdown)
     at.number_input(key="max_drop").set_value(-1.0)
     at.button(key="start_search").click().run()
-    assert [e.value for e in at.error] == ["--max-drop -1 asks the compressed model to beat the baseline; give the "
-                                           "accuracy points you accept to lose, 0 or more (e.g. 1.0)"]
+    assert ("--max-drop -1 asks the compressed model to beat the baseline; give the accuracy points you accept to "
+            "lose, 0 or more (e.g. 1.0)") in [e.value for e in at.error]  # (the newest search's own outcome may show too)
