@@ -8,6 +8,7 @@ nav = st.navigation([
     st.Page("pages/tradeoffs.py", title="Trade-offs", icon=":material/show_chart:", default=True),
     st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/search.py", title="Search", icon=":material/travel_explore:"),
     st.Page("pages/playground.py", title="Playground", icon=":material/chat:"),
     st.Page("pages/baseline.py", title="Baseline", icon=":material/database:"),
 ])

@@ -26,6 +26,9 @@ from .specs import Spec, SpecError
 from .prefetch import nearest as prefetch_nearest
 from .prefetch import stored_values
 from .prefetch import wish as prefetch_wish
+from .search_api import (analyses, analysis_outcome, check_per_layer, enqueue_analysis, enqueue_search,
+                         enqueue_sensitivity, job_name, layer_count, search_request, search_trials, sensitivity_frame,
+                         sensitivity_request, sensitivity_sentence)
 from .store import BASELINE_RECIPE, PREPARE, Store
 from .workers import (ensure_worker, keep_worker_warm, run_jobs, run_worker, start_worker, worker_alive,
                       worker_warm_for)
@@ -36,7 +39,9 @@ __all__ = ["open_workspace", "baseline_request", "add_baseline", "register_basel
            "text_table", "recipe_name", "CSV_COLUMNS", "PREPARE", "BASELINE_RECIPE", "TRAIN_STEPS", "TRAIN_LR",
            "TRAIN_SEED", "methods", "live_knob", "knobs", "predict_texts", "disk_usage", "hardware_id", "UserError",
            "SpecError", "Recipe", "Paths", "Store", "parse_values", "refusal", "prefetch_wish", "prefetch_nearest",
-           "stored_values"]
+           "stored_values", "enqueue_sensitivity", "enqueue_search", "enqueue_analysis", "analysis_outcome", "analyses",
+           "search_trials", "sensitivity_frame", "sensitivity_sentence", "layer_count", "check_per_layer",
+           "search_request", "sensitivity_request", "job_name"]
 
 
 def open_workspace(workspace: str | None = None, store_url: str | None = None) -> tuple[Paths, Store]:
@@ -162,6 +167,7 @@ def enqueue_recipes(store: Store, baseline: str, recipes: list[Recipe], name: st
     if store.baseline(baseline) is None:
         raise UserError(f"unknown baseline {baseline[:12]}; prepare it first")
     refuse(store, baseline, recipes)
+    check_per_layer(store, baseline, recipes)
     sweep_id = store.add_sweep(name, baseline, request or {"recipes": [r.name for r in recipes]})
     ids = store.enqueue(baseline, [r.key for r in recipes], hardware or config.hardware_id(), sweep=sweep_id)
     if retry_failed:

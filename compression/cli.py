@@ -10,6 +10,8 @@ Example::
     python -m compression sweep --method prune --sparsity 0.3:0.9:0.1
     python -m compression sweep --recipe "distill(layers=3)>quant(bits=8)"
     python -m compression results --csv results.csv
+    python -m compression sensitivity --method prune --levels 0.3,0.5,0.7,0.9
+    python -m compression search --max-drop 1.0 --objective size
 """
 from __future__ import annotations
 
@@ -100,6 +102,28 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(_flag(name), dest=f"knob_{name}", metavar="V",
                        help=f"({'/'.join(e['methods'])}) {m['help']}{rng}{ch}")
 
+    p = sub.add_parser("sensitivity", help="compress one encoder layer at a time and score it on the validation split")
+    _add_common(p)
+    _add_baseline(p)
+    p.add_argument("--method", default="prune", help="prune (sparsity levels) or quant (bit-widths, round-to-nearest)")
+    p.add_argument("--levels", help="levels to try, e.g. 0.3,0.5,0.7,0.9 or 2,3,4,8 (default: those)")
+    p.add_argument("--detach", action="store_true", help="queue and return; a background worker runs it")
+
+    p = sub.add_parser("search", help="per-layer settings within a validation accuracy budget, smallest or fastest",
+                       description="Chooses on the validation split alone (greedy from the sensitivity table, then "
+                                   "optuna NSGA-II); only the chosen recipe is measured on the test split.")
+    _add_common(p)
+    _add_baseline(p)
+    p.add_argument("--max-drop", type=float, default=1.0, help="accuracy points the model may lose on validation")
+    p.add_argument("--objective", default="size", help="size or latency")
+    p.add_argument("--method", help="prune or quant (default: quant; 2..8-bit RTN for size, int8 for latency)")
+    p.add_argument("--levels", help="per-layer levels to choose from (default: 8,4,3,2 bits for size, 8 for latency)")
+    p.add_argument("--trials", type=int, default=20, help="NSGA-II trials after the greedy start (0: greedy only)")
+    p.add_argument("--search-seed", type=int, default=0, help="seed of the NSGA-II sampler")
+    p.add_argument("--embeddings", help="quant: word embeddings in none, 8 or 4 bits for every candidate (default: 8 "
+                                        "for size, none for latency)")
+    p.add_argument("--detach", action="store_true", help="queue and return; a background worker runs it")
+
     p = sub.add_parser("worker", help="run queued jobs until idle")
     _add_common(p)
     _add_executor(p)
@@ -127,7 +151,7 @@ def _progress_printer():
     def on_event(job: dict, fraction: float, message: str) -> None:
         bar = bars.get(job["id"])
         if bar is None:
-            bar = bars[job["id"]] = tqdm(total=100, desc=f"job {job['id']} {api.recipe_name(job['recipe'])}"[:60],
+            bar = bars[job["id"]] = tqdm(total=100, desc=f"job {job['id']} {api.job_name(job['recipe'])}"[:60],
                                          leave=True, file=sys.stderr, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
         bar.n = int(round(100 * max(0.0, min(1.0, fraction or 0.0))))
         bar.set_postfix_str(message[:70], refresh=True)
@@ -211,6 +235,67 @@ def _report_jobs(store, ids, fp) -> int:
     return 1 if failed else 0
 
 
+def _levels(args, method: str) -> list | None:
+    return parse_values(args.levels, float if method == "prune" else int) if args.levels else None
+
+
+def _run_analysis(args, request: dict, kind: str):
+    """Queue an analysis job and run it here (or follow the worker that runs it); its job row after."""
+    paths, store = _store(args)
+    fp = api.add_baseline(store, _request(args))
+    jid = api.enqueue_analysis(store, fp, request)
+    print(f"{kind} job {jid}\nworkspace: {paths.workspace}\nstore:     {paths.store_url}", file=sys.stderr)
+    if args.detach:
+        api.start_worker(paths)
+        print(f"queued; a background worker is running it (job {jid})")
+        return paths, store, fp, None
+    api.run_jobs(paths, store, [jid] + api.baseline_jobs(store, fp), _progress_printer())
+    return paths, store, fp, store.job(jid)
+
+
+def _unfinished(job: dict) -> int:
+    print(f"job {job['id']} {job['state']}: {job['error'] or ''} (finished steps are kept: run the same command "
+          "again to continue)", file=sys.stderr)
+    return 1
+
+
+def cmd_sensitivity(args) -> int:
+    method = args.method
+    request = api.sensitivity_request(method, _levels(args, method))  # bad levels: nothing is stored
+    paths, store, fp, job = _run_analysis(args, request, "sensitivity")
+    if job is None:
+        return 0
+    if job["state"] != "done":
+        return _unfinished(job)
+    df, base = api.sensitivity_frame(store, fp, method, request["levels"])
+    if base:
+        print(f"baseline on validation: {100 * base['accuracy']:.2f}% (95% CI {100 * base['accuracy_lo']:.2f}"
+              f"..{100 * base['accuracy_hi']:.2f}, {base['rows']} rows)")
+    print(f"accuracy drop on validation, points ({method}; one layer at a time):")
+    print(df.pivot(index="unit", columns="level", values="drop").round(2).to_string())
+    print(api.sensitivity_sentence(df))
+    return 0
+
+
+def cmd_search(args) -> int:
+    request = api.search_request(args.max_drop, args.objective, args.method, _levels(args, args.method or "quant"),
+                                 args.trials, args.search_seed, args.embeddings)
+    paths, store, fp, job = _run_analysis(args, request, "search")
+    if job is None:
+        return 0
+    if job["state"] != "done":
+        return _unfinished(job)
+    out = api.analysis_outcome(store, job["id"]) or {}
+    if out.get("error"):
+        raise UserError(out["error"])
+    print(f"chose {out['recipe']} on validation: {100 * out['val_accuracy']:.2f}% (drop {out['drop']:.2f} points, "
+          f"budget {out['max_drop']:g}; baseline {100 * out['baseline_val_accuracy']:.2f}%), "
+          f"{out['objective_label']}: {out['objective_value']:.3g}; {out['trials']} trials")
+    print(f"measuring it on the test split (job {out['job_id']}, origin=search)", file=sys.stderr)
+    api.run_jobs(paths, store, [out["job_id"]], _progress_printer())
+    return _report_jobs(store, [out["job_id"]], fp)
+
+
 def cmd_worker(args) -> int:
     paths, store = _store(args)
     print(f"worker {os.getpid()} on workspace {paths.workspace}\nstore: {paths.store_url}", file=sys.stderr,
@@ -265,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     try:
-        return {"prepare": cmd_prepare, "sweep": cmd_sweep, "worker": cmd_worker, "results": cmd_results}[args.cmd](args)
+        return {"prepare": cmd_prepare, "sweep": cmd_sweep, "worker": cmd_worker, "results": cmd_results,
+                "sensitivity": cmd_sensitivity, "search": cmd_search}[args.cmd](args)
     except (UserError, SpecError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -95,7 +95,7 @@ class Recipe:
             if not m:
                 raise SpecError(f"cannot read recipe step {part!r}: write it as method(knob=value,...)")
             args: dict[str, Any] = {"method": m.group(1)}
-            for kv in filter(None, (a.strip() for a in (m.group(2) or "").split(","))):
+            for kv in filter(None, (a.strip() for a in _top_level(m.group(2) or ""))):
                 if "=" not in kv:
                     raise SpecError(f"cannot read {kv!r} in {part!r}: write knob=value")
                 k, v = (s.strip() for s in kv.split("=", 1))
@@ -104,7 +104,27 @@ class Recipe:
         return cls(tuple(steps))
 
 
+def _top_level(args: str) -> list[str]:
+    """Split ``knob=value`` arguments at commas outside brackets: ``per_layer=((4, 0.5), (5, 0.5))`` is one."""
+    out, depth, cur = [], 0, ""
+    for ch in args:
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return out + [cur]
+
+
 def _literal(v: str):
+    if v[:1] in "([{":  # a per-layer map written as pairs: ((4, 0.5), (5, 0.5))
+        import ast
+
+        try:
+            return ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            raise SpecError(f"cannot read {v!r}: write pairs like ((4, 0.5), (5, 0.5)) or 4:0.5;5:0.5") from None
     for conv in (int, float):
         try:
             return conv(v)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3  # 2: jobs.node, sweeps.deleted_at (undo); 3: ISA class in hardware ids, results.predictions
+SCHEMA_VERSION = 4  # 2: jobs.node, sweeps.deleted_at (undo); 3: ISA class in hardware ids, results.predictions;
+# 4: val_evals, search_trials, analysis_outcomes (sensitivity and search; optuna keeps its own tables beside them)
 
 meta = sa.MetaData()
 
@@ -80,6 +81,39 @@ sweep_jobs = sa.Table(
     "sweep_jobs", meta,
     sa.Column("sweep_id", sa.Integer, sa.ForeignKey("sweeps.id"), primary_key=True),
     sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), primary_key=True),
+)
+
+# A recipe scored on the validation split (sensitivity cells, search trials): one row per (baseline, recipe),
+# so a stopped sensitivity run or search starts again where it stopped. The test split is never read for these.
+val_evals = sa.Table(
+    "val_evals", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("baseline", sa.String(64), nullable=False),
+    sa.Column("recipe", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),  # accuracy, loss, rows, size_bytes, seconds
+    sa.Column("predictions", sa.JSON),  # per validation row, for the paired change against the baseline
+    sa.UniqueConstraint("baseline", "recipe", name="uq_val_eval"),
+)
+
+# One search's trials as they finish (greedy steps and NSGA-II trials), for its chart and its choice.
+search_trials = sa.Table(
+    "search_trials", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False, index=True),
+    sa.Column("source", sa.String(16), nullable=False),  # greedy | nsga2
+    sa.Column("recipe", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),  # val accuracy, drop, objective value and its label, feasible
+    sa.UniqueConstraint("job_id", "source", "recipe", name="uq_search_trial"),
+)
+
+# What a sensitivity run or a search concluded: the chosen recipe and its measurement job, or why none.
+analysis_outcomes = sa.Table(
+    "analysis_outcomes", meta,
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
 )
 
 
@@ -194,5 +228,9 @@ def _v3(c) -> None:
                   {"h": f"cpu-{m.group(1)}-{isa}-{m.group(2)}t", "j": job_id})
 
 
+def _v4(c) -> None:
+    """v3 -> v4: the sensitivity and search tables; ``migrate`` has created them already (they are new)."""
+
+
 # version -> function(connection) that upgrades a store from version-1 to version
-MIGRATIONS: dict = {2: _v2, 3: _v3}
+MIGRATIONS: dict = {2: _v2, 3: _v3, 4: _v4}

@@ -7,7 +7,10 @@ needs no extra code to be swept.
 Example::
 
     >>> QuantSpec(bits=4, group_size=64).to_dict()
-    {'method': 'quant', 'bits': 4, 'kernel': 'auto', 'scheme': 'sym', 'group_size': 64, 'embeddings': 'none', 'algorithm': 'rtn'}
+    {'method': 'quant', 'bits': 4, 'kernel': 'auto', 'scheme': 'sym', 'group_size': 64, 'embeddings': 'none',
+     'algorithm': 'rtn', 'per_layer': ()}
+    >>> PruneSpec(sparsity=0.8, per_layer="5:0.5;4:0.5").per_layer     # keyed by the family adapter's layer index
+    ((4, 0.5), (5, 0.5))
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from .layer_maps import canonical_per_layer, per_layer_words
 
 
 class SpecError(ValueError):
@@ -95,7 +100,7 @@ class Spec:
         Only fields that differ from their defaults are written.
         """
         fields = dataclasses.fields(self)
-        args = [f"{f.name}={getattr(self, f.name)}" for f in fields if getattr(self, f.name) != f.default]
+        args = [f"{f.name}={_text(getattr(self, f.name))}" for f in fields if getattr(self, f.name) != f.default]
         if not args:  # all defaults: still name the first knob, e.g. quant(bits=8)
             args = [f"{fields[0].name}={getattr(self, fields[0].name)}"]
         return f"{self.method}({','.join(args)})"
@@ -103,6 +108,19 @@ class Spec:
     def describe(self) -> str:
         """Plain words for the playground and hover text."""
         return self.short()
+
+
+def _text(v) -> str:
+    """A knob value as the recipe grammar writes it; a per-layer map as ``4:0.5;5:0.5`` (no commas, so the
+    sweep grammar's comma still separates whole maps)."""
+    return ";".join(f"{i}:{lv:g}" for i, lv in v) if isinstance(v, tuple) else str(v)
+
+
+def per_layer_knob(level: str):
+    """The per-layer map shared by pruning and quantization: layer index -> its own level."""
+    return knob((), help=f"per-layer {level}, keyed by the layer index the model family's adapter counts "
+                         f"(0 = first encoder layer), written index:level;index:level, e.g. 4:0.5;5:0.5; "
+                         "layers not named take the main setting")
 
 
 # ---------------------------------------------------------------- one spec per method
@@ -128,10 +146,19 @@ class QuantSpec(Spec):
                           help="how low-bit weights are chosen: rtn = nearest level; hqq = scales and zero points "
                                "fitted to the weights (kernel=nbits); gptq = rounding errors compensated on 128 "
                                "training sentences")
+    per_layer: tuple = per_layer_knob("bit-widths (2..8, or 32 to keep a layer in fp32)")
 
     def check(self):
+        canonical_per_layer(self, "bits", self._layer_bits)
+        levels = {b for _, b in self.per_layer}
         if self.group_size and self.group_size & (self.group_size - 1):
             raise SpecError(f"quant.group_size={self.group_size} must be a power of two (or 0 for per-channel)")
+        if self.per_layer and self.kernel in ("ort", "quanto", "nbits"):
+            raise SpecError(f"quant.kernel={self.kernel} quantizes every layer alike; per-layer bit-widths run on "
+                            "kernel=torch (8 or 32 per layer) or rtn")
+        if self.kernel == "torch" and levels - {8, 32}:
+            raise SpecError("quant.kernel=torch runs 8-bit layers only: give per-layer bits 8 or 32 (fp32), "
+                            "or use kernel=rtn")
         if self.kernel in ("torch", "ort", "quanto"):
             if self.bits != 8:
                 raise SpecError(f"quant.kernel={self.kernel} runs only 8-bit weights here; "
@@ -162,6 +189,12 @@ class QuantSpec(Spec):
                 raise SpecError("quant.algorithm=hqq runs 2 or 4 bits: ONNX Runtime's 8-bit kernel takes no fitted "
                                 "(fractional) zero points; use algorithm=rtn or gptq for bits=8")
 
+    @staticmethod
+    def _layer_bits(b: float) -> int:
+        if b not in (2, 3, 4, 5, 6, 7, 8, 32):
+            raise SpecError(f"quant.per_layer gives a layer {b:g} bits: a layer takes 2..8 bits, or 32 to stay in fp32")
+        return int(b)
+
     @property
     def resolved_kernel(self) -> str:
         """The kernel `auto` resolves to: real int8 for plain 8 bits, RTN (simulated latency) otherwise.
@@ -172,7 +205,7 @@ class QuantSpec(Spec):
         if self.kernel != "auto":
             return self.kernel
         plain = self.bits == 8 and not self.group_size and self.scheme == "sym" and self.algorithm == "rtn"
-        return "torch" if plain else "rtn"
+        return "torch" if plain and {b for _, b in self.per_layer} <= {8, 32} else "rtn"
 
     @property
     def terminal(self) -> bool:
@@ -188,7 +221,7 @@ class QuantSpec(Spec):
         grp = f" in groups of {self.group_size}" if self.group_size else ""
         how = {"rtn": "", "hqq": ", scales fitted by HQQ",
                "gptq": ", rounded by GPTQ to keep the layers' outputs"}[self.algorithm]
-        return f"weights stored in {self.bits} bits{grp}{how}, {where}{emb}"
+        return f"weights stored in {self.bits} bits{grp}{how}, {where}{emb}{per_layer_words(self.per_layer, ' bits')}"
 
 
 @dataclass(frozen=True)
@@ -242,11 +275,19 @@ class PruneSpec(Spec):
     recover_alpha: float = recovery_knobs()[0]
     recover_temperature: float = recovery_knobs()[1]
     recover_hidden: float = recovery_knobs()[2]
+    per_layer: tuple = per_layer_knob("sparsity (0..0.99; 0 leaves a layer dense)")
 
     def check(self):
+        canonical_per_layer(self, "sparsity", self._layer_sparsity)
         if self.schedule == "poly" and self.criterion == "sparsegpt":
             raise SpecError("prune.criterion=sparsegpt prunes and updates the weights once: use schedule=none "
                             "(recover_steps still fine-tune), or criterion=wanda for a gradual schedule")
+        if self.per_layer and self.criterion == "sparsegpt":
+            raise SpecError("prune.per_layer works with criterion=magnitude or wanda: sparsegpt prunes every layer "
+                            "to one sparsity")
+        if self.per_layer and (self.schedule != "none" or self.pattern != "unstructured"):
+            raise SpecError("prune.per_layer works with schedule=none and pattern=unstructured: a gradual or N:M "
+                            "pruning sets one sparsity for every layer")
         if self.schedule == "poly" and self.recover_steps < 10:
             raise SpecError("prune.schedule=poly prunes gradually while fine-tuning: give recover_steps >= 10")
         if self.initial_sparsity > self.sparsity:
@@ -259,6 +300,12 @@ class PruneSpec(Spec):
             if self.schedule == "poly":
                 raise SpecError(f"prune.pattern={self.pattern} is reached in one step: use schedule=none")
 
+    @staticmethod
+    def _layer_sparsity(s: float) -> float:
+        if not 0 <= s <= 0.99:
+            raise SpecError(f"prune.per_layer gives a layer sparsity {s:g}: a layer takes 0..0.99")
+        return round(s, 4)
+
     def describe(self) -> str:
         teach = " copying the original's answers" if self.recover_alpha < 1 or self.recover_hidden else ""
         rec = f", then {self.recover_steps} fine-tuning steps{teach}" if self.recover_steps else ""
@@ -266,7 +313,8 @@ class PruneSpec(Spec):
         how = {"magnitude": "", "wanda": " (the least useful for typical inputs)",
                "sparsegpt": " (the least useful for typical inputs, the rest adjusted to make up)"}[self.criterion]
         pat = f" in a {self.pattern} pattern" if self.pattern != "unstructured" else ""
-        return f"{self.sparsity:.0%} of the encoder's weights set to zero{how}{pat}{grad}{rec}"
+        return (f"{self.sparsity:.0%} of the encoder's weights set to zero{how}{pat}{grad}{rec}"
+                f"{per_layer_words(self.per_layer, ' sparsity')}")
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ def test_a_store_written_by_schema_v1_opens_with_its_rows(tmp_path):
     con.executescript(V1_SCHEMA)
     con.close()
     s = Store(f"sqlite:///{path}")
-    assert s.schema_version == 3
+    assert s.schema_version == 4
     assert [r["data"]["accuracy"] for r in s.results()] == [0.81]
     assert s.sweeps()[0]["name"] == "old sweep" and s.job(1)["node"] is None
     s.delete_sweep(1)

@@ -23,6 +23,7 @@ from typing import Callable
 
 from .. import config, prefetch
 from ..config import Paths
+from ..evals import is_analysis
 from ..store import PREPARE, Store
 from ..timing import Preempted
 from ..training import Cancelled, CancelToken
@@ -211,6 +212,10 @@ class _Worker:
         beat.start()
         if job["recipe"] == PREPARE:
             self._settle(job, beat, lambda: self.runner.prepare(self.store, job, progress, cancel))
+        elif is_analysis(job["recipe"]):  # a sensitivity run or a search: validation only, no result row
+            from ..search import run_analysis  # here: it loads torch, which spawning a worker does not need
+
+            self._settle(job, beat, lambda: run_analysis(self.store, job, progress, cancel))
         else:
             live = bool(config.wanted_warm(self.paths))
             # the live knob's own settings (queued ahead, at priority 0) land first as a preview

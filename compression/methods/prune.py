@@ -14,6 +14,7 @@ import torch
 
 from ..artifacts import CompressedModel, Packed
 from ..families import family
+from ..layerwise import grouped_masks, levels
 from ..specs import PruneSpec
 from ..training import TrainSettings, train
 from .sparsegpt import sparsegpt_prune
@@ -130,6 +131,9 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
 
         def masks(_sparsity: float) -> dict[str, torch.Tensor]:  # schedule=poly is refused for sparsegpt
             return kept
+    elif spec.per_layer:  # each layer's own sparsity (compression/layerwise.py)
+        masks = grouped_masks(functools.partial(masks_for, scope=spec.scope, norms=norms, pattern=spec.pattern),
+                              layers, levels(model, layers, spec, "sparsity"), spec.sparsity)
     if spec.schedule == "poly":
         t1 = max(1, int(0.75 * spec.recover_steps))  # the last quarter fine-tunes at the final sparsity
         every = max(1, spec.recover_steps // 20)

@@ -18,6 +18,7 @@ import torch
 
 from ..artifacts import CompressedModel, Packed, onnx_model, pack_bits, unpack_bits
 from ..families import family
+from ..layerwise import levels
 from ..runtimes import dynamic_int8
 from ..specs import QuantSpec, SpecError
 from .gptq import grid, gptq, round_to_grid
@@ -77,6 +78,8 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
         packed.update(_embeddings(model, int(spec.embeddings)))
         notes.append(f"word embeddings stored in {spec.embeddings} bits")
     layers = family(model).linears(model, "body")
+    bits = levels(model, layers, spec, "bits")  # per layer (compression/layerwise.py); 32 stays fp32
+    layers = [(n, m) for n, m in layers if bits[n] != 32]
     if kernel == "torch":
         qm = dynamic_int8(model, [n for n, _ in layers])
         cm = CompressedModel("int8-dynamic", "torch", "fbgemm int8 matmul, dynamic activations", module=qm)
@@ -86,11 +89,11 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
         for name, lin in layers:
             group = spec.group_size or lin.in_features
             if spec.algorithm == "gptq":
-                q = gptq(lin.weight, hessians.pop(name), spec.bits, group, spec.scheme)
+                q = gptq(lin.weight, hessians.pop(name), bits[name], group, spec.scheme)
                 decoded = q["decoded"]
-                p = packed_codes(q["codes"], q["scale"], q.get("zero"), spec.bits, group, spec.scheme)
+                p = packed_codes(q["codes"], q["scale"], q.get("zero"), bits[name], group, spec.scheme)
             else:
-                decoded, p = rtn(lin.weight, spec.bits, group, spec.scheme)
+                decoded, p = rtn(lin.weight, bits[name], group, spec.scheme)
             with torch.no_grad():
                 lin.weight.copy_(decoded)
             packed[f"{name}.weight"] = p

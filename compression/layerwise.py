@@ -1,0 +1,67 @@
+"""Per-layer settings: which level each Linear layer gets when a spec carries a ``per_layer`` map.
+
+A spec's map is keyed by the family adapter's layer index (``family(model).blocks(model)[i]``), never by
+module names, so one recipe means the same on every family. Layers outside the blocks (an embedding
+projection) take the spec's main setting.
+
+Example::
+
+    >>> levels(model, family(model).linears(model), PruneSpec(sparsity=0.8, per_layer="1:0.5"), "sparsity")
+    {'bert.encoder.layer.0.attention.self.query': 0.8, ..., 'bert.encoder.layer.1.output.dense': 0.5}
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .families import family
+from .layer_maps import level_of
+from .specs import SpecError
+
+
+def layer_index(model, name: str) -> int | None:
+    """The adapter's block index of a module name, or None outside the blocks."""
+    prefix = family(model).blocks_at + "."
+    if not name.startswith(prefix):
+        return None
+    head = name[len(prefix):].split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def check_layers(model, spec) -> int:
+    """The model's layer count, after checking that ``spec.per_layer`` names only layers it has (one sentence
+    otherwise)."""
+    fam = family(model)
+    n = fam.num_layers(model)
+    if not spec.per_layer:
+        return n
+    if fam.shared:
+        raise SpecError(f"{spec.method}.per_layer does not apply to {fam.name}: it shares one layer's weights "
+                        "across depth, so every layer has the same setting")
+    top = max(i for i, _ in spec.per_layer)
+    if top >= n:
+        raise SpecError(f"{spec.method}.per_layer names layer {top}, but this model has {n} layers "
+                        f"(0..{n - 1})")
+    return n
+
+
+def levels(model, layers: list[tuple[str, object]], spec, main: str) -> dict[str, float]:
+    """Module name -> the level its layer gets (``main`` names the spec's main knob, e.g. ``"bits"``)."""
+    check_layers(model, spec)
+    return {n: level_of(spec, main, i) if (i := layer_index(model, n)) is not None else getattr(spec, main)
+            for n, _ in layers}
+
+
+def grouped_masks(masks_for: Callable, layers: list[tuple[str, object]], by_name: dict[str, float],
+                  main: float) -> Callable[[float], dict]:
+    """A masks function over all ``layers`` in which each group of layers with its own level is pruned on its
+    own; the layers at the main level follow the sparsity asked for (their threshold stays shared)."""
+    groups: dict[float, list] = {}
+    for n, m in layers:
+        groups.setdefault(by_name[n], []).append((n, m))
+
+    def masks(sparsity: float) -> dict:
+        out = {}
+        for level, group in groups.items():
+            out.update(masks_for(group, sparsity if level == main else level))
+        return out
+    return masks

@@ -1,0 +1,174 @@
+"""The accuracy-aware search: chooses on validation only, leaves the fragile layer alone, keeps stopped trials."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compression import api
+from compression.cli import main
+from compression.training import Cancelled, CancelToken
+from fragile import FRAGILE, LAYERS, fragile  # noqa: F401  (the fixture)
+
+
+def _levels(out: dict) -> dict[int, float]:
+    return {int(u): lv for u, lv in out["levels"].items()}
+
+
+def _chosen(store, jid) -> dict:
+    out = api.analysis_outcome(store, jid)
+    trial = next(t for t in api.search_trials(store, jid).to_dict("records") if t["recipe"] == out["recipe_key"])
+    return {**out, "levels": trial["levels"]}
+
+
+def test_the_search_leaves_the_fragile_layer_least_compressed_and_measures_only_it(fragile, capsys):  # noqa: F811
+    ws, args, fp = fragile
+    assert main(["search", "--max-drop", "1.0", "--objective", "size", "--trials", "6", *args]) == 0
+    out = capsys.readouterr().out
+    assert "chose quant(" in out
+    _, store = api.open_workspace(str(ws))
+    jid = api.analyses(store, fp, "search")[0]["id"]
+    chosen = _chosen(store, jid)
+    levels = _levels(chosen)
+    assert levels[FRAGILE] == 32  # kept in fp32 ...
+    assert all(levels[u] < 32 for u in range(LAYERS) if u != FRAGILE)  # ... while every other layer is quantized
+    assert chosen["drop"] <= 1.0 and chosen["origin"] == "search"
+    # only the chosen recipe is measured on test, through the normal job path, in a sweep labelled origin=search
+    final = store.job(chosen["job_id"])
+    assert final["state"] == "done" and final["recipe"] == chosen["recipe_key"]
+    sweep = next(s for s in store.sweeps(fp) if chosen["job_id"] in s["job_ids"] and s["name"] == "search")
+    assert sweep["request"]["origin"] == "search" and sweep["request"]["search_job"] == jid
+    df = api.results_frame(store, baseline=fp)
+    row = df[df["job_id"] == chosen["job_id"]]
+    assert len(row) == 1 and "per_layer" in row["recipe"].iloc[0]  # its recipe is readable in the details
+    trials = api.search_trials(store, jid)
+    assert set(trials["source"]) == {"greedy", "nsga2"} and len(trials[trials["source"] == "nsga2"]) == 6
+
+
+def _poisoned_copy(pristine: Path, fp: str) -> Path:
+    """The pristine workspace with its baseline pointing at its own folder and every test label flipped."""
+    from compression.splits import load_split, save_splits
+
+    _, store = api.open_workspace(str(pristine))
+    row = store.baseline(fp)
+    folder = pristine / "baselines" / Path(row["path"]).name
+    store.mark_prepared(fp, str(folder), row["info"])
+    splits = {name: load_split(folder / "data", name) for name in ("train", "val", "test")}
+    splits["test"]["label"] = 1 - splits["test"]["label"]
+    save_splits(folder / "data", splits)
+    return pristine
+
+
+def test_the_search_never_reads_the_test_split(fragile, monkeypatch):  # noqa: F811
+    import compression.sensitivity as sensitivity
+    from compression.search import run_analysis
+
+    ws, args, fp = fragile
+    poisoned = _poisoned_copy(Path(f"{ws}.pristine"), fp)
+    real = sensitivity.load_split
+
+    def no_test(folder, name, *a, **k):
+        assert name != "test", "the search read the test split"
+        return real(folder, name, *a, **k)
+
+    monkeypatch.setattr(sensitivity, "load_split", no_test)
+    chosen = []
+    for where in (ws, poisoned):
+        _, store = api.open_workspace(str(where))
+        jid = api.enqueue_search(store, fp, 1.0, "size", trials=4, seed=3)
+        run_analysis(store, store.job(jid), lambda f, m: None, CancelToken())
+        chosen.append(api.analysis_outcome(store, jid)["recipe"])
+    assert chosen[0] == chosen[1]
+    assert json.loads((poisoned / "baselines").joinpath(Path(store.baseline(fp)["path"]).name, "data",
+                                                        "splits.json").read_text())["test"]["rows"] > 0
+
+
+def test_a_stopped_search_keeps_its_finished_trials(fragile):  # noqa: F811
+    import optuna
+
+    from compression.search import run_analysis
+
+    ws, args, fp = fragile
+    _, store = api.open_workspace(str(ws))
+    jid = api.enqueue_search(store, fp, 1.0, "size", trials=5, seed=7)
+    token = CancelToken()
+
+    def progress(fraction, message):
+        if message.startswith("NSGA-II trial 2/"):
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        run_analysis(store, store.job(jid), progress, token)
+    store.fail(jid, "cancelled by the user", state="cancelled")
+    kept = api.search_trials(store, jid)
+    assert len(kept[kept["source"] == "nsga2"]) == 2 and len(kept[kept["source"] == "greedy"]) >= 1
+    study = optuna.load_study(study_name=f"search-job-{jid}", storage=store.url)
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 2
+    assert api.enqueue_search(store, fp, 1.0, "size", trials=5, seed=7) == jid  # the same search, queued again
+    run_analysis(store, store.job(jid), lambda f, m: None, CancelToken())
+    after = api.search_trials(store, jid)
+    assert after.head(len(kept))["recipe"].tolist() == kept["recipe"].tolist()  # nothing lost, nothing redone
+    study = optuna.load_study(study_name=f"search-job-{jid}", storage=store.url)
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 5
+    assert api.analysis_outcome(store, jid)["recipe"]
+
+
+@pytest.mark.parametrize("argv, sentence", [
+    (["--max-drop", "-1"], "error: --max-drop -1 asks the compressed model to beat the baseline; give the accuracy "
+                           "points you accept to lose, 0 or more (e.g. 1.0)"),
+    (["--objective", "speed"], "error: --objective 'speed' is not known: choose size or latency"),
+    (["--objective", "latency", "--method", "prune"], "error: pruning leaves dense kernels as slow as before, so a "
+                                                      "latency search over sparsity finds nothing faster; search "
+                                                      "latency with --method quant"),
+])
+def test_impossible_requests_are_one_sentence_and_store_nothing(fragile, capsys, argv, sentence):  # noqa: F811
+    ws, args, fp = fragile
+    _, store = api.open_workspace(str(ws))
+    before = len(store.jobs())
+    assert main(["search", *argv, *args]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [sentence]
+    assert len(store.jobs()) == before
+
+
+def test_a_budget_no_setting_meets_is_one_sentence(fragile):  # noqa: F811
+    from compression import search
+    from compression.recipes import Recipe
+
+    ws, args, fp = fragile
+    _, store = api.open_workspace(str(ws))
+
+    class Hopeless:  # every setting loses half the validation rows
+        n_layers, base = LAYERS, {"accuracy": 1.0}
+
+        def evaluate(self, recipe: Recipe, latency: bool = False) -> dict:
+            return {"accuracy": 1.0 if not recipe.steps else 0.5, "size_bytes": 1000, "latency_ms": None}
+
+    jid = api.enqueue_search(store, fp, 0.5, "size", levels=[8], trials=2, seed=11)
+    search.run_search(store, store.job(jid), lambda f, m: None, CancelToken(), Hopeless())
+    error = api.analysis_outcome(store, jid)["error"]
+    assert error.startswith("no per-layer quant setting stays within 0.5 points of the baseline on validation")
+    assert error.endswith("allow a larger --max-drop") and "\n" not in error
+    assert not [s for s in store.sweeps(fp) if s["request"].get("search_job") == jid]  # nothing is measured
+
+
+def test_the_search_page_draws_the_heatmap_and_refuses_a_negative_budget(fragile, monkeypatch):  # noqa: F811
+    from streamlit.testing.v1 import AppTest
+
+    ws, args, fp = fragile
+    monkeypatch.setenv("COMPRESSION_WORKSPACE", str(ws))
+    monkeypatch.setenv("COMPRESSION_NO_AUTOSTART", "1")
+    monkeypatch.setenv("COMPRESSION_NO_WORKER_SPAWN", "1")
+    paths, store = api.open_workspace(str(ws))
+    jid = api.enqueue_sensitivity(store, fp, "prune", [0.3, 0.6])
+    api.run_jobs(paths, store, [jid])
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=90)
+    at.query_params["baseline"] = fp[:12]
+    at.run()
+    at.switch_page("pages/search.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any(f"Layer {FRAGILE} is the most sensitive" in m.value for m in at.markdown)
+    at.number_input(key="max_drop").set_value(-1.0)
+    at.button(key="start_search").click().run()
+    assert ("--max-drop -1 asks the compressed model to beat the baseline; give the accuracy points you accept to "
+            "lose, 0 or more (e.g. 1.0)") in [e.value for e in at.error]  # (the newest search's own outcome may show too)
