@@ -165,12 +165,16 @@ def _num(v) -> float:
     return float(v) if pd.notna(v) else float("nan")
 
 
-def speed_ratio(row: dict, base: dict | None, latency_col: str = "lat_b1_p50_ms") -> float:
+def speed_ratio(row: dict, base: dict | None, latency_col: str = "lat_b1_p50_ms",
+                label_col: str = "latency_label") -> float:
     """How many times faster than the original: the same-session ratio stored with the row where there is
-    one (``speedup_b1``), else the two stored medians."""
+    one (``speedup_b1``), else the two stored medians; NaN where either was timed under contention (the
+    store leaves its ratio out as not comparable, and so does this)."""
     s = _num(row.get(latency_col.replace("lat_", "speedup_").replace("_p50_ms", "")))
     if s == s and s > 0:
         return s
+    if "contended" in (row.get(label_col), (base or {}).get(label_col)):
+        return float("nan")
     return _num((base or {}).get(latency_col)) / _num(row.get(latency_col))
 
 
@@ -181,13 +185,13 @@ _LATENCY_WORDS = {"simulated": " (simulated: no fast kernel here)", "contended":
 def recommendation_text(df: pd.DataFrame, pick: Pick, *, flips: tuple[int, int] | None = None,
                         where: str = "on this computer", noun: str = "test sentences", objective: str = "latency",
                         latency_col: str = "lat_b1_p50_ms", label_col: str = "latency_label",
-                        limits: str = "") -> tuple[str, str]:
+                        limits: str = "", base: dict | None = None) -> tuple[str, str]:
     """(headline, why) in plain words for the pick, e.g. ("**8-bit weights on ONNX Runtime**: 3.8× smaller,
     2.1× faster on this computer, 81.3% vs 81.6% accurate; 27 of 1,275 test reviews get a different
     answer.", "Picked as the fastest of 9 stored settings whose accuracy stays within ...").
 
     ``flips`` is (rows answered differently, test rows) from :func:`disagreements`; ``limits`` the user's
-    constraints in words ("at most 50 MiB")."""
+    constraints in words ("at most 50 MiB"); ``base`` the original's row where ``df`` has none."""
     within = f" within your limits ({limits})" if limits else ""
     if pick.guard == "budget":
         keep = f" that lose at most {pick.budget_pts:g} point{'s' * (pick.budget_pts != 1)} of accuracy"
@@ -198,7 +202,7 @@ def recommendation_text(df: pd.DataFrame, pick: Pick, *, flips: tuple[int, int] 
         return f"No stored setting meets these constraints; loosen one of them{looser}.", ""
     r = df.loc[pick.index].to_dict()
     b = df[df["method"] == "baseline"]
-    base = b.iloc[-1].to_dict() if len(b) else None
+    base = b.iloc[-1].to_dict() if len(b) else base
     best = {"latency": "fastest", "accuracy": "most accurate", "size": "smallest"}[objective]
     why = f"Picked as the {best} of {pick.candidates:,} stored setting{'s' * (pick.candidates != 1)}{within}{keep}."
     if pick.contended:
@@ -210,9 +214,11 @@ def recommendation_text(df: pd.DataFrame, pick: Pick, *, flips: tuple[int, int] 
     label = _LATENCY_WORDS.get(str(r.get(label_col)), "")
     parts = [f"**{plain_name(r['recipe'])}**: "]
     if base is not None:
+        speed = speed_ratio(r, base, latency_col, label_col)
+        speed = (_times(speed, "faster", "slower", "about as fast") + f" {where}{label}" if speed == speed else
+                 "speed not comparable (timed while the computer was busy)")
         parts.append(_times(_num(base["size_mib"]) / _num(r["size_mib"]), "smaller", "bigger", "about the same size")
-                     + ", " + _times(speed_ratio(r, base, latency_col), "faster", "slower", "about as fast")
-                     + f" {where}{label}, {r['accuracy'] * 100:.1f}% vs {base['accuracy'] * 100:.1f}% accurate")
+                     + f", {speed}, {r['accuracy'] * 100:.1f}% vs {base['accuracy'] * 100:.1f}% accurate")
     else:
         parts.append(f"{r['accuracy'] * 100:.1f}% accurate")
     if flips is None and _num(r.get("agreement")) == _num(r.get("agreement")) and _num(r.get("test_rows")) > 0:

@@ -4,8 +4,7 @@ import streamlit as st
 
 from compression import api
 from compression.plain import plain_name
-from compression.report import disagreements, engineering_text, recommend, recommendation_text
-from ui import charts, panels, sidebar, state, words
+from ui import charts, panels, recommendation, sidebar, state, words
 
 paths, store = sidebar.page()
 fp = state.current_baseline(store)
@@ -32,7 +31,8 @@ with c1:
     chosen = state.method_filter(present, key="methods")
 lats = charts.latency_axes(df)  # the GPU's batch 1 and 32 join where CUDA measured them
 lat = c2.radio("latency axis", lats, index=lats.index(state.qp("lat", "lat_b1")) if state.qp("lat") in lats else 0,
-               format_func=(words.LATENCY_WORDS if explain else charts.LATENCY_NAMES).get, horizontal=True, key="lat")
+               format_func=(words.LATENCY_WORDS if explain else charts.LATENCY_NAMES).get, horizontal=True, key="lat",
+               help=words.GLOSSARY["Batch 1 / batch 32"])
 size = c3.radio("size axis", ["size", "params"], index=int(state.qp("size", "size") == "params"),
                 format_func={"size": "MiB on disk", "params": "parameters"}.get, horizontal=True, key="size")
 state.set_qp(lat=lat, size=size)
@@ -46,36 +46,8 @@ if view.empty:
     st.stop()
 
 cons = panels.constraint_sliders(view, lat)
-o1, o2 = st.columns(2)
-objective = o1.radio("best means", ["latency", "accuracy", "size"], horizontal=True, key="objective",
-                     index=["latency", "accuracy", "size"].index(state.qp("objective", "latency")),
-                     format_func={"latency": "fastest", "accuracy": "most accurate", "size": "smallest"}.get)
-budgets = ["noise", "0.5", "1", "2", "5", "any"]
-budget = o2.selectbox("accuracy may drop", budgets, key="budget", help=words.GLOSSARY["Within noise"],
-                      index=budgets.index(state.qp("budget", "noise")) if state.qp("budget") in budgets else 0,
-                      format_func=lambda b: {"noise": "no more than measurement noise", "any": "by any amount"}.get(
-                          b, f"by at most {b} point{'s' * (b != '1')}"))
-state.set_qp(objective=None if objective == "latency" else objective, budget=None if budget == "noise" else budget)
-lat_col, lab_col = charts.AXES[lat][0], charts.label_col(lat)
-pick = recommend(view, max_size=cons["max_mib"], max_latency=cons["max_ms"], min_accuracy=cons["min_acc"],
-                 objective=objective, guard=budget != "any", budget_pts=None if budget in ("noise", "any") else
-                 float(budget), latency_col=lat_col, label_col=lab_col)
-best_i = pick.index
-limits = words.limits(**cons)
-base = state.base_row(df)  # the original's row, even where the methods filter leaves it out
-flips = disagreements(store, view.loc[best_i, "job_id"], base["job_id"]) if best_i is not None and base else None
-gpu = view["gpu"].dropna().iloc[0] if "gpu" in view and view["gpu"].notna().any() else None
-where = words.where(state.current_hardware(), api.hardware_id(), lat, gpu)
-head, why = recommendation_text(view, pick, flips=flips, where=where, objective=objective, latency_col=lat_col,
-                                label_col=lab_col, noun=words.texts_noun(base_info.get("dataset_source")),
-                                limits=limits, base=base)
-with top:
-    st.markdown(head)
-    if why:
-        st.caption(why)
-    if not explain:
-        st.markdown(engineering_text(view, pick, axis=charts.LATENCY_NAMES[lat], latency_col=lat_col,
-                                     label_col=lab_col, objective=objective, limits=limits))
+objective, budget = recommendation.controls()
+best_i = recommendation.show(top, store, fp, df, view, cons, lat, objective, budget, explain)
 
 live_on = st.toggle("Live knob: measure one setting on release", key="live_on")
 if live_on:
@@ -102,12 +74,12 @@ else:
                                                  selection_mode="points", config=cfg))
 if explain:
     st.caption("Each dot is one way of shrinking the model: further left answers faster, higher is right more "
-               "often, a bigger dot takes more disk. ● timed here, ◆ estimated (this computer lacks the fast "
-               "kernel), ✕ timed while the computer was busy, ○ a quick first look. The ★ is the recommendation. "
-               "Click a dot for details.")
+               "often, a bigger dot takes more disk. ● timed here, ◆ simulated (this computer lacks the fast "
+               "kernel, so a stand-in was timed), ✕ timed while the computer was busy, ○ a quick first look. "
+               "The ★ is the recommendation. Click a dot for details.")
 else:
-    st.caption("Glyphs: ● measured latency, ◆ simulated (no fast kernel here), ✕ contended (left off the frontier), "
-               "○ preview (a sample of the test split; left off until its full measurement lands). "
+    st.caption("Glyphs: ● measured latency, ◆ simulated (no fast kernel here), ✕ contended (left off the "
+               "frontier), ○ preview (a sample of the test split; left off until its full measurement lands). "
                "Bubble area = size on disk. Error bars = 95% bootstrap CI of accuracy. Click a point for details.")
 
 ids = view["job_id"].tolist()

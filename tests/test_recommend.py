@@ -48,7 +48,11 @@ def test_previews_and_contended_timings_are_not_picked_while_a_clean_one_qualifi
     df = table(BASE, preview, busy, GUARDED)
     assert df.loc[recommend(df).index, "recipe"] == "quant(kernel=ort)"
     alone = recommend(table(BASE, busy), max_size=50)  # the original fails the limit: only a contended one is left
-    assert alone.contended and "busy" in recommendation_text(table(BASE, busy), alone)[1]
+    head, why = recommendation_text(table(BASE, busy), alone)
+    assert alone.contended and "busy" in why
+    assert "2.1× faster" in head  # the ratio stored beside the row was timed in one session: it stands
+    head, _ = recommendation_text(table(BASE, {**busy, "speedup_b1": None}), alone)
+    assert "speed not comparable (timed while the computer was busy)" in head and "faster" not in head
 
 
 def test_a_pick_slower_than_the_original_says_slower():
@@ -73,7 +77,8 @@ def test_plain_names_of_a_few_recipes():
     assert plain_name("cast(dtype=bf16)") == "16-bit numbers (bf16)"
     assert plain_name("prune(sparsity=0.5)>quant(bits=8)") == "a chain: half of the weights zeroed, then 8-bit weights"
     assert plain_name("baseline") == "the original model"
-    assert plain_name("prune(sparsity=0.7,recover_steps=200)") == "70% of the weights zeroed, then 200 steps of retraining"
+    assert (plain_name("prune(sparsity=0.7,recover_steps=200)")
+            == "70% of the weights zeroed, then 200 steps of retraining")
 
 
 def test_a_method_or_knob_with_no_words_is_named_from_its_metadata():
