@@ -168,12 +168,14 @@ def _num(v) -> float:
 def speed_ratio(row: dict, base: dict | None, latency_col: str = "lat_b1_p50_ms",
                 label_col: str = "latency_label") -> float:
     """How many times faster than the original: the same-session ratio stored with the row where there is
-    one (``speedup_b1``), else the two stored medians; NaN where either was timed under contention (the
-    store leaves its ratio out as not comparable, and so does this)."""
+    one (``speedup_b1``), else the two stored medians; NaN where the row was timed under contention (its
+    stored note says "not comparable"), or the original was and no same-session ratio exists."""
+    if row.get(label_col) == "contended":
+        return float("nan")
     s = _num(row.get(latency_col.replace("lat_", "speedup_").replace("_p50_ms", "")))
     if s == s and s > 0:
         return s
-    if "contended" in (row.get(label_col), (base or {}).get(label_col)):
+    if (base or {}).get(label_col) == "contended":
         return float("nan")
     return _num((base or {}).get(latency_col)) / _num(row.get(latency_col))
 
@@ -216,7 +218,7 @@ def recommendation_text(df: pd.DataFrame, pick: Pick, *, flips: tuple[int, int] 
     if base is not None:
         speed = speed_ratio(r, base, latency_col, label_col)
         speed = (_times(speed, "faster", "slower", "about as fast") + f" {where}{label}" if speed == speed else
-                 "speed not comparable (timed while the computer was busy)")
+                 f"speed not comparable {where} (timed while the computer was busy)")
         parts.append(_times(_num(base["size_mib"]) / _num(r["size_mib"]), "smaller", "bigger", "about the same size")
                      + f", {speed}, {r['accuracy'] * 100:.1f}% vs {base['accuracy'] * 100:.1f}% accurate")
     else:

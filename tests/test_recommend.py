@@ -50,9 +50,8 @@ def test_previews_and_contended_timings_are_not_picked_while_a_clean_one_qualifi
     alone = recommend(table(BASE, busy), max_size=50)  # the original fails the limit: only a contended one is left
     head, why = recommendation_text(table(BASE, busy), alone)
     assert alone.contended and "busy" in why
-    assert "2.1× faster" in head  # the ratio stored beside the row was timed in one session: it stands
-    head, _ = recommendation_text(table(BASE, {**busy, "speedup_b1": None}), alone)
-    assert "speed not comparable (timed while the computer was busy)" in head and "faster" not in head
+    assert "speed not comparable on this computer (timed while the computer was busy)" in head  # not 2.1×
+    assert "faster" not in head
 
 
 def test_a_pick_slower_than_the_original_says_slower():
