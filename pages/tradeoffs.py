@@ -1,19 +1,29 @@
-"""Trade-offs: the Pareto frontier of the chosen baseline, constraints, details, and the live knob."""
+"""Trade-offs: the recommendation in plain words, the Pareto frontier of the chosen baseline, constraints,
+details, and the live knob."""
 import streamlit as st
 
-from ui import charts, panels, sidebar, state
+from compression import api
+from compression.plain import plain_name
+from ui import charts, panels, recommendation, sidebar, state, words
 
 paths, store = sidebar.page()
 fp = state.current_baseline(store)
+explain = state.explain()
 st.title("Trade-offs")
 if not fp:
     st.info("No baseline yet. Prepare one on the Baseline page, then sweep some knobs on the Sweep page.")
+    st.markdown(words.newcomer(preparing=False, queued=0, name="the model you pick"))
     st.stop()
 panels.autorefresh(store, fp)
 df = state.results(store, fp)
-if df.empty:
-    st.info("No results for this baseline yet. Queue a sweep on the Sweep page; points appear here as they land.")
+base_info = store.baseline(fp) or {}
+if df.empty:  # a first visit: say what is coming instead of an empty box
+    waiting = [j for j in store.jobs(baseline=fp, states=("queued", "running"))
+               if j["recipe"] not in (api.PREPARE, api.BASELINE_RECIPE)]
+    st.info("No results for this baseline yet: points appear here as they land.")
+    st.markdown(words.newcomer(not base_info.get("prepared"), len(waiting), base_info.get("name", "")))
     st.stop()
+top = st.container()  # the recommendation, filled once the constraints below are read
 
 present = sorted(set(df["method"]))
 c1, c2, c3 = st.columns([3, 1, 1])
@@ -21,7 +31,8 @@ with c1:
     chosen = state.method_filter(present, key="methods")
 lats = charts.latency_axes(df)  # the GPU's batch 1 and 32 join where CUDA measured them
 lat = c2.radio("latency axis", lats, index=lats.index(state.qp("lat", "lat_b1")) if state.qp("lat") in lats else 0,
-               format_func=charts.LATENCY_NAMES.get, horizontal=True, key="lat")
+               format_func=(words.LATENCY_WORDS if explain else charts.LATENCY_NAMES).get, horizontal=True, key="lat",
+               help=words.GLOSSARY["Batch 1 / batch 32"])
 size = c3.radio("size axis", ["size", "params"], index=int(state.qp("size", "size") == "params"),
                 format_func={"size": "MiB on disk", "params": "parameters"}.get, horizontal=True, key="size")
 state.set_qp(lat=lat, size=size)
@@ -35,13 +46,8 @@ if view.empty:
     st.stop()
 
 cons = panels.constraint_sliders(view, lat)
-objective = st.radio("best means", ["latency", "accuracy", "size"], horizontal=True, key="objective",
-                     index=["latency", "accuracy", "size"].index(state.qp("objective", "latency")),
-                     format_func={"latency": "fastest", "accuracy": "most accurate", "size": "smallest"}.get)
-state.set_qp(objective=None if objective == "latency" else objective)
-best_i, contended = charts.best(view, **cons, latency=lat, objective=objective)
-sentence = charts.why(view, best_i, **cons, latency=lat, objective=objective, contended=contended)
-st.markdown(f"**Best feasible: {view.loc[best_i, 'recipe'] if best_i is not None else 'none'}** — {sentence}")
+objective, budget = recommendation.controls()
+best_i = recommendation.show(top, store, fp, df, view, cons, lat, objective, budget, explain)
 
 live_on = st.toggle("Live knob: measure one setting on release", key="live_on")
 if live_on:
@@ -66,15 +72,22 @@ else:
                                  live=live_ids, colors=colors)
     picked = panels.selected_job(st.plotly_chart(fig, key=f"chart:{chart}", on_select="rerun",
                                                  selection_mode="points", config=cfg))
-st.caption("Glyphs: ● measured latency, ◆ simulated (no fast kernel here), ✕ contended (left off the frontier), "
-           "○ preview (a sample of the test split; left off until its full measurement lands). "
-           "Bubble area = size on disk. Error bars = 95% bootstrap CI of accuracy. Click a point for details.")
+if explain:
+    st.caption("Each dot is one way of shrinking the model: further left answers faster, higher is right more "
+               "often, a bigger dot takes more disk. ● timed here, ◆ simulated (this computer lacks the fast "
+               "kernel, so a stand-in was timed), ✕ timed while the computer was busy, ○ a quick first look. "
+               "The ★ is the recommendation. Click a dot for details.")
+else:
+    st.caption("Glyphs: ● measured latency, ◆ simulated (no fast kernel here), ✕ contended (left off the "
+               "frontier), ○ preview (a sample of the test split; left off until its full measurement lands). "
+               "Bubble area = size on disk. Error bars = 95% bootstrap CI of accuracy. Click a point for details.")
 
 ids = view["job_id"].tolist()
 default = picked if picked in ids else (int(view.loc[best_i, "job_id"]) if best_i is not None else ids[0])
 recipes = dict(zip(ids, view["recipe"]))  # one lookup per option: a mask per option cost 0.2 s at 500 results
 job = st.selectbox("details for", ids, index=ids.index(default), key=f"details:{picked}:{default}",
-                   format_func=lambda j: f"job {j}: {recipes[j]}")
+                   format_func=lambda j: plain_name(recipes[j]) if explain else f"job {j}: {recipes[j]}")
 panels.details_panel(store, fp, view, job)
 with st.expander("every stored result, each number with its label"):
-    st.dataframe(panels.results_table(view), hide_index=True, width="stretch")
+    st.dataframe(words.plain_table(view) if explain else panels.results_table(view), hide_index=True,
+                 width="stretch")

@@ -4,7 +4,8 @@ It starts the dashboard as ``make run`` does (``python -m ui.serve``: ``streamli
 imports done first) on a free port with a fresh workspace, prepares the tiny fixture model through the
 Baseline page, runs a small sweep from the Sweep page, waits for the points on the Trade-offs chart,
 moves the max-size constraint slider, checks that the highlighted best setting changes to the one the
-engine's own best-feasible rule picks, and saves docs/screenshot.png.
+engine's own guarded rule picks, then turns explain mode on and saves a screenshot of every page:
+docs/screenshot.png (Trade-offs, the recommendation in plain words up top) and docs/explain-*.png.
 
 Under CI a missing Chromium fails this test; elsewhere it is skipped.
 """
@@ -121,9 +122,11 @@ def _best(page) -> str:
 
 def _target(ws: Path) -> tuple[str, float, float, str, str]:
     """An objective, a max-size slider value (MiB) that changes the best setting under it, the slider's
-    step, and the two names. Fastest first; most accurate when the fastest is also the smallest
-    (timings of a tiny model are noise, sizes and accuracies are not)."""
+    step, and the two names, by the engine's own guarded rule (report.recommend). Fastest first; most
+    accurate when the fastest is also the smallest (timings of a tiny model are noise, sizes and
+    accuracies are not); else a limit under which nothing qualifies ("none")."""
     from compression import api
+    from compression.report import recommend
     from ui import charts
     from ui.panels import nice_ceil
 
@@ -132,19 +135,34 @@ def _target(ws: Path) -> tuple[str, float, float, str, str]:
     df = charts.prepare(api.results_frame(store, baseline=fp, hardware=api.hardware_id()))
     hi = nice_ceil(df["size_mib"].max())
     step = hi / 200
-    for objective in ("latency", "accuracy"):
-        first = df.loc[charts.best(df, objective=objective)[0], "recipe"]
-        for k in range(199, 0, -1):
-            v = k * step
-            if any(abs(v - s) < 1.5 * step for s in df["size_mib"]):
-                continue  # keep clear of a boundary, so rounding cannot flip the answer
-            i, _ = charts.best(df, max_mib=v, objective=objective)
-            if i is not None and df.loc[i, "recipe"] != first:
-                return objective, k * step, step, first, df.loc[i, "recipe"]
-    # the smallest is also the fastest and (tied for) the most accurate: below its size nothing is feasible
-    first = df.loc[charts.best(df)[0], "recipe"]
-    k = next(k for k in range(199, 0, -1) if k * step < df["size_mib"].min() - 1.5 * step)
-    return "latency", k * step, step, first, "none"
+
+    def name(**kw) -> str:
+        i = recommend(df, **kw).index
+        return "none" if i is None else df.loc[i, "recipe"]
+
+    limits = [k * step for k in range(199, 0, -1)
+              if not any(abs(k * step - s) < 1.5 * step for s in df["size_mib"])]  # clear of every boundary
+    for objective, settle in (("latency", False), ("accuracy", False), ("latency", True)):
+        first = name(objective=objective)
+        for v in limits:
+            then = name(max_size=v, objective=objective)
+            if then != first and (settle or then != "none"):
+                return objective, v, step, first, then
+    raise AssertionError("no size limit changes the recommendation")
+
+
+def _plain_pick(ws: Path, objective: str) -> str:
+    """The plain name of what the page recommends with no limits (or "Keep the original model")."""
+    from compression import api
+    from compression.plain import plain_name
+    from compression.report import recommend
+    from ui import charts
+
+    store = api.open_workspace(str(ws))[1]
+    df = charts.prepare(api.results_frame(store, baseline=store.baselines()[0]["fingerprint"],
+                                          hardware=api.hardware_id()))
+    r = df.loc[recommend(df, objective=objective).index]
+    return "Keep the original model" if r["method"] == "baseline" else plain_name(r["recipe"])
 
 
 def test_browser_prepare_sweep_frontier_constraint_screenshot(server, tiny_model, tiny_csv):
@@ -219,6 +237,28 @@ def test_browser_prepare_sweep_frontier_constraint_screenshot(server, tiny_model
             }""")
             page.mouse.click(box["x"], box["y"])
             expect(page.get_by_role("heading", name="Details: baseline")).to_be_visible()
+
+            # 6. explain mode, as a product manager would see it: the recommendation in plain words up
+            #    top, no recipe keys; a screenshot of every page (the Trade-offs one is the README's). It
+            #    asks for the smallest setting: a tiny model's timings are noise, so "fastest" would often
+            #    keep the original, and the picture should show a compressed pick with its costs.
+            page.goto(f"{url}/?explain=1&objective=size")
+            expect(page.get_by_text("Explain mode: plain words for a demo")).to_be_visible()
+            plain = _plain_pick(ws, objective="size")
+            expect(page.locator("strong", has_text=plain).first).to_be_visible(timeout=30_000)
+            expect(page.locator("strong", has_text="Best feasible:")).to_have_count(0)
+            page.locator(".js-plotly-plot .scatterlayer .trace .point").first.wait_for()
+            time.sleep(1.5)  # let plotly finish drawing the star
+            page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
+            for title, check in (("Sweep", "settings in all"), ("Compare", None), ("Playground", None),
+                                 ("Baseline", None)):
+                _nav(page, title)
+                expect(page.get_by_role("heading", name=title).first).to_be_visible()
+                if check:
+                    expect(page.get_by_text(check).first).to_be_visible()
+                assert "explain=1" in page.url, f"explain mode left the URL on the {title} page"
+                time.sleep(1.5)
+                page.screenshot(path=str(ROOT / "docs" / f"explain-{title.lower()}.png"))
         except BaseException:
             page.screenshot(path=str(ws.parent / "failure.png"))
             print(f"failure screenshot: {ws.parent / 'failure.png'}; server log: {ws.parent / 'server.log'}")

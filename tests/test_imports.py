@@ -15,14 +15,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "compression"
 
 # Lowest first; a module may import from its own floor or below. Each floor only needs what is under it:
-# settings and leaves, what a method is, the catalogue, recipes of specs, what runs and how it is saved,
-# the model and data sources, the methods, the protocol, the store, preparation, one job, the workers,
-# the CSV, the front door, and the CLI over it. ("recipes" and "schema" are the splits of specs and store.)
+# settings and leaves, what a method is, the catalogue, recipes of specs, their names in plain words,
+# what runs and how it is saved, the model and data sources, the methods, the protocol, the store,
+# preparation, one job, the workers, the CSV, the front door, and the CLI over it. ("recipes" and "schema" are the splits of specs and store.)
 LAYERS: list[tuple[str, ...]] = [
     ("config", "training", "pareto", "measurement"),
     ("specs", "layer_maps"),
     ("registry",),
     ("recipes",),
+    ("plain",),
     ("__init__",),
     ("workload",),
     ("families", "layerwise"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from compression import api
-from ui import state
+from ui import state, words
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -38,18 +38,21 @@ def sidebar():
     rows = store.baselines()
     fp = state.current_baseline(store)
     with st.sidebar:
+        explain = explain_toggle()
         st.subheader("Baseline")
         if rows:
             prep = {j["baseline"]: j["state"] for j in store.jobs(states=("queued", "running", "failed"))
                     if j["recipe"] == api.PREPARE}
             by_fp = {b["fingerprint"]: b for b in rows}
             opts = list(by_fp)
-            choice = st.selectbox("current baseline", opts, index=opts.index(fp) if fp in opts else 0,
+            choice = st.selectbox("the original model" if explain else "current baseline", opts, index=opts.index(fp) if fp in opts else 0,
                                   format_func=lambda f: f"{by_fp[f]['name']} · {f[:8]} · {_state_of(by_fp[f], prep)}",
                                   key="sidebar_baseline")
             if choice != fp:
                 fp = choice
             state.set_qp(baseline=fp[:12])
+            # the picker cuts a long name off at the sidebar's width; here it wraps, whole
+            st.markdown(f"**{by_fp[fp]['name']}**  \n`{fp[:12]}` · {_state_of(by_fp[fp], prep)}")
             info = by_fp[fp]["info"] or {}
             if "majority_accuracy" in info:
                 st.caption(f"references (measured): majority {info['majority_accuracy'] * 100:.1f}%, "
@@ -57,20 +60,43 @@ def sidebar():
             hws = sorted({j["hardware"] for j in store.jobs(baseline=fp)} | {api.hardware_id()})
             if len(hws) > 1:  # charts and the frontier show one hardware id at a time
                 now = state.current_hardware()
-                hw = st.selectbox("hardware", hws, index=hws.index(now) if now in hws else 0,
-                                  key="sidebar_hw", help="the target the settings were measured on; "
-                                                         f"this machine is {api.hardware_id()}")
+                hw = st.selectbox("hardware", hws, index=hws.index(now) if now in hws else 0, key="sidebar_hw",
+                                  format_func=words.hardware_words if explain else str,
+                                  help=f"the target the settings were measured on; this machine is {api.hardware_id()}")
                 state.set_qp(hw=None if hw == api.hardware_id() else hw)
         else:
             st.caption("No baseline yet: prepare one on the Baseline page.")
-        st.subheader("Where things live")
-        st.caption(f"Workspace: `{paths.workspace}`  \nStore: `{paths.store_url}`  \n"
-                   f"Hardware: `{api.hardware_id()}`  \n"
-                   f"Worker: {'running' if api.worker_alive(paths) else 'idle (starts when work is queued)'}")
-        du = _disk(str(paths.workspace), paths.store_url)
-        st.caption(f"Disk: {_mib(du['total'])} (baselines {_mib(du['baselines'])}, "
-                   f"models {_mib(du['artifacts'])}, store {_mib(du['store'])})")
+        worker = 'running' if api.worker_alive(paths) else 'idle (starts when work is queued)'
+        if explain:  # a demo: the computer in words; the paths wait in an expander
+            st.caption(f"Measured on {words.hardware_words(api.hardware_id())}.  \nWorker: {worker}")
+        where = st.expander("Where things live") if explain else st.container()
+        with where:
+            if not explain:
+                st.subheader("Where things live")
+            st.caption(f"Workspace: `{paths.workspace}`  \nStore: `{paths.store_url}`  \n"
+                       f"Hardware: `{api.hardware_id()}`" + ("" if explain else f"  \nWorker: {worker}"))
+            du = _disk(str(paths.workspace), paths.store_url)
+            st.caption(f"Disk: {_mib(du['total'])} (baselines {_mib(du['baselines'])}, "
+                       f"models {_mib(du['artifacts'])}, store {_mib(du['store'])})")
+        with st.expander("Glossary: what the words on these pages mean"):
+            st.markdown("\n".join(f"- **{k}**: {v}" for k, v in words.GLOSSARY.items()))
     return paths, store, fp
+
+
+def explain_toggle() -> bool:
+    """The explain-mode switch (plain words, engineering columns hidden), kept in the URL as ``explain=1``
+    so a demo link opens in it; pages read it with :func:`ui.state.explain`."""
+    key, kept = state.EXPLAIN, "_explain_kept"
+    if kept not in st.session_state:
+        st.session_state[kept] = state.qp("explain") == "1"
+    # a widget's own state is dropped when the page changes: restore it from a plain key every run
+    st.session_state[key] = st.session_state[kept]
+    on = st.toggle("Explain mode: plain words for a demo", key=key,
+                   on_change=lambda: st.session_state.update({kept: st.session_state[key]}),
+                   help="Hides the engineering columns and wording on every page; the glossary below keeps "
+                        "every word's meaning.")
+    state.set_qp(explain="1" if on else None)
+    return on
 
 
 def first_run(paths, store) -> None:

@@ -48,6 +48,14 @@ def current_hardware() -> str:
 
 
 # ---------------------------------------------------------------- URL state
+EXPLAIN = "explain"  # the explain-mode toggle's widget key (ui.sidebar draws it)
+
+
+def explain() -> bool:
+    """True in explain mode: pages use plain words and hide engineering columns (``?explain=1``)."""
+    return bool(st.session_state.get(EXPLAIN, qp("explain") == "1"))
+
+
 def qp(name: str, default=None, cast=str):
     """A value from the URL, cast; the default when absent or unreadable."""
     v = st.query_params.get(name)
