@@ -4,7 +4,7 @@ import streamlit as st
 
 from compression import api
 from compression.plain import plain_name
-from ui import charts, panels, recommendation, sidebar, state, words
+from ui import charts, charts3d, panels, recommendation, sidebar, state, words
 
 paths, store = sidebar.page()
 fp = state.current_baseline(store)
@@ -65,11 +65,12 @@ chart = st.radio("chart", list(views), index=list(views).index(start), format_fu
 state.set_qp(chart=None if chart == "lat-acc" else chart)
 picked = None
 if views[chart] is None:  # only the chosen chart is drawn: a page with 500 points stays quick
-    st.plotly_chart(charts.figure_3d(view, lat, colors), key="chart3d", config=cfg)
+    st.plotly_chart(charts.figure_3d(view, lat, colors, size=size, best_index=best_i, live=live_ids,
+                                     constraints=cons), key="chart3d", config=cfg)
 else:
     x, y, bubble = views[chart]
     fig = charts.tradeoff_figure(view, x, y, bubble="size" if bubble else None, refs=refs, best_index=best_i,
-                                 live=live_ids, colors=colors)
+                                 live=live_ids, colors=colors, constraints=cons, latency=lat)
     picked = panels.selected_job(st.plotly_chart(fig, key=f"chart:{chart}", on_select="rerun",
                                                  selection_mode="points", config=cfg))
 if explain:
@@ -78,9 +79,7 @@ if explain:
                "kernel, so a stand-in was timed), ✕ timed while the computer was busy, ○ a quick first look. "
                "The ★ is the recommendation. Click a dot for details.")
 else:
-    st.caption("Glyphs: ● measured latency, ◆ simulated (no fast kernel here), ✕ contended (left off the "
-               "frontier), ○ preview (a sample of the test split; left off until its full measurement lands). "
-               "Bubble area = size on disk. Error bars = 95% bootstrap CI of accuracy. Click a point for details.")
+    st.caption(charts3d.caption_3d() if views[chart] is None else charts.caption(*views[chart]))
 
 ids = view["job_id"].tolist()
 default = picked if picked in ids else (int(view.loc[best_i, "job_id"]) if best_i is not None else ids[0])

@@ -108,7 +108,7 @@ def test_hessians_come_from_the_first_train_texts_only_and_leave_padding_out(tin
             model(**dict(tok([text], return_tensors="pt")))
     handle.remove()
     x = torch.cat(xs)
-    assert torch.allclose(h, x.T @ x / len(x), atol=1e-4)
+    assert torch.allclose(h, 2 * x.T @ x / len(x), atol=1e-4)  # H = 2·XᵀX / n, as hessian.py defines it
 
 
 def test_prune_with_sparsegpt_calibrates_on_train_text_and_keeps_each_rows_share(tiny, tmp_path):
