@@ -3,6 +3,7 @@ and find test sentences where they disagree."""
 import streamlit as st
 
 from compression import api
+from compression.plain import plain_name
 from ui import charts, playground, sidebar, state
 
 paths, store = sidebar.page()
@@ -20,7 +21,7 @@ picks = [int(j) for j in (state.qp_list("models") or others[on]["job_id"].head(3
 text = st.text_area("a sentence", "A warm, clever film with a superb cast.", key="sentence", max_chars=1000)
 recipes = dict(zip(ids, others["recipe"]))
 chosen = st.multiselect("compressed models", ids, default=picks, key="models",
-                        format_func=lambda j: f"job {j}: {recipes[j]}")
+                        format_func=lambda j: plain_name(recipes[j]) if state.explain() else f"job {j}: {recipes[j]}")
 state.set_qp(models=chosen or None)
 if not text.strip():
     st.error("Type a sentence first.")

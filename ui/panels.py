@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from compression import api
+from compression.plain import plain_name
 from ui import charts, model_zip, state, widgets
 
 
@@ -73,7 +74,11 @@ def details_panel(store, fp: str, df: pd.DataFrame, job_id: int | None) -> None:
     if job_id is None or job_id not in set(df["job_id"]):
         return
     r = df[df["job_id"] == job_id].iloc[0]
-    st.subheader(f"Details: {r['recipe']}")
+    if state.explain():  # plain words first; the recipe key stays for whoever wants to reproduce it
+        st.subheader(f"Details: {plain_name(r['recipe'])}")
+        st.caption(f"recipe: {r['recipe']}")
+    else:
+        st.subheader(f"Details: {r['recipe']}")
     desc = str(r["description"] or "")
     st.write(desc)
     lines = [ln for ln in str(r["hover"]).split("<br>") if ln.strip() != desc.strip()]  # the hover repeats it
