@@ -92,6 +92,23 @@ def batch_order(lengths: Sequence[int], batch_size: int, gen: torch.Generator, b
     return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
 
 
+def pad_batch(enc: dict[str, list], rows: list[int], pad_id: int, left: bool = False) -> dict[str, torch.Tensor]:
+    """Rows of a tokenized split, padded to the longest among them (input ids with ``pad_id``, every other
+    field with 0, on the tokenizer's padding side).
+
+    >>> pad_batch({"input_ids": [[5, 6, 7], [8]], "attention_mask": [[1, 1, 1], [1]]}, [0, 1], 0)["input_ids"]
+    tensor([[5, 6, 7],
+            [8, 0, 0]])
+    """
+    n = max(len(enc["input_ids"][i]) for i in rows)
+    out = {}
+    for k, seqs in enc.items():
+        fill = pad_id if k == "input_ids" else 0
+        out[k] = torch.tensor([[fill] * (n - len(seqs[i])) + list(seqs[i]) if left else
+                               list(seqs[i]) + [fill] * (n - len(seqs[i])) for i in rows])
+    return out
+
+
 def train(model: torch.nn.Module, tokenizer, texts: Sequence[str], labels: Sequence[int],
           settings: TrainSettings, *, loss_fn: LossFn = cross_entropy,
           after_step: Callable[[int], None] | None = None,
@@ -120,9 +137,11 @@ def train(model: torch.nn.Module, tokenizer, texts: Sequence[str], labels: Seque
     losses: list[float] = []
     t0 = time.perf_counter()
     # tokenized once, padded per batch (each epoch used to tokenize every text again)
-    enc = tokenizer(list(texts), truncation=True, max_length=s.max_len)
-    keys = list(enc.keys())
+    enc = {k: (v.tolist() if torch.is_tensor(v) else v)
+           for k, v in tokenizer(list(texts), truncation=True, max_length=s.max_len).items()}
     lengths = [len(ids) for ids in enc["input_ids"]]
+    pad_id = getattr(tokenizer, "pad_token_id", None) or 0
+    left = getattr(tokenizer, "padding_side", "right") == "left"
     batches: list[list[int]] = []
     for step in range(s.steps):
         if cancel is not None:
@@ -130,7 +149,7 @@ def train(model: torch.nn.Module, tokenizer, texts: Sequence[str], labels: Seque
         if not batches:
             batches = batch_order(lengths, min(s.batch_size, n), gen, s.buckets)
         rows = batches.pop(0)
-        batch = tokenizer.pad([{k: enc[k][i] for k in keys} for i in rows], return_tensors="pt")
+        batch = pad_batch(enc, rows, pad_id, left)
         idx = torch.as_tensor(rows)
         loss = loss_fn(model, dict(batch), labels_t[idx])
         opt.zero_grad(set_to_none=True)

@@ -250,7 +250,7 @@ def test_browser_prepare_sweep_frontier_constraint_screenshot(server, tiny_model
             page.locator(".js-plotly-plot .scatterlayer .trace .point").first.wait_for()
             time.sleep(1.5)  # let plotly finish drawing the star
             page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
-            for title, check in (("Sweep", "settings in all"), ("Compare", None), ("Playground", None),
+            for title, check in (("Sweep", re.compile(r"settings in all|already stored")), ("Compare", None), ("Playground", None),
                                  ("Baseline", None)):
                 _nav(page, title)
                 expect(page.get_by_role("heading", name=title).first).to_be_visible()
