@@ -115,8 +115,10 @@ class QuantSpec(Spec):
 
     bits: int = knob(8, lo=2, hi=8, step=1, unit="bits", sweep="2,4,8",
                      help="weight bit-width; 8 runs on a real int8 kernel, lower widths are simulated here")
-    kernel: str = knob("auto", choices=("auto", "rtn", "torch", "ort", "quanto"),
-                       help="auto = fastest real kernel for these bits here; rtn = round-to-nearest weights run in fp32")
+    kernel: str = knob("auto", choices=("auto", "rtn", "torch", "ort", "ort-fused", "ort-static", "quanto"),
+                       help="auto = fastest real kernel for these bits here; rtn = round-to-nearest weights run in fp32; "
+                            "ort-fused = ONNX Runtime int8 on the transformer optimizer's fused graph; ort-static = "
+                            "ONNX Runtime int8 with activation scales calibrated on the train split (QDQ)")
     scheme: str = knob("sym", choices=("sym", "asym"), help="symmetric (zero at 0) or asymmetric (with a zero point)")
     group_size: int = knob(0, lo=0, hi=4096, step=1, unit="weights",
                            help="weights sharing one scale; 0 = one scale per output channel")
@@ -126,7 +128,7 @@ class QuantSpec(Spec):
     def check(self):
         if self.group_size and self.group_size & (self.group_size - 1):
             raise SpecError(f"quant.group_size={self.group_size} must be a power of two (or 0 for per-channel)")
-        if self.kernel in ("torch", "ort", "quanto"):
+        if self.kernel in ("torch", "ort", "ort-fused", "ort-static", "quanto"):
             if self.bits != 8:
                 raise SpecError(f"quant.kernel={self.kernel} runs only 8-bit weights here; "
                                 f"use kernel=rtn (or auto) for bits={self.bits}")
@@ -143,16 +145,38 @@ class QuantSpec(Spec):
 
     @property
     def terminal(self) -> bool:
-        return self.resolved_kernel == "ort"
+        return self.resolved_kernel.startswith("ort")
 
     def describe(self) -> str:
         k = self.resolved_kernel
         where = {"torch": "run on torch's int8 kernel", "ort": "run on ONNX Runtime's int8 kernel",
+                 "ort-fused": "run on ONNX Runtime's fused int8 transformer kernels",
+                 "ort-static": "run on ONNX Runtime's int8 kernel with activation scales fixed from training text",
                  "quanto": "run on quanto's int8 kernel",
                  "rtn": "decoded to fp32 to run (no fast kernel here)"}[k]
         emb = f"; word embeddings in {self.embeddings} bits" if self.embeddings != "none" else ""
         grp = f" in groups of {self.group_size}" if self.group_size else ""
         return f"weights stored in {self.bits} bits{grp}, {where}{emb}"
+
+
+@dataclass(frozen=True)
+class RuntimeSpec(Spec):
+    method: ClassVar[str] = "runtime"
+    label: ClassVar[str] = "ONNX Runtime (same weights)"
+    explain: ClassVar[str] = ("Runs the very same weights on another engine, ONNX Runtime; 'fused' also merges "
+                              "each layer's small steps into a few big ones.")
+
+    engine: str = knob("ort", choices=("ort", "ort-fused"), sweep="ort,ort-fused",
+                       help="ort = the exported fp32 graph on ONNX Runtime; ort-fused = after the transformer "
+                            "optimizer's fusions (Attention, SkipLayerNormalization, BiasGelu)")
+
+    @property
+    def terminal(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        fused = ", attention, layer norms and GELU fused into single kernels" if self.engine == "ort-fused" else ""
+        return f"the same fp32 weights run on ONNX Runtime{fused}"
 
 
 @dataclass(frozen=True)
