@@ -84,13 +84,17 @@ def side_by_side(store, fp: str) -> dict:
         del cm
     df = pd.DataFrame(rows)
     peer = df.iloc[0]
-    for b in (1, 32):  # each ratio to its own interleaved baseline, so a drift of the machine cancels out
-        df[f"vs_peer_b{b}"] = df[f"speedup_b{b}"] / peer[f"speedup_b{b}"]
+    for b in (1, 32):
+        df[f"vs_peer_b{b}"] = peer[f"b{b}_ms"] / df[f"b{b}_ms"]  # the two medians, same session
+        # each speedup to its own interleaved baseline: cancels a drift of the machine, adds the baseline's noise
+        df[f"vs_peer_via_base_b{b}"] = df[f"speedup_b{b}"] / peer[f"speedup_b{b}"]
     ours = df[df["setting"].isin(OURS) & (df["acc_delta_pts"] >= -0.5)]
     best = ours.loc[ours["speedup_b1"].idxmax()] if len(ours) else None
+    # met only where both readings of the ratio agree, on a measured (not contended) timing
     goal = ({"met": False, "why": "none of ours keeps the drop within 0.5 pt"} if best is None else
-            {"met": bool(best["vs_peer_b1"] >= 1.3 and best["size_ratio"] <= 0.26 and best["latency_label"] == "measured"),
+            {"met": bool(min(best["vs_peer_b1"], best["vs_peer_via_base_b1"]) >= 1.3 and best["size_ratio"] <= 0.26 and best["latency_label"] == "measured"),
              "best": best["setting"], "vs_peer_b1": best["vs_peer_b1"], "vs_peer_b32": best["vs_peer_b32"],
+             "vs_peer_via_base_b1": best["vs_peer_via_base_b1"],
              "acc_delta_pts": best["acc_delta_pts"], "size_ratio": best["size_ratio"],
              "latency_label": best["latency_label"]})
     with pd.option_context("display.width", 250, "display.max_columns", 40):

@@ -163,8 +163,11 @@ class _Calibration:
 
 
 def static_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedModel:
-    """Static int8 QDQ: weight MatMuls (signed int8 weights per channel, int8 activations whose scales come
-    from 128 train-split sentences); attention's activation x activation products stay fp32."""
+    """Static int8 QDQ: weight MatMuls (signed int8 weights per channel, unsigned int8 activations whose scales
+    come from 128 train-split sentences); attention's activation x activation products stay fp32.
+
+    Unsigned activations: with signed ones (S8S8) ONNX Runtime ran the default 3.4x slower at batch 1 on an AMD
+    EPYC with AVX-512 (57 ms against 17 ms, same accuracy), having no fast S8S8 kernel there."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -181,7 +184,7 @@ def static_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> Compressed
     reader = _Calibration(workload, [i.name for i in graph.input])
     with _quiet_ort_quantizer():
         quantize_static(str(src), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                        weight_type=QuantType.QInt8, activation_type=QuantType.QInt8, op_types_to_quantize=list(ops),
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, op_types_to_quantize=list(ops),
                         nodes_to_quantize=nodes, calibrate_method=CalibrationMethod.MinMax)
     cm = onnx_model(out, "int8 QDQ MatMul (ONNX Runtime, static activation scales)")
     cm.notes.append(f"exported to ONNX; {len(nodes)} weight MatMuls in int8 with activation scales calibrated on "
