@@ -44,7 +44,8 @@ BOOTSTRAP = 1000
 PREVIEW_ROWS = 256  # the preview's accuracy sample (at least this many test rows)
 PREVIEW_B1 = (3, 10)  # the preview's batch-1 timing: warm-up and timed pairs
 
-__all__ = ["MeasureSession", "TestSet", "quality", "context", "reference_accuracies", "Preempted", "SEQ_LEN"]
+__all__ = ["MeasureSession", "TestSet", "quality", "context", "reference_accuracies", "latency_label", "Preempted",
+           "SEQ_LEN"]
 
 
 class TestSet:
@@ -153,6 +154,15 @@ def reference_accuracies(train: pd.DataFrame, test: pd.DataFrame) -> dict:
 
 
 
+def latency_label(m: Measurement, label: str) -> str:
+    """The latency label a record's CPU timings earn: ``contended`` where other processes used the CPU while
+    it was timed, or where the baseline's interleaved median left its solo median's noise (the candidate's
+    runtime disturbed it: Timing.base_clean); ``label`` (measured, simulated, preview) otherwise."""
+    if m.other_cores_during_timing > CONTENTION_CORES or m.baseline_disturbed:
+        return "contended"
+    return label
+
+
 class MeasureSession:
     """Holds the baseline for one worker session: its test predictions and its live latency twin."""
 
@@ -208,7 +218,7 @@ class MeasureSession:
         pred = self._preview_tests.logits(cm).argmax(1)
         m = self._record(cm, files, pred, self._preview_tests.y, self.base_pred[self.sample], **what)
         m = m.with_timings(*interleaved_latency(cm, self.baseline, self.tests, (1,), reps={1: PREVIEW_B1}))
-        latency = "contended" if m.other_cores_during_timing > CONTENTION_CORES else "preview"
+        latency = latency_label(m, "preview")
         return dataclasses.replace(m, labels=dataclasses.replace(m.labels, accuracy="preview", f1="preview",
                                                                  latency=latency), predictions=())
 
@@ -249,9 +259,7 @@ class MeasureSession:
     def _cpu_latency(self, m: Measurement, cm: CompressedModel, batches: tuple[int, ...],
                      stop: Callable[[], bool] | None = None) -> Measurement:
         m = m.with_timings(*interleaved_latency(cm, self.baseline, self.tests, batches, stop))
-        if m.other_cores_during_timing > CONTENTION_CORES:
-            m = dataclasses.replace(m, labels=dataclasses.replace(m.labels, latency="contended"))
-        return m
+        return dataclasses.replace(m, labels=dataclasses.replace(m.labels, latency=latency_label(m, m.labels.latency)))
 
     def _gpu_latency(self, m: Measurement, cm: CompressedModel,
                      stop: Callable[[], bool] | None = None) -> Measurement:

@@ -25,7 +25,12 @@ CSV = {"csv": True}  # field metadata: the field is a column of ``results --csv`
 
 @dataclass(frozen=True)
 class Timing:
-    """One device at one batch size: candidate and baseline timed alternately in the same session."""
+    """One device at one batch size: candidate and baseline timed alternately in the same session.
+
+    On the CPU the baseline is also timed alone: ``base_p50_ms`` is its median interleaved with the candidate,
+    ``base_solo_p50_ms`` its median alone, and ``base_clean`` says whether the two agree within noise (False:
+    the candidate's runtime disturbed it, and the timing is labelled contended). Rows stored before the
+    protocol timed the baseline alone leave both empty."""
 
     device: str  # "cpu" or "gpu"
     batch: int  # 1 or 32
@@ -38,16 +43,20 @@ class Timing:
     note: str | None = field(default=None, metadata=CSV)  # "1.42x faster", "no measurable change", ...
     spread: float | None = None  # the baseline's own run-to-run half-spread, relative to its median
     other_cores: float | None = None  # cores other processes used while this was timed
+    base_solo_p50_ms: float | None = field(default=None, metadata=CSV)
+    base_clean: bool | None = field(default=None, metadata=CSV)
 
 
 # Column name of each Timing field, per (device, batch size): the stored keys and the CSV contract.
 TIMING_COLUMNS: dict[tuple[str, int], dict[str, str]] = {
     ("cpu", 1): dict(p50_ms="lat_b1_p50_ms", p90_ms="lat_b1_p90_ms", base_p50_ms="base_lat_b1_p50_ms",
                      base_p90_ms="base_lat_b1_p90_ms", speedup="speedup_b1", note="speedup_b1_note",
-                     spread="speedup_b1_spread", other_cores="other_cores_b1"),
+                     spread="speedup_b1_spread", other_cores="other_cores_b1",
+                     base_solo_p50_ms="base_solo_lat_b1_p50_ms", base_clean="base_clean_b1"),
     ("cpu", 32): dict(p50_ms="lat_b32_p50_ms", p90_ms="lat_b32_p90_ms", base_p50_ms="base_lat_b32_p50_ms",
                       base_p90_ms="base_lat_b32_p90_ms", speedup="speedup_b32", note="speedup_b32_note",
-                      spread="speedup_b32_spread", other_cores="other_cores_b32"),
+                      spread="speedup_b32_spread", other_cores="other_cores_b32",
+                      base_solo_p50_ms="base_solo_lat_b32_p50_ms", base_clean="base_clean_b32"),
     ("gpu", 1): dict(p50_ms="gpu_lat_b1_p50_ms", p90_ms="gpu_lat_b1_p90_ms", base_p50_ms="gpu_base_lat_b1_p50_ms",
                      speedup="gpu_speedup_b1", note="gpu_speedup_b1_note"),
     ("gpu", 32): dict(p50_ms="gpu_lat_b32_p50_ms", p90_ms="gpu_lat_b32_p90_ms",
@@ -161,6 +170,11 @@ class Measurement:
         """The most cores other processes used during any CPU timing of this record."""
         return max((t.other_cores or 0.0 for t in self.timings if t.device == "cpu"), default=0.0)
 
+    @property
+    def baseline_disturbed(self) -> bool:
+        """True when, in any CPU timing, the baseline's interleaved median left its solo median's noise."""
+        return any(t.base_clean is False for t in self.timings if t.device == "cpu")
+
     def with_timings(self, *timings: Timing, **changes) -> "Measurement":
         """A new record with these timings added (replacing any of the same device and batch)."""
         keep = [t for t in self.timings if (t.device, t.batch) not in {(n.device, n.batch) for n in timings}]
@@ -218,7 +232,8 @@ class Measurement:
                 out["other_cores_during_timing"] = self.other_cores_during_timing
                 for (dev, b), cols in TIMING_COLUMNS.items():
                     t = self.timing(dev, b)
-                    out.update({cols[k.name]: getattr(t, k.name) if t else None for k in _csv_fields(Timing)})
+                    out.update({cols[k.name]: getattr(t, k.name) if t else None for k in _csv_fields(Timing)
+                                if k.name in cols})  # the GPU's protocol times no solo baseline
             elif f.name in ("seconds", "context"):
                 prefix = "seconds_" if f.name == "seconds" else ""
                 out.update({prefix + k.name: getattr(v, k.name) for k in _csv_fields(type(v))})
@@ -239,7 +254,7 @@ def csv_row_of_stored(row: dict[str, Any]) -> dict[str, Any]:
     out["other_cores_during_timing"] = max(cores, default=0.0)
     for (_, _), cols in TIMING_COLUMNS.items():
         present = row.get(cols["p50_ms"]) is not None
-        out.update({cols[k]: row.get(cols[k]) if present else None for k in _TIMING_CSV})
+        out.update({cols[k]: row.get(cols[k]) if present else None for k in _TIMING_CSV if k in cols})
     return {c: out[c] for c in MEASUREMENT_COLUMNS}
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .specs import (CastSpec, DistillSpec, HeadsSpec, LayersSpec, LowRankSpec, NeuronsSpec, PruneSpec, QuantSpec,
-                    Spec, SpecError)
+                    RuntimeSpec, Spec, SpecError)
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Method:
     post_training: bool  # needs no training: one setting lands in seconds
     live_knob: str | None  # the knob the dashboard's live slider drives, or None
     examples: tuple[Spec, Spec]  # (mild, aggressive): the tests run both
+    lossless: bool = False  # the same numbers on another runtime: no example changes the outputs
 
     @property
     def explain(self) -> str:
@@ -49,6 +50,8 @@ CATALOGUE: dict[str, Method] = {
                               QuantSpec(bits=3, kernel="rtn", algorithm="gptq"))),
     "cast": Method(CastSpec, "cast:cast", post_training=True, live_knob="dtype",
                    examples=(CastSpec(dtype="fp16"), CastSpec(dtype="bf16"))),  # bf16 keeps fewer digits
+    "runtime": Method(RuntimeSpec, "ort_graph:run_on_ort", post_training=True, live_knob="engine",
+                      examples=(RuntimeSpec(engine="ort"), RuntimeSpec(engine="ort-fused")), lossless=True),
     "prune": Method(PruneSpec, "prune:prune", post_training=True, live_knob="sparsity",
                     examples=(PruneSpec(sparsity=0.2, criterion="sparsegpt"), PruneSpec(sparsity=0.95))),
     "lowrank": Method(LowRankSpec, "lowrank:factorize", post_training=True, live_knob="rank_fraction",

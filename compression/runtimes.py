@@ -41,14 +41,12 @@ def dynamic_int8(model: torch.nn.Module, names: list[str]) -> torch.nn.Module:
 
 
 def onnx_session(path: Path):
-    """An ONNX Runtime session on the CPU with the protocol's threads (2 intra-op, 1 inter-op)."""
+    """An ONNX Runtime session on the CPU with the protocol's threads (2 intra-op, 1 inter-op), and otherwise
+    ONNX Runtime's own defaults, as deployed: its idle threads spin for a while after each run. The timing
+    protocol (timing.py) keeps that spinning off the interleaved baseline by pausing between blocks."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = config.threads(), 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # ORT's idle threads spin after each run by default; interleaved with the torch baseline, that spinning
-    # steals its cores and inflates every ratio. Off, both get the machine in turn.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])

@@ -134,9 +134,11 @@ class QuantSpec(Spec):
     bits: int = knob(8, lo=2, hi=8, step=1, unit="bits", sweep="2,4,8",
                      help="weight bit-width; 8 runs on a real int8 kernel, 2 and 4 on ONNX Runtime's n-bit "
                           "kernel with kernel=nbits, other widths are simulated here")
-    kernel: str = knob("auto", choices=("auto", "rtn", "torch", "ort", "quanto", "nbits"),
+    kernel: str = knob("auto", choices=("auto", "rtn", "torch", "ort", "ort-fused", "ort-static", "quanto", "nbits"),
                        help="auto = real int8 for plain 8 bits, else rtn; rtn = low-bit weights decoded to fp32 in "
-                            "torch (latency simulated); nbits = ONNX Runtime's MatMulNBits kernel (2, 4, 8 bits)")
+                            "torch (latency simulated); ort-fused = ONNX Runtime int8 on the transformer optimizer's "
+                            "fused graph; ort-static = ONNX Runtime int8 with activation scales calibrated on the "
+                            "train split (QDQ); nbits = ONNX Runtime's MatMulNBits kernel (2, 4, 8 bits)")
     scheme: str = knob("sym", choices=("sym", "asym"), help="symmetric (zero at 0) or asymmetric (with a zero point)")
     group_size: int = knob(0, lo=0, hi=4096, step=1, unit="weights",
                            help="weights sharing one scale; 0 = one scale per output channel")
@@ -153,13 +155,13 @@ class QuantSpec(Spec):
         levels = {b for _, b in self.per_layer}
         if self.group_size and self.group_size & (self.group_size - 1):
             raise SpecError(f"quant.group_size={self.group_size} must be a power of two (or 0 for per-channel)")
-        if self.per_layer and self.kernel in ("ort", "quanto", "nbits"):
+        if self.per_layer and self.kernel in ("ort", "ort-fused", "ort-static", "quanto", "nbits"):
             raise SpecError(f"quant.kernel={self.kernel} quantizes every layer alike; per-layer bit-widths run on "
                             "kernel=torch (8 or 32 per layer) or rtn")
         if self.kernel == "torch" and levels - {8, 32}:
             raise SpecError("quant.kernel=torch runs 8-bit layers only: give per-layer bits 8 or 32 (fp32), "
                             "or use kernel=rtn")
-        if self.kernel in ("torch", "ort", "quanto"):
+        if self.kernel in ("torch", "ort", "ort-fused", "ort-static", "quanto"):
             if self.bits != 8:
                 raise SpecError(f"quant.kernel={self.kernel} runs only 8-bit weights here; "
                                 f"use kernel=nbits (2 or 4 bits) or kernel=rtn for bits={self.bits}")
@@ -209,11 +211,13 @@ class QuantSpec(Spec):
 
     @property
     def terminal(self) -> bool:
-        return self.resolved_kernel in ("ort", "nbits")
+        return self.resolved_kernel.startswith("ort") or self.resolved_kernel == "nbits"
 
     def describe(self) -> str:
         k = self.resolved_kernel
         where = {"torch": "run on torch's int8 kernel", "ort": "run on ONNX Runtime's int8 kernel",
+                 "ort-fused": "run on ONNX Runtime's fused int8 transformer kernels",
+                 "ort-static": "run on ONNX Runtime's int8 kernel with activation scales fixed from training text",
                  "quanto": "run on quanto's int8 kernel",
                  "nbits": f"run on ONNX Runtime's {self.bits}-bit kernel",
                  "rtn": "decoded to fp32 to run (no fast kernel here)"}[k]
@@ -222,6 +226,26 @@ class QuantSpec(Spec):
         how = {"rtn": "", "hqq": ", scales fitted by HQQ",
                "gptq": ", rounded by GPTQ to keep the layers' outputs"}[self.algorithm]
         return f"weights stored in {self.bits} bits{grp}{how}, {where}{emb}{per_layer_words(self.per_layer, ' bits')}"
+
+
+@dataclass(frozen=True)
+class RuntimeSpec(Spec):
+    method: ClassVar[str] = "runtime"
+    label: ClassVar[str] = "ONNX Runtime (same weights)"
+    explain: ClassVar[str] = ("Runs the very same weights on another engine, ONNX Runtime; 'fused' also merges "
+                              "each layer's small steps into a few big ones.")
+
+    engine: str = knob("ort", choices=("ort", "ort-fused"), sweep="ort,ort-fused",
+                       help="ort = the exported fp32 graph on ONNX Runtime; ort-fused = after the transformer "
+                            "optimizer's fusions (Attention, SkipLayerNormalization, BiasGelu)")
+
+    @property
+    def terminal(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        fused = ", attention, layer norms and GELU fused into single kernels" if self.engine == "ort-fused" else ""
+        return f"the same fp32 weights run on ONNX Runtime{fused}"
 
 
 @dataclass(frozen=True)

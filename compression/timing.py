@@ -1,6 +1,10 @@
 """The latency protocol: candidate and baseline timed alternately on the same inputs, in one session.
 
-The CPU's and the GPU's timings share one loop (:func:`_pairs`) and one ratio. A timing taken while
+On the CPU each runtime keeps its own thread behaviour (ONNX Runtime's spinning included): they alternate
+in blocks with a pause between blocks until the other's threads sleep, and the baseline is also timed
+alone; where its interleaved median is not within noise of its solo median the timing is not comparable
+(``Timing.base_clean`` False, labelled contended). The GPU's timings alternate single synchronized calls
+(:func:`_pairs`); both share one ratio. A timing taken while
 other processes used the CPU is flagged (``Timing.other_cores``), and ``stop()`` is asked between
 pairs so that more urgent work can preempt a timing, which is then abandoned whole (:class:`Preempted`).
 
@@ -12,6 +16,7 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
@@ -29,6 +34,9 @@ B1_WARMUP, B1_REPS = 10, 30
 B32_WARMUP, B32_REPS = 3, 10
 GPU_WARMUP_S = 0.5  # on a GPU, warm up for at least this long too: an idle card's clocks ramp up under load
 CONTENTION_CORES = 0.25  # other processes using more than this many cores make a timing "contended"
+BLOCK = {1: 10, 32: 2}  # runs per block: each runtime runs a few times in a row, as it would deployed
+SETTLE_WINDOW_S, SETTLE_IDLE_CORES, SETTLE_MAX_S = 0.005, 0.15, 0.5  # see settle()
+BASE_NOISE_FLOOR = 0.03  # a baseline drift below 3% is noise however steady its runs
 
 
 class Preempted(Exception):
@@ -79,7 +87,8 @@ def _check(stop: Callable[[], bool] | None, tag: str) -> None:
 def _pairs(time_cand: Callable[[dict], float], time_base: Callable[[dict], float], xs: list[dict], warm: int,
            reps: int, stop: Callable[[], bool] | None, tag: str, warm_s: float = 0.0) -> tuple[list, list, float]:
     """At least ``warm`` warm-up pairs (lasting at least ``warm_s``), then ``reps`` timed pairs, candidate and
-    baseline alternately on the same inputs. Returns both lists of ms and the cores other processes used."""
+    baseline alternately on the same inputs. Returns both lists of ms and the cores other processes used.
+    (The GPU's protocol: a device synchronize brackets each call, so nothing of one run spills into the next.)"""
     t0, i = time.perf_counter(), 0
     while i < warm or time.perf_counter() - t0 < warm_s:
         _check(stop, tag)
@@ -96,15 +105,106 @@ def _pairs(time_cand: Callable[[dict], float], time_base: Callable[[dict], float
     return c, b, w.other_cores
 
 
-def _timing(device: str, batch: int, c: list, b: list, other: float | None) -> Timing:
-    """Medians, p90s, the ratio baseline/candidate and the baseline's own run-to-run spread."""
+def _thread_cpu_ns() -> int | None:
+    """CPU time of all this process's threads, in ns (Linux's per-thread schedstat); None elsewhere."""
+    total = 0
+    try:
+        for t in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                with open(f"/proc/self/task/{t}/schedstat") as f:
+                    total += int(f.read().split()[0])
+    except OSError:
+        return None
+    return total
+
+
+def settle() -> float:
+    """Wait until the threads of the runtime that just ran are asleep; returns the seconds waited.
+
+    ONNX Runtime's idle threads spin after each run (its default, kept as deployed): about 60 ms on the
+    default model here, against about 5 ms for torch's. So between blocks this waits until this process
+    has used less than SETTLE_IDLE_CORES for one SETTLE_WINDOW_S, at most SETTLE_MAX_S; where per-thread CPU
+    time cannot be read, it waits SETTLE_MAX_S / 3.
+    """
+    t0 = time.perf_counter()
+    before = _thread_cpu_ns()
+    if before is None:
+        time.sleep(SETTLE_MAX_S / 3)
+        return time.perf_counter() - t0
+    while time.perf_counter() - t0 < SETTLE_MAX_S:
+        time.sleep(SETTLE_WINDOW_S)
+        now = _thread_cpu_ns() or before
+        if (now - before) / 1e9 < SETTLE_IDLE_CORES * SETTLE_WINDOW_S:
+            break
+        before = now
+    return time.perf_counter() - t0
+
+
+def _blocks(time_cand: Callable[[dict], float], time_base: Callable[[dict], float], xs: list[dict], warm: int,
+            reps: int, block: int, stop: Callable[[], bool] | None, tag: str) -> tuple[list, list, list, float]:
+    """The CPU protocol (ARCHITECTURE: runtimes as deployed): blocks of ``block`` runs, never single runs,
+    with a :func:`settle` before every block, so one runtime's spinning threads never overlap the other's runs.
+
+    Warm-up blocks of both, then the baseline alone for half its solo runs, candidate and baseline blocks
+    alternately (``reps`` each), then the rest of the solo runs (solo before and after, so a drift in the
+    machine's speed lands on both sides). Returns the candidate's, the interleaved baseline's and the solo
+    baseline's ms, and the cores other processes used while timing.
+    """
+    def run(fn, start: int, n: int, out: list | None) -> None:
+        settle()
+        for i in range(start, start + n):
+            _check(stop, tag)
+            ms = fn(xs[i % len(xs)])
+            if out is not None:
+                out.append(ms)
+
+    for i in range(0, warm, block):
+        run(time_cand, i, min(block, warm - i), None)
+        run(time_base, i, min(block, warm - i), None)
+    c, b, solo = [], [], []
+    half = (reps + 1) // 2
+    with _CpuWatch() as w:
+        for i in range(0, half, block):
+            run(time_base, i, min(block, half - i), solo)
+        for i in range(0, reps, block):
+            run(time_cand, i, min(block, reps - i), c)
+            run(time_base, i, min(block, reps - i), b)
+        for i in range(half, reps, block):
+            run(time_base, i, min(block, reps - i), solo)
+    return c, b, solo, w.other_cores
+
+
+def baseline_check(solo: list[float], interleaved: list[float]) -> tuple[bool, float, float]:
+    """Whether the baseline's interleaved median is within noise of its solo median: (clean, drift, noise).
+
+    ``drift`` is interleaved / solo - 1; ``noise`` is the solo runs' own half-spread ((p90 - p10) / 2 over
+    the median), at least BASE_NOISE_FLOOR. A baseline slowed (or sped up) beside the candidate by more than
+    that means the candidate's runtime disturbed it, and the ratio is not to be trusted.
+    """
+    sp50 = pct(solo, 50)
+    drift = pct(interleaved, 50) / sp50 - 1
+    noise = max(BASE_NOISE_FLOOR, (pct(solo, 90) - pct(solo, 10)) / 2 / sp50)
+    return abs(drift) <= noise, drift, noise
+
+
+def _timing(device: str, batch: int, c: list, b: list, other: float | None, solo: list | None = None) -> Timing:
+    """Medians, p90s, the ratio baseline/candidate and the baseline's own run-to-run spread; with ``solo``,
+    the baseline's solo median and whether its interleaved one matches it (:func:`baseline_check`)."""
     cp50, bp50 = pct(c, 50), pct(b, 50)
     ratio, spread = bp50 / cp50, (pct(b, 90) - pct(b, 10)) / 2 / bp50
+    clean, drift, _ = baseline_check(solo, b) if solo else (None, 0.0, 0.0)
     contended = other is not None and other > CONTENTION_CORES
-    note = "not comparable: other work used the CPU while timing" if contended else _ratio_note(ratio, spread)
+    if contended:
+        note = "not comparable: other work used the CPU while timing"
+    elif clean is False:
+        note = (f"not comparable: the baseline ran {abs(drift):.0%} {'slower' if drift > 0 else 'faster'} "
+                "beside it than alone")
+    else:
+        note = _ratio_note(ratio, spread)
     return Timing(device, batch, p50_ms=cp50, p90_ms=pct(c, 90), base_p50_ms=bp50, base_p90_ms=pct(b, 90),
                   speedup=ratio, note=note, spread=spread,
-                  other_cores=None if other is None else round(other, 3))
+                  other_cores=None if other is None else round(other, 3),
+                  base_solo_p50_ms=pct(solo, 50) if solo else None, base_clean=clean)
 
 
 def _ratio_note(ratio: float, spread: float) -> str:
@@ -121,9 +221,10 @@ def _plans(ts, move=lambda x: x) -> dict[int, tuple[list[dict], int, int]]:
 def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts, batches: tuple[int, ...] = (1, 32),
                         stop: Callable[[], bool] | None = None,
                         reps: dict[int, tuple[int, int]] | None = None) -> list[Timing]:
-    """Time candidate and baseline alternately on the CPU; one Timing per batch size.
+    """Time candidate and baseline in alternating blocks on the CPU (:func:`_blocks`); one Timing per batch size.
 
-    The ratio is to the baseline timed in this same session, never to a stored number. ``stop()`` is
+    The ratio is to the baseline timed in this same session, never to a stored number; the baseline is also
+    timed alone, and a ratio whose baseline ran otherwise beside the candidate is not comparable. ``stop()`` is
     asked between pairs (outside the timed calls); when it says yes the timing is abandoned whole
     (Preempted), to be run again from its warm-up later.
     """
@@ -137,9 +238,9 @@ def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts, batche
     for batch in batches:
         xs, warm, timed_reps = plans[batch]
         warm, timed_reps = (reps or {}).get(batch, (warm, timed_reps))  # fewer runs for a preview, never more
-        c, b, other = _pairs(lambda x: timed(cand, x), lambda x: timed(base, x), xs, warm, timed_reps, stop,
-                             f"b{batch}")
-        out.append(_timing("cpu", batch, c, b, other))
+        c, b, solo, other = _blocks(lambda x: timed(cand, x), lambda x: timed(base, x), xs, warm, timed_reps,
+                                    BLOCK[batch], stop, f"b{batch}")
+        out.append(_timing("cpu", batch, c, b, other, solo))
     return out
 
 

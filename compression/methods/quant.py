@@ -64,7 +64,7 @@ def _embeddings(model: torch.nn.Module, bits: int) -> dict[str, Packed]:
 def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedModel:
     """Quantize the Linear layers (not the classifier head) as the spec says."""
     kernel = spec.resolved_kernel
-    if kernel == "ort":
+    if kernel.startswith("ort"):
         return onnx_int8(model, spec, workload)
     if kernel == "quanto":
         return quanto_w8a8(model, spec, workload)
@@ -160,11 +160,16 @@ def export_onnx(model: torch.nn.Module, path: Path, seq_len: int = 64, tokenizer
 
 def onnx_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedModel:
     """ONNX Runtime dynamic int8: export fp32 once (cached per baseline when the model is untouched),
-    then quantize MatMul weights (and the embedding Gather with embeddings=8)."""
+    then quantize MatMul weights (and the embedding Gather with embeddings=8). The fused-graph and static
+    kernels are in :mod:`.ort_graph`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     if spec.embeddings == "4":
-        raise SpecError("quant.kernel=ort stores embeddings in 8 bits only; use embeddings=8 or none")
+        raise SpecError(f"quant.kernel={spec.kernel} stores embeddings in 8 bits only; use embeddings=8 or none")
+    if spec.kernel != "ort":
+        from . import ort_graph
+
+        return (ort_graph.fused_int8 if spec.kernel == "ort-fused" else ort_graph.static_int8)(model, spec, workload)
     cache = getattr(workload, "onnx_cache", None)
     scratch = Path(workload.scratch)
     fp32 = cache if cache is not None and cache.exists() else export_onnx(

@@ -1,0 +1,106 @@
+"""The peer side by side (issue 13): plain ONNX Runtime dynamic int8, torch dynamic int8 and our int8 single
+settings, measured in one session against one baseline with the protocol every stored result uses.
+
+The peer is exactly what a practitioner gets from the documentation: the dynamo export, ``quantize_dynamic``
+with its default options, and ``InferenceSession(path)`` with a default session (its own threads, spinning on).
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from compression import config
+from compression.artifacts import CompressedModel, weight_bytes
+from compression.recipes import Recipe
+
+TORCH = "quant(bits=8,kernel=torch)"
+OURS = ["quant(bits=8,kernel=ort,embeddings=8)", "quant(bits=8,kernel=ort-fused,embeddings=8)",
+        "quant(bits=8,kernel=ort-static,embeddings=8)"]
+PEER = "peer: ORT dynamic int8, defaults"
+
+
+def cpu_note() -> str:
+    """The CPU model, its family number and ISA class, and the load (every figure is read with it)."""
+    family = next((ln.split(":", 1)[1].strip() for ln in config._cpuinfo().splitlines()
+                   if ln.startswith("cpu family")), "?")
+    import os
+
+    la = os.getloadavg()
+    return (f"CPU: {config.cpu_model()} (family {family}, class {config.hardware_id()}); load average "
+            f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} cores")
+
+
+def _peer(fp32: Path, out: Path) -> CompressedModel:
+    import onnxruntime as ort
+    from onnxruntime.quantization import quantize_dynamic
+
+    quantize_dynamic(str(fp32), str(out))  # default options, nothing else
+    cm = CompressedModel("onnx", "onnxruntime", "ORT dynamic int8, default options and session",
+                         session=ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]))
+    cm.onnx_path = out
+    return cm
+
+
+def side_by_side(store, fp: str) -> dict:
+    """Measure the peer, torch int8 and ours in this process; print the table and the issue's goal."""
+    from compression.engine import JobRunner, compress
+    from compression.workload import Workload
+
+    runner = JobRunner(None, lambda f: Path(store.baseline(f)["path"]))
+    prepared, ms = runner.session(fp)
+    base_mib = weight_bytes(sorted((prepared.path / "model").glob("*.safetensors"))) / 2**20
+    scratch = Path(tempfile.mkdtemp(prefix="peer-"))
+    rows = []
+    for name in [PEER, TORCH, *OURS]:
+        work = scratch / str(len(rows))
+        work.mkdir()
+        if name == PEER:
+            fp32 = prepared.path / "onnx" / "fp32.onnx"
+            if not fp32.exists():  # the baseline's dynamo export, as every ONNX setting starts from
+                from compression.methods.quant import export_onnx
+
+                export_onnx(prepared.model, fp32, seq_len=prepared.seq_len, tokenizer=prepared.tokenizer)
+            cm = _peer(fp32, work / "peer.int8.onnx")
+            files = [cm.onnx_path]
+        else:
+            wl = Workload(prepared.tokenizer, prepared.train, prepared.val, prepared.info["label_names"],
+                          seq_len=prepared.seq_len, seed=ms.seed, teacher=prepared.model, scratch=work,
+                          onnx_cache=prepared.path / "onnx" / "fp32.onnx")
+            cm = compress(prepared.model, Recipe.parse(name), wl)
+            files = cm.save(work / "art")
+        print(f"  measuring {name} ...", flush=True)
+        m = ms.measure(cm, files, batch32=True, recipe_name=name)
+        row = {"setting": name, "accuracy": m.accuracy, "acc_delta_pts": 100 * m.accuracy_delta,
+               "delta_lo_pts": 100 * m.delta_lo, "size_mib": m.size_mib, "size_ratio": m.size_mib / base_mib,
+               "latency_label": m.labels.latency, "kernel": m.kernel}
+        for b in (1, 32):
+            t = m.timing("cpu", b)
+            row.update({f"b{b}_ms": t.p50_ms, f"speedup_b{b}": t.speedup, f"base_b{b}_ms": t.base_p50_ms,
+                        f"base_solo_b{b}_ms": t.base_solo_p50_ms, f"base_clean_b{b}": t.base_clean,
+                        f"note_b{b}": t.note})
+        rows.append(row)
+        del cm
+    df = pd.DataFrame(rows)
+    peer = df.iloc[0]
+    for b in (1, 32):
+        df[f"vs_peer_b{b}"] = peer[f"b{b}_ms"] / df[f"b{b}_ms"]  # the two medians, same session
+        # each speedup to its own interleaved baseline: cancels a drift of the machine, adds the baseline's noise
+        df[f"vs_peer_via_base_b{b}"] = df[f"speedup_b{b}"] / peer[f"speedup_b{b}"]
+    ours = df[df["setting"].isin(OURS) & (df["acc_delta_pts"] >= -0.5)]
+    best = ours.loc[ours["speedup_b1"].idxmax()] if len(ours) else None
+    # met only where both readings of the ratio agree, on a measured (not contended) timing
+    goal = ({"met": False, "why": "none of ours keeps the drop within 0.5 pt"} if best is None else
+            {"met": bool(min(best["vs_peer_b1"], best["vs_peer_via_base_b1"]) >= 1.3 and best["size_ratio"] <= 0.26 and best["latency_label"] == "measured"),
+             "best": best["setting"], "vs_peer_b1": best["vs_peer_b1"], "vs_peer_b32": best["vs_peer_b32"],
+             "vs_peer_via_base_b1": best["vs_peer_via_base_b1"],
+             "acc_delta_pts": best["acc_delta_pts"], "size_ratio": best["size_ratio"],
+             "latency_label": best["latency_label"]})
+    with pd.option_context("display.width", 250, "display.max_columns", 40):
+        print("\nthe peer side by side (one session; ratios to the interleaved torch fp32 baseline):")
+        print(df.drop(columns=["note_b1", "note_b32", "kernel"]).to_string(
+            index=False, float_format=lambda x: f"{x:.3f}"))
+    print(f"baseline {base_mib:.1f} MiB; {cpu_note()}")
+    print(f"our best int8 >= 1.3x the peer at batch 1, drop <= 0.5 pt, size <= 0.26x: {goal}")
+    return {"table": df, "goals": {"best int8 >= 1.3x the ORT peer at b1": goal}, "cpu": cpu_note()}
