@@ -17,7 +17,7 @@ def canonical_per_layer(spec: "Spec", name: str, check_level) -> None:
 
     ``check_level(level)`` returns the level in its canonical type or raises SpecError with one sentence.
     """
-    from .specs import SpecError  # specs imports this module: the error class is read at call time
+    from .spec_base import SpecError  # read at call time, as before the split (specs imports this module)
 
     raw = spec.per_layer
     where = f"{spec.method}.per_layer"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from .registry import entry
-from .specs import Spec, SpecError, _decimals
+from .spec_base import Spec, SpecError, _decimals
 
 
 def spec_type(name: str) -> type[Spec]:

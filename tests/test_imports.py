@@ -20,6 +20,7 @@ PKG = ROOT / "compression"
 # preparation, one job, the workers, the CSV, the front door, and the CLI over it. ("recipes" and "schema" are the splits of specs and store.)
 LAYERS: list[tuple[str, ...]] = [
     ("config", "training", "pareto", "measurement"),
+    ("spec_base",),
     ("specs", "layer_maps"),
     ("registry",),
     ("recipes",),
