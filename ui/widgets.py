@@ -46,7 +46,8 @@ def knob_widget(method: str, k: dict, key: str) -> list:
     for floats, and a list/range text box otherwise."""
     label, help_ = f"{k['name'].replace('_', ' ')}{' (' + k['unit'] + ')' if k.get('unit') else ''}", _help(k)
     if k.get("choices"):
-        return st.multiselect(label, list(k["choices"]), default=[k["default"]], key=key, help=help_)
+        default = [v for v in _defaults(k) if v in k["choices"]] or [k["default"]]  # its sweep, if it has one
+        return st.multiselect(label, list(k["choices"]), default=default, key=key, help=help_)
     lo, hi, step = k.get("lo"), k.get("hi"), k.get("step")
     if k["type"] is int and lo is not None and hi is not None and hi - lo <= 16:
         opts = list(range(int(lo), int(hi) + 1))
