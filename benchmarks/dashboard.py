@@ -228,12 +228,12 @@ def live_knob(page, url: str, store, fp: str, remeasure: bool = False) -> dict:
     return res
 
 
-def _stage(store, jid: int, after: float) -> str | None:
-    """'preview' or 'full' for the job's newest result written after ``after`` (time.time()), else None."""
+def _stage(store, jid: int, before: dict | None) -> str | None:
+    """'preview' or 'full' for the job's newest stored record once it differs from ``before``, else None."""
     r = store.latest_result(jid)
-    if r is None or r["created_at"] < after:
+    if r is None or r == before:
         return None
-    return "preview" if Measurement.from_row(r["data"]).preview else "full"
+    return "preview" if Measurement.from_row(r).preview else "full"
 
 
 def live_repeats(page, store, fp: str, n: int = 5) -> dict:
@@ -253,12 +253,13 @@ def live_repeats(page, store, fp: str, n: int = 5) -> dict:
         for _ in range(n - 1):
             while store.jobs(ids=[jid])[0]["state"] != "done" or store.jobs(baseline=fp, states=("running",)):
                 time.sleep(0.1)  # a warm, idle worker at each release (prefetch may still be running: it yields)
+            before = store.latest_result(jid)
             store.requeue([jid], states=("done",), remeasure=True)
-            t0, wall = time.perf_counter(), time.time()
+            t0 = time.perf_counter()
             page.get_by_role("button", name="measure this setting").nth(live.index(method)).click()
             got: dict = {}
             while "done" not in got:
-                st = _stage(store, jid, wall)
+                st = _stage(store, jid, before)
                 if st and st not in got:
                     got[st] = round(time.perf_counter() - t0, 2)
                 if st == "full" and store.jobs(ids=[jid])[0]["state"] == "done":
@@ -364,7 +365,10 @@ def main() -> None:
                     out["live_knob"] = live_knob(page, f"http://127.0.0.1:{port}", store, b["fingerprint"],
                                                 args.remeasure)
                     if args.repeats > 1:
-                        out["live_knob_repeats"] = live_repeats(page, store, b["fingerprint"], args.repeats)
+                        try:  # a failure here keeps the figures above
+                            out["live_knob_repeats"] = live_repeats(page, store, b["fingerprint"], args.repeats)
+                        except Exception as e:  # noqa: BLE001 - reported in the output, not raised
+                            out["live_knob_repeats"] = f"failed: {type(e).__name__}: {e}"
                 finally:
                     os.killpg(proc.pid, signal.SIGTERM)
                     lock = paths.worker_lock  # the worker the app started for the live knob

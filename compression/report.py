@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from .measurement import MEASUREMENT_COLUMNS, csv_row_of_stored
+from .evals import analysis_name, is_analysis
 from .pareto import best_feasible
 from .plain import plain_name
 from .recipes import Recipe
@@ -70,7 +71,10 @@ def jobs_frame(store: Store, ids: list[int] | None = None, baseline: str | None 
 
 
 def recipe_name(key: str) -> str:
-    """A job's recipe key in the CLI's grammar (``quant(bits=4)``); preparation and the baseline by name."""
+    """A job's recipe key in the CLI's grammar (``quant(bits=4)``); preparation, the baseline and a sensitivity
+    run or search (an analysis job) by name."""
+    if is_analysis(key):
+        return analysis_name(key)
     if key == PREPARE:
         return "prepare baseline"
     if key == BASELINE_RECIPE:

@@ -44,11 +44,10 @@ def check_per_layer(store: Store, baseline: str, recipes: list[Recipe]) -> None:
 
 
 def job_name(key: str) -> str:
-    """A job's name for progress lines: an analysis by its request, any other by its recipe."""
-    from .evals import analysis_name, is_analysis
+    """A job's name for progress lines and tables: an analysis by its request, any other by its recipe."""
     from .report import recipe_name
 
-    return analysis_name(key) if is_analysis(key) else recipe_name(key)
+    return recipe_name(key)
 
 
 def search_request(max_drop: float, objective: str, method: str | None = None, levels=None, trials: int = 20,

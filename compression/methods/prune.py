@@ -17,6 +17,7 @@ from ..families import family
 from ..layerwise import grouped_masks, levels
 from ..specs import PruneSpec
 from ..training import TrainSettings, train
+from .hessian import each_input
 from .sparsegpt import sparsegpt_prune
 from .structured import recovery_loss, recovery_words
 
@@ -27,33 +28,14 @@ CALIBRATION_ROWS = 128  # train-split texts whose activations weigh the weights 
 def input_norms(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Module]], workload,
                 rows: int = CALIBRATION_ROWS) -> dict[str, torch.Tensor]:
     """Per Linear, the L2 norm of each input feature over the calibration tokens (padding left out):
-    Wanda's ||X_j||. The texts are the train split's first ``rows`` (never the test split)."""
-    texts = workload.train["text"].tolist()[:rows]
+    Wanda's ||X_j||. The texts are the train split's first ``rows`` (never the test split); the pass is the one
+    GPTQ's and SparseGPT's Hessians use (hessian.each_input)."""
     sq = {n: torch.zeros(m.in_features) for n, m in layers}
-    mask: dict[str, torch.Tensor] = {}
 
-    def hook(name):
-        def record(_module, args):
-            x = args[0].detach().float()  # (batch, seq, in)
-            tokens = mask["tokens"]
-            # padding is left out where the input is per token (DeBERTa's position projections are not)
-            keep = tokens.to(x.dtype)[..., None] if x.shape[:-1] == tokens.shape else 1.0
-            sq[name] += (x * keep).pow(2).reshape(-1, x.shape[-1]).sum(0)
-        return record
+    def record(name: str, x: torch.Tensor) -> None:
+        sq[name] += x.float().pow(2).sum(0)
 
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers]
-    training = model.training
-    model.eval()  # dropout off: the activations a deployed model sees
-    try:
-        with torch.no_grad():
-            for i in range(0, len(texts), 16):
-                batch = workload.encode(texts[i:i + 16])
-                mask["tokens"] = batch["attention_mask"]
-                model(**batch)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(training)
+    each_input(model, layers, workload, rows, record)
     return {n: v.sqrt() for n, v in sq.items()}
 
 
