@@ -251,8 +251,8 @@ def live_repeats(page, store, fp: str, n: int = 5) -> dict:
         (jid,) = [j["id"] for j in store.jobs(baseline=fp) if j["recipe"] == key]
         runs = []
         for _ in range(n - 1):
-            while store.jobs(ids=[jid])[0]["state"] != "done" or store.jobs(baseline=fp, states=("running",)):
-                time.sleep(0.1)  # a warm, idle worker at each release (prefetch may still be running: it yields)
+            while store.jobs(ids=[jid])[0]["state"] != "done":
+                time.sleep(0.1)  # the previous release done; a prefetch the worker runs meanwhile yields to it
             before = store.latest_result(jid)
             store.requeue([jid], states=("done",), remeasure=True)
             t0 = time.perf_counter()

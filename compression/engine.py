@@ -189,11 +189,13 @@ class JobRunner:
         baselines.prepare(store, self.paths, job["baseline"], progress, cancel)
         self._cache.pop(job["baseline"], None)
 
-    def run(self, job: dict, progress: Progress, cancel: CancelToken, preview: bool = False) -> Landed:
+    def run(self, job: dict, progress: Progress, cancel: CancelToken, preview: bool = False,
+            stop: Callable[[], bool] | None = None) -> Landed:
         """Run a claimed job up to its first landing (handed to ``on_landed``); ``complete()`` finishes it.
 
         With ``preview`` the first landing is the preview tier (a fixed sample of the test split, a short
-        batch-1 timing): what the live knob shows within seconds."""
+        batch-1 timing): what the live knob shows within seconds. ``stop()`` true raises Preempted before the
+        first landing (a prefetched setting yields to a release; nothing of it is stored)."""
         t0 = time.perf_counter()
         recipe = Recipe.from_key(job["recipe"])
         with _PeakRss() as rss:
@@ -219,7 +221,9 @@ class JobRunner:
                      else "measuring accuracy and batch-1 latency")
             what = dict(recipe_name=recipe.name, method=recipe.method, description=recipe.describe(),
                         artifact=str(out))
-            m = ms.preview(cm, files, **what) if preview else ms.measure(cm, files, batch32=False, **what)
+            if stop is not None and stop():
+                raise Preempted("a newer setting is queued")
+            m = ms.preview(cm, files, **what) if preview else ms.measure(cm, files, batch32=False, stop=stop, **what)
             t4 = time.perf_counter()
         m = dataclasses.replace(m, peak_rss_mib=rss.peak / 2**20, node=platform.node(),
                                 seconds=Seconds(load=t1 - t0, compress=t2 - t1, save=t3 - t2, measure=t4 - t3,

@@ -61,3 +61,25 @@ def test_a_worker_kept_warm_measures_the_sliders_neighbours_when_idle(prepared):
     assert all(jobs[k]["state"] == "done" and jobs[k]["priority"] == prefetch.PRIORITY for k in near)
     assert prefetch.setting("prune", "sparsity", 0.42).key not in jobs  # the position itself waits for a release
     assert any(s["name"] == "prefetch" for s in store.sweeps(fp))
+
+
+def test_a_prefetched_setting_yields_to_a_release_before_it_lands(prepared, monkeypatch):
+    from compression.executors.local import _Worker
+
+    ws, _ = prepared
+    paths = resolve(ws)
+    store = Store(paths.store_url)
+    fp = store.baselines()[0]["fingerprint"]
+    hw = hardware_id()
+    config.keep_warm(paths, fp)
+    jid = prefetch.enqueue(store, fp, prefetch.setting("prune", "sparsity", 0.47), hw)
+    worker = _Worker(paths, store, hw, None, None)
+    try:
+        monkeypatch.setattr(store, "has_queued", lambda *a, **k: True)  # a release is queued while it runs
+        assert worker.step()
+        job = store.jobs(ids=[jid])[0]
+        assert job["state"] == "queued" and store.result_count(jid) == 0  # back in line, nothing stored
+        assert not worker.deferred
+    finally:
+        worker.close()
+        paths.keepalive(fp).unlink(missing_ok=True)

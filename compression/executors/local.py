@@ -220,7 +220,10 @@ class _Worker:
             live = bool(config.wanted_warm(self.paths))
             # the live knob's own settings (queued ahead, at priority 0) land first as a preview
             preview = live and job["priority"] == 0
-            landed = self._settle(job, beat, lambda: self.runner.run(job, progress, cancel, preview), keep=True)
+            # a prefetched neighbour yields to a release at once (it is queued again, measured later)
+            stop = (lambda: self.store.has_queued(self.hardware, self.baseline)) \
+                if live and job["priority"] >= prefetch.PRIORITY else None
+            landed = self._settle(job, beat, lambda: self.runner.run(job, progress, cancel, preview, stop), keep=True)
             if landed is None:
                 pass  # failed or cancelled, and recorded so
             elif live:  # a newer setting lands before the rest of this one's measurement
@@ -243,8 +246,11 @@ class _Worker:
         try:
             out = work()
         except Preempted:
-            self._defer(job, beat, landed, first=first)
-            return None
+            if landed is None:  # before its first landing: back in the queue, nothing of it stored
+                self.store.requeue([job["id"]], states=("running",))
+            else:
+                self._defer(job, beat, landed, first=first)
+                return None
         except Cancelled:
             self.store.fail(job["id"], "cancelled by the user", state="cancelled")
             self._event(job, "cancelled")
