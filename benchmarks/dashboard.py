@@ -270,7 +270,7 @@ def live_repeats(page, store, fp: str, n: int = 5) -> dict:
                for k in ("preview", "full", "done") if any(k in r for r in runs)}
         out[label] = {"remeasured_releases": runs, "median": med}
     if "prune" in live:  # release on a neighbour the worker prefetched while idle
-        grid = [0.45, 0.55]
+        grid = [0.49, 0.51]  # the slider's neighbours (its step is 0.01)
         t_end = time.perf_counter() + 180
         stored = []
         while not stored and time.perf_counter() < t_end:

@@ -116,24 +116,29 @@ class Store:
                                      message="re-queued", cancel_requested=False, remeasure=remeasure)).rowcount
 
     @staticmethod
-    def _claimable(hardware: str, baseline: str | None):
-        """The next queued job for this hardware whose baseline is ready (preparation jobs first)."""
+    def _claimable(hardware: str, baseline: str | None, below: int | None = None):
+        """The next queued job for this hardware whose baseline is ready (preparation jobs first); with
+        ``below``, only jobs of a priority number under it."""
         ready = sa.or_(jobs.c.recipe == PREPARE, baselines.c.prepared.is_(True))
         q = (sa.select(jobs.c.id).join(baselines, baselines.c.fingerprint == jobs.c.baseline)
              .where(jobs.c.state == "queued", jobs.c.hardware == hardware, ready)
              .order_by(jobs.c.priority, jobs.c.id).limit(1))
+        if below is not None:
+            q = q.where(jobs.c.priority < below)
         return q.where(jobs.c.baseline == baseline) if baseline else q
 
-    def has_queued(self, hardware: str, baseline: str | None = None) -> bool:
-        """True when a job could be claimed now."""
+    def has_queued(self, hardware: str, baseline: str | None = None, below: int | None = None) -> bool:
+        """True when a job could be claimed now (of a priority number under ``below``, if given)."""
         with self.engine.connect() as c:
-            return c.execute(self._claimable(hardware, baseline)).first() is not None
+            return c.execute(self._claimable(hardware, baseline, below)).first() is not None
 
-    def claim(self, hardware: str, worker: str, baseline: str | None = None, node: str | None = None) -> dict | None:
-        """Atomically take the next queued job whose baseline is ready (preparation jobs first)."""
+    def claim(self, hardware: str, worker: str, baseline: str | None = None, node: str | None = None,
+              below: int | None = None) -> dict | None:
+        """Atomically take the next queued job whose baseline is ready (preparation jobs first); with
+        ``below``, only one of a priority number under it."""
         while True:
             with self.engine.begin() as c:
-                row = c.execute(self._claimable(hardware, baseline)).first()
+                row = c.execute(self._claimable(hardware, baseline, below)).first()
                 if row is None:
                     return None
                 t = now()

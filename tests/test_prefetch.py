@@ -83,3 +83,26 @@ def test_a_prefetched_setting_yields_to_a_release_before_it_lands(prepared, monk
     finally:
         worker.close()
         paths.keepalive(fp).unlink(missing_ok=True)
+
+
+def test_a_released_settings_full_measurement_goes_before_a_queued_prefetch(prepared):
+    from compression import api
+    from compression.executors.local import _Worker
+
+    ws, _ = prepared
+    paths = resolve(ws)
+    store = Store(paths.store_url)
+    fp = store.baselines()[0]["fingerprint"]
+    hw = hardware_id()
+    config.keep_warm(paths, fp)
+    live = api.enqueue_setting(store, fp, api.recipe_for("prune", {"sparsity": 0.57}))
+    fetch = prefetch.enqueue(store, fp, prefetch.setting("prune", "sparsity", 0.58), hw)
+    worker = _Worker(paths, store, hw, None, None)
+    try:
+        assert worker.step() and worker.deferred  # the release lands its preview first
+        assert worker.step()  # then its own full measurement, not the prefetched neighbour
+        assert store.jobs(ids=[live])[0]["state"] == "done"
+        assert store.jobs(ids=[fetch])[0]["state"] == "queued"
+    finally:
+        worker.close()
+        paths.keepalive(fp).unlink(missing_ok=True)

@@ -176,13 +176,17 @@ class _Worker:
     def step(self) -> bool:
         """Do one unit of work; False when there was none."""
         full = len(self.deferred) >= MAX_DEFERRED
-        job = None if full else self.store.claim(self.hardware, worker_name(), baseline=self.baseline)
+        # a landed setting's own measurement goes before any prefetched neighbour, and only a setting the user
+        # or a sweep queued (not a prefetch) preempts it
+        below = prefetch.PRIORITY if self.deferred else None
+        job = None if full else self.store.claim(self.hardware, worker_name(), baseline=self.baseline, below=below)
         if job is not None:
             self._start(job)
             return True
-        if self.deferred:  # time a landed point's batch 32; a newer setting preempts it unless the queue is full
+        if self.deferred:  # time a landed point's rest; a newer setting preempts it unless the queue is full
             job, beat, landed = self.deferred.pop(0)
-            stop = None if full else (lambda: self.store.has_queued(self.hardware, self.baseline))
+            stop = None if full else (lambda: self.store.has_queued(self.hardware, self.baseline,
+                                                                    below=prefetch.PRIORITY))
             self._settle(job, beat, lambda: landed.complete(preempt=stop), landed=landed, first=True)
             return True
         return self._prefetch()
@@ -221,7 +225,7 @@ class _Worker:
             # the live knob's own settings (queued ahead, at priority 0) land first as a preview
             preview = live and job["priority"] == 0
             # a prefetched neighbour yields to a release at once (it is queued again, measured later)
-            stop = (lambda: self.store.has_queued(self.hardware, self.baseline)) \
+            stop = (lambda: self.store.has_queued(self.hardware, self.baseline, below=prefetch.PRIORITY)) \
                 if live and job["priority"] >= prefetch.PRIORITY else None
             landed = self._settle(job, beat, lambda: self.runner.run(job, progress, cancel, preview, stop), keep=True)
             if landed is None:
