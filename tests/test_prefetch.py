@@ -63,11 +63,19 @@ def test_a_worker_kept_warm_measures_the_sliders_neighbours_when_idle(prepared):
     assert any(s["name"] == "prefetch" for s in store.sweeps(fp))
 
 
-def test_a_prefetched_setting_yields_to_a_release_before_it_lands(prepared, monkeypatch):
+def _copy(prepared, tmp_path) -> str:
+    """The prepared workspace copied: these tests leave queued jobs and a live sweep that others must not see."""
+    import shutil
+
+    dst = tmp_path / "ws"
+    shutil.copytree(prepared[0], dst, ignore=shutil.ignore_patterns("worker.lock"))
+    return str(dst)
+
+
+def test_a_prefetched_setting_yields_to_a_release_before_it_lands(prepared, tmp_path, monkeypatch):
     from compression.executors.local import _Worker
 
-    ws, _ = prepared
-    paths = resolve(ws)
+    paths = resolve(_copy(prepared, tmp_path))
     store = Store(paths.store_url)
     fp = store.baselines()[0]["fingerprint"]
     hw = hardware_id()
@@ -85,12 +93,11 @@ def test_a_prefetched_setting_yields_to_a_release_before_it_lands(prepared, monk
         paths.keepalive(fp).unlink(missing_ok=True)
 
 
-def test_a_released_settings_full_measurement_goes_before_a_queued_prefetch(prepared):
+def test_a_released_settings_full_measurement_goes_before_a_queued_prefetch(prepared, tmp_path):
     from compression import api
     from compression.executors.local import _Worker
 
-    ws, _ = prepared
-    paths = resolve(ws)
+    paths = resolve(_copy(prepared, tmp_path))
     store = Store(paths.store_url)
     fp = store.baselines()[0]["fingerprint"]
     hw = hardware_id()
