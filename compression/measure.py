@@ -71,8 +71,15 @@ class TestSet:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def logits(self, cm: CompressedModel) -> np.ndarray:
-        out = np.concatenate([cm.predict(b) for b in self.batches])
+    def logits(self, cm: CompressedModel, stop: Callable[[], bool] | None = None) -> np.ndarray:
+        """The model's logits for every row, in the split's order. ``stop()`` is asked between batches: a
+        prefetched setting's accuracy pass (seconds on an fp32 model) yields to a release at once (Preempted)."""
+        out = []
+        for b in self.batches:
+            if stop is not None and stop():
+                raise Preempted("accuracy pass")
+            out.append(cm.predict(b))
+        out = np.concatenate(out)
         back = np.empty_like(out)
         back[self.order] = out
         return back
@@ -178,6 +185,11 @@ class MeasureSession:
         self.sample = preview_sample(test["label"].to_numpy(), seed)  # the preview's rows, the same every time
         self._preview_tests = (TestSet(tokenizer, test.iloc[self.sample], seq_len) if len(self.sample) < len(test)
                                else None)
+        # the rows outside the preview's sample: the full pass after a preview predicts only these, and takes
+        # the sample's predictions from the preview (the same model, the same rows)
+        self._rest = np.setdiff1d(np.arange(len(test)), self.sample)
+        self._rest_tests = TestSet(tokenizer, test.iloc[self._rest], seq_len) if self._preview_tests else None
+        self._sample_pred: dict[str, np.ndarray] = {}  # artifact -> its preview's predictions on the sample
 
     def _baseline_logits(self, cache: Path | None) -> np.ndarray:
         """The baseline's test logits, from ``cache`` when this very computation was done before: the
@@ -216,6 +228,10 @@ class MeasureSession:
         if self._preview_tests is None:
             return self.measure(cm, files, batch32=False, **what)
         pred = self._preview_tests.logits(cm).argmax(1)
+        if what.get("artifact"):
+            while len(self._sample_pred) >= 8:  # a few landed points wait for their full pass, no more
+                self._sample_pred.pop(next(iter(self._sample_pred)))
+            self._sample_pred[what["artifact"]] = pred
         m = self._record(cm, files, pred, self._preview_tests.y, self.base_pred[self.sample], **what)
         m = m.with_timings(*interleaved_latency(cm, self.baseline, self.tests, (1,), reps={1: PREVIEW_B1}))
         latency = latency_label(m, "preview")
@@ -230,9 +246,16 @@ class MeasureSession:
         With ``batch32=False`` the record is a first landing (quality, size, batch-1 latency);
         :meth:`add_batch32` completes it (batch 32, and the GPU's timings where CUDA is present).
         """
-        pred = self.tests.logits(cm).argmax(1)
+        known = self._sample_pred.get(what.get("artifact") or "")
+        if known is not None:  # after this artifact's preview: its sample rows are predicted already
+            pred = np.empty(len(self.tests), dtype=np.int64)
+            pred[self.sample] = known
+            pred[self._rest] = self._rest_tests.logits(cm, stop).argmax(1)
+        else:
+            pred = self.tests.logits(cm, stop).argmax(1)
         m = self._record(cm, files, pred, self.tests.y, self.base_pred, **what)
         m = self._cpu_latency(m, cm, (1, 32) if batch32 else (1,), stop)
+        self._sample_pred.pop(what.get("artifact") or "", None)
         return self._gpu_latency(m, cm, stop) if batch32 else m
 
     def _record(self, cm: CompressedModel, files: list[Path], pred: np.ndarray, y: np.ndarray,

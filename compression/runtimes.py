@@ -5,7 +5,7 @@ three things; they live here so that the saved forms never import a method.
 
 Example::
 
-    >>> qm = dynamic_int8(model, ["bert.encoder.layer.0.output.dense"])   # a new module; model untouched
+    >>> qm = dynamic_int8(model, ["bert.encoder.layer.0.output.dense"])   # model's Linear layers swapped in place
     >>> sess = onnx_session(Path("model.int8.onnx"))                      # the protocol's threads
 """
 from __future__ import annotations
@@ -37,7 +37,9 @@ def dynamic_int8(model: torch.nn.Module, names: list[str]) -> torch.nn.Module:
     """
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    return quantize_dynamic(model, {n: per_channel_dynamic_qconfig for n in names}, inplace=False)
+    # in place: every caller hands over a copy it owns (compress's deep copy, a freshly loaded skeleton), and a
+    # second deep copy of the model costs a live-knob release a few tenths of a second
+    return quantize_dynamic(model, {n: per_channel_dynamic_qconfig for n in names}, inplace=True)
 
 
 def onnx_session(path: Path):

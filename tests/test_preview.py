@@ -62,6 +62,38 @@ def test_a_preview_lands_labelled_and_the_full_measurement_replaces_it(session, 
     assert full.recipe_name == "prune(sparsity=0.5)"
 
 
+def test_the_full_pass_after_a_preview_predicts_only_the_rows_the_preview_did_not(session, tmp_path, monkeypatch):
+    from compression.engine import compress
+    from compression.measure import TestSet
+    from compression.recipes import Recipe
+    from compression.workload import Workload
+
+    ms, model, _ = session
+    cm = compress(model, Recipe.parse("prune(sparsity=0.5)"), Workload(None, None, None, [], scratch=tmp_path))
+    files = cm.save(tmp_path / "art")
+    whole = ms.measure(cm, files, batch32=False, artifact="other").predictions  # no preview: every row
+    passes: list[int] = []
+    logits = TestSet.logits
+    monkeypatch.setattr(TestSet, "logits", lambda self, *a, **k: passes.append(len(self)) or logits(self, *a, **k))
+    ms.preview(cm, files, artifact="a")
+    full = ms.measure(cm, files, batch32=False, artifact="a")
+    assert passes == [len(ms.sample), len(ms.tests) - len(ms.sample)]  # no row is predicted twice
+    assert full.predictions == whole and full.test_rows == len(ms.tests)  # the same answers on every row
+    ms.measure(cm, files, batch32=False, artifact="a")
+    assert passes[-1] == len(ms.tests)  # used once: a second full pass (a re-measure) predicts every row again
+
+
+def test_a_prefetched_accuracy_pass_yields_between_batches(session):
+    from compression.artifacts import CompressedModel
+    from compression.measure import Preempted
+
+    ms, model, _ = session
+    calls = []
+    with pytest.raises(Preempted):
+        ms.tests.logits(CompressedModel.fp32(model), stop=lambda: calls.append(1) or len(calls) > 2)
+    assert len(calls) == 3 < len(ms.tests.batches)  # stopped after two batches, not at the end
+
+
 def test_the_store_keeps_one_row_per_job_through_preview_landed_and_done(tmp_path):
     s = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
     s.add_baseline("fp", "tiny", {}, {}, {})

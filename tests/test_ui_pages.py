@@ -105,6 +105,10 @@ def test_live_knob_queues_one_setting(ws_copy):
     assert "stored near here (at once on release): 8" in texts(at)  # bits=8 ran in the fixture: no wait for it
     wish = api.resolve(str(ws_copy)).workspace / "prefetch" / f"{fp}.json"
     assert '"quant": {"knob": "bits", "value": 4' in wish.read_text()  # the worker prefetches around 4 bits
+    n_jobs = len(store.jobs())
+    at.slider(key="live:quant").set_value(8).run()  # a stored value: its point at once, nothing queued
+    done8 = next(j for j in store.jobs() if j["recipe"] == api.recipe_for("quant", {"bits": 8}).key)
+    assert f"quant: job {done8['id']} done" in texts(at) and len(store.jobs()) == n_jobs
 
 
 def test_sweep_page_counts_enqueues_and_follows(ws_copy):

@@ -180,6 +180,8 @@ def live_knob(paths, store, fp: str) -> list[int]:
                 continue
             # a stored setting shows at once: its wait says nothing about how long a new one takes
             live[method] = (jid, None if was == "done" else time.monotonic())
+            if was == "done":
+                continue  # stored: this very run draws it, with no second run of the page and no worker
             api.ensure_worker(paths)
             st.rerun()  # run the page again so its live refresh sees the queued job
     ids = [jid for jid, _ in live.values()]
