@@ -132,9 +132,14 @@ def _bulk(store, fp: str, recipes: list, y: list[int], rng) -> str:
     return fp
 
 
-def start_server(ws: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("COMPRESSION_STORE_URL", "COMPRESSION_NO_WORKER_SPAWN")}
-    env.update(COMPRESSION_WORKSPACE=str(ws), COMPRESSION_NO_AUTOSTART="1", HF_HUB_OFFLINE="1")
+def start_server(ws: Path, port: int, log: Path, autostart: bool = False) -> subprocess.Popen:
+    """``python -m ui.serve`` on ``ws``; with ``autostart`` the first visit registers and prepares the default
+    as a new user's does (benchmarks/first_visit.py)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COMPRESSION_STORE_URL", "COMPRESSION_NO_WORKER_SPAWN",
+                                                            "COMPRESSION_NO_AUTOSTART")}
+    env.update(COMPRESSION_WORKSPACE=str(ws), HF_HUB_OFFLINE="1")
+    if not autostart:
+        env["COMPRESSION_NO_AUTOSTART"] = "1"
     proc = subprocess.Popen([sys.executable, "-m", "ui.serve", "--server.headless", "true",
                              "--server.address", "127.0.0.1", "--server.port", str(port),
                              "--server.fileWatcherType", "none"], cwd=ROOT, env=env,

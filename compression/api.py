@@ -274,11 +274,14 @@ def baseline_of(store: Store, prefix: str) -> str | None:
 
 
 def default_baseline(store: Store) -> dict | None:
-    """The embedded default baseline's row (default model on the default dataset), if registered."""
-    for b in store.baselines():
-        if (b["model_source"] or {}).get("kind") == "default" and (b["dataset_source"] or {}).get("kind") == "default":
-            return b
-    return None
+    """The embedded default baseline's row (default model on the default dataset), if registered.
+
+    Where a workspace holds several (the default prepared again after a change of its preparation, e.g. the
+    length-bucketed fine-tune), the newest prepared one, else the newest."""
+    rows = [b for b in store.baselines()
+            if (b["model_source"] or {}).get("kind") == "default" and (b["dataset_source"] or {}).get("kind") == "default"]
+    prepared = [b for b in rows if b["prepared"]]
+    return (prepared or rows)[-1] if rows else None
 
 
 def starter_values() -> dict[str, dict[str, list]]:

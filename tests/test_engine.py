@@ -50,3 +50,19 @@ def test_a_second_worker_session_reads_the_baselines_test_logits_from_its_cache(
     np.testing.assert_array_equal(again.base_logits, first.base_logits)
     other = test.iloc[:40]  # other test rows: another key, computed afresh
     assert MeasureSession(CompressedModel.fp32(model), tok, other, cache=tmp_path / "cache").base_logits.shape[0] == 40
+
+
+def test_the_default_is_the_newest_prepared_of_its_preparations(tmp_path):
+    """A workspace that prepared the default before the bucketed fine-tune keeps that row; once the default
+    is prepared again, the app, the live knob and the benchmarks use the new one."""
+    from compression import api
+    from compression.store import Store
+
+    s = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    src = {"kind": "default"}
+    s.add_baseline("old", "default, unbucketed", src, src, {"training": {"steps": 240}})
+    s.mark_prepared("old", str(tmp_path), {})
+    s.add_baseline("new", "default, bucketed", src, src, {"training": {"steps": 240, "buckets": True}})
+    assert api.default_baseline(s)["fingerprint"] == "old"  # the new one is still being prepared
+    s.mark_prepared("new", str(tmp_path), {})
+    assert api.default_baseline(s)["fingerprint"] == "new"
