@@ -190,6 +190,7 @@ class MeasureSession:
         self._rest = np.setdiff1d(np.arange(len(test)), self.sample)
         self._rest_tests = TestSet(tokenizer, test.iloc[self._rest], seq_len) if self._preview_tests else None
         self._sample_pred: dict[str, np.ndarray] = {}  # artifact -> its preview's predictions on the sample
+        self._solo: dict[int, tuple[float, list]] = {}  # the baseline's solo runs, reused briefly (timing.py)
 
     def _baseline_logits(self, cache: Path | None) -> np.ndarray:
         """The baseline's test logits, from ``cache`` when this very computation was done before: the
@@ -233,7 +234,8 @@ class MeasureSession:
                 self._sample_pred.pop(next(iter(self._sample_pred)))
             self._sample_pred[what["artifact"]] = pred
         m = self._record(cm, files, pred, self._preview_tests.y, self.base_pred[self.sample], **what)
-        m = m.with_timings(*interleaved_latency(cm, self.baseline, self.tests, (1,), reps={1: PREVIEW_B1}))
+        m = m.with_timings(*interleaved_latency(cm, self.baseline, self.tests, (1,), reps={1: PREVIEW_B1},
+                                                     solo=self._solo))
         latency = latency_label(m, "preview")
         return dataclasses.replace(m, labels=dataclasses.replace(m.labels, accuracy="preview", f1="preview",
                                                                  latency=latency), predictions=())
@@ -281,7 +283,7 @@ class MeasureSession:
 
     def _cpu_latency(self, m: Measurement, cm: CompressedModel, batches: tuple[int, ...],
                      stop: Callable[[], bool] | None = None) -> Measurement:
-        m = m.with_timings(*interleaved_latency(cm, self.baseline, self.tests, batches, stop))
+        m = m.with_timings(*interleaved_latency(cm, self.baseline, self.tests, batches, stop, solo=self._solo))
         return dataclasses.replace(m, labels=dataclasses.replace(m.labels, latency=latency_label(m, m.labels.latency)))
 
     def _gpu_latency(self, m: Measurement, cm: CompressedModel,

@@ -37,6 +37,7 @@ CONTENTION_CORES = 0.25  # other processes using more than this many cores make 
 BLOCK = {1: 10, 32: 2}  # runs per block: each runtime runs a few times in a row, as it would deployed
 SETTLE_WINDOW_S, SETTLE_IDLE_CORES, SETTLE_MAX_S = 0.005, 0.15, 0.5  # see settle()
 BASE_NOISE_FLOOR = 0.03  # a baseline drift below 3% is noise however steady its runs
+SOLO_FRESH_S = 60.0  # the baseline's solo runs are reused this long within a worker session (interleaved_latency)
 
 
 class Preempted(Exception):
@@ -141,14 +142,16 @@ def settle() -> float:
 
 
 def _blocks(time_cand: Callable[[dict], float], time_base: Callable[[dict], float], xs: list[dict], warm: int,
-            reps: int, block: int, stop: Callable[[], bool] | None, tag: str) -> tuple[list, list, list, float]:
+            reps: int, block: int, stop: Callable[[], bool] | None, tag: str,
+            solo_known: list | None = None) -> tuple[list, list, list, float]:
     """The CPU protocol (ARCHITECTURE: runtimes as deployed): blocks of ``block`` runs, never single runs,
     with a :func:`settle` before every block, so one runtime's spinning threads never overlap the other's runs.
 
     Warm-up blocks of both, then the baseline alone for half its solo runs, candidate and baseline blocks
     alternately (``reps`` each), then the rest of the solo runs (solo before and after, so a drift in the
-    machine's speed lands on both sides). Returns the candidate's, the interleaved baseline's and the solo
-    baseline's ms, and the cores other processes used while timing.
+    machine's speed lands on both sides). With ``solo_known`` (the session's solo runs of the baseline, taken
+    moments ago: see interleaved_latency) the solo runs are not repeated. Returns the candidate's, the
+    interleaved baseline's and the solo baseline's ms, and the cores other processes used while timing.
     """
     def run(fn, start: int, n: int, out: list | None) -> None:
         settle()
@@ -162,16 +165,16 @@ def _blocks(time_cand: Callable[[dict], float], time_base: Callable[[dict], floa
         run(time_cand, i, min(block, warm - i), None)
         run(time_base, i, min(block, warm - i), None)
     c, b, solo = [], [], []
-    half = (reps + 1) // 2
+    half = 0 if solo_known else (reps + 1) // 2
     with _CpuWatch() as w:
         for i in range(0, half, block):
             run(time_base, i, min(block, half - i), solo)
         for i in range(0, reps, block):
             run(time_cand, i, min(block, reps - i), c)
             run(time_base, i, min(block, reps - i), b)
-        for i in range(half, reps, block):
+        for i in range(half, reps if not solo_known else 0, block):
             run(time_base, i, min(block, reps - i), solo)
-    return c, b, solo, w.other_cores
+    return c, b, solo or list(solo_known or ()), w.other_cores
 
 
 def baseline_check(solo: list[float], interleaved: list[float]) -> tuple[bool, float, float]:
@@ -220,13 +223,19 @@ def _plans(ts, move=lambda x: x) -> dict[int, tuple[list[dict], int, int]]:
 
 def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts, batches: tuple[int, ...] = (1, 32),
                         stop: Callable[[], bool] | None = None,
-                        reps: dict[int, tuple[int, int]] | None = None) -> list[Timing]:
+                        reps: dict[int, tuple[int, int]] | None = None,
+                        solo: dict[int, tuple[float, list]] | None = None) -> list[Timing]:
     """Time candidate and baseline in alternating blocks on the CPU (:func:`_blocks`); one Timing per batch size.
 
     The ratio is to the baseline timed in this same session, never to a stored number; the baseline is also
     timed alone, and a ratio whose baseline ran otherwise beside the candidate is not comparable. ``stop()`` is
     asked between pairs (outside the timed calls); when it says yes the timing is abandoned whole
     (Preempted), to be run again from its warm-up later.
+
+    ``solo`` is the worker session's cache of the baseline's solo runs (batch -> (when, ms)): runs taken in
+    the last SOLO_FRESH_S seconds, at least as many as this timing would take, are reused (issue 12: the
+    baseline's solo timing is cached per session), older ones are timed again and replace them. The
+    interleaved baseline is always timed beside this candidate.
     """
     def timed(cm: CompressedModel, x: dict) -> float:
         t = time.perf_counter()
@@ -238,9 +247,13 @@ def interleaved_latency(cand: CompressedModel, base: CompressedModel, ts, batche
     for batch in batches:
         xs, warm, timed_reps = plans[batch]
         warm, timed_reps = (reps or {}).get(batch, (warm, timed_reps))  # fewer runs for a preview, never more
-        c, b, solo, other = _blocks(lambda x: timed(cand, x), lambda x: timed(base, x), xs, warm, timed_reps,
-                                    BLOCK[batch], stop, f"b{batch}")
-        out.append(_timing("cpu", batch, c, b, other, solo))
+        at, known = (solo or {}).get(batch, (float("-inf"), []))
+        fresh = known if time.monotonic() - at < SOLO_FRESH_S and len(known) >= timed_reps else None
+        c, b, alone, other = _blocks(lambda x: timed(cand, x), lambda x: timed(base, x), xs, warm, timed_reps,
+                                     BLOCK[batch], stop, f"b{batch}", fresh)
+        if solo is not None and fresh is None and other <= CONTENTION_CORES:  # a contended solo is no reference
+            solo[batch] = (time.monotonic(), alone)
+        out.append(_timing("cpu", batch, c, b, other, alone))
     return out
 
 

@@ -86,3 +86,35 @@ def _same(a, b):
 
     return all(x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
                for x, y in zip(a.values(), b.values()))
+
+
+def test_the_baselines_solo_runs_are_reused_within_a_session_only_while_fresh(monkeypatch):
+    """Issue 12: the baseline's solo timing is cached per worker session, so a live release does not time
+    the baseline alone again; the interleaved baseline is still timed beside every candidate, and an old solo
+    is timed anew."""
+    from types import SimpleNamespace
+
+    from compression import timing
+
+    monkeypatch.setattr(timing, "settle", lambda: 0.0)
+    runs = {"c": 0, "b": 0}
+
+    def model(tag):
+        def predict(x):
+            runs[tag] += 1
+        return SimpleNamespace(predict=predict)
+
+    ts = SimpleNamespace(b1=[{"x": i} for i in range(4)], b32={})
+    cache: dict = {}
+    cand, base = model("c"), model("b")
+    first = timing.interleaved_latency(cand, base, ts, (1,), solo=cache)[0]
+    alone = runs["b"] - timing.B1_WARMUP - timing.B1_REPS  # the first timing ran the baseline alone too
+    assert alone == timing.B1_REPS and 1 in cache and first.base_solo_p50_ms is not None
+    runs["b"] = 0
+    second = timing.interleaved_latency(cand, base, ts, (1,), solo=cache)[0]
+    assert runs["b"] == timing.B1_WARMUP + timing.B1_REPS  # no solo runs: the cached ones stand
+    assert second.base_solo_p50_ms == first.base_solo_p50_ms and second.base_p50_ms > 0
+    monkeypatch.setattr(timing, "SOLO_FRESH_S", 0.0)
+    runs["b"] = 0
+    timing.interleaved_latency(cand, base, ts, (1,), solo=cache)
+    assert runs["b"] == timing.B1_WARMUP + 2 * timing.B1_REPS  # stale: timed alone again
