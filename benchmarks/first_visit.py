@@ -39,6 +39,7 @@ def _kill_worker(paths) -> None:
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # so the server and its worker are stopped too
     ws = Path(tempfile.mkdtemp(prefix="first-visit-")) / "ws"
     out: dict = {"cpu": config.cpu_model(), "hardware": config.hardware_id(),
                  "load_avg_1m_before": round(os.getloadavg()[0], 2)}
