@@ -13,7 +13,7 @@ from fragile import FRAGILE, LAYERS, fragile  # noqa: F401  (the fixture)
 
 
 def _levels(out: dict) -> dict[int, float]:
-    return {int(u): lv for u, lv in out["levels"].items()}
+    return {int(u): lv for u, lv in out["levels"].items() if u.isdigit()}
 
 
 def _chosen(store, jid) -> dict:
@@ -23,6 +23,8 @@ def _chosen(store, jid) -> dict:
 
 
 def test_the_search_leaves_the_fragile_layer_least_compressed_and_measures_only_it(fragile, capsys):  # noqa: F811
+    import optuna
+
     ws, args, fp = fragile
     assert main(["search", "--max-drop", "1.0", "--objective", "size", "--trials", "6", *args]) == 0
     out = capsys.readouterr().out
@@ -43,7 +45,9 @@ def test_the_search_leaves_the_fragile_layer_least_compressed_and_measures_only_
     row = df[df["job_id"] == chosen["job_id"]]
     assert len(row) == 1 and "per_layer" in row["recipe"].iloc[0]  # its recipe is readable in the details
     trials = api.search_trials(store, jid)
-    assert set(trials["source"]) == {"greedy", "nsga2"} and len(trials[trials["source"] == "nsga2"]) == 6
+    assert set(trials["source"]) == {"greedy", "nsga2"}
+    study = optuna.load_study(study_name=f"search-job-{jid}", storage=store.url)
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 6  # (a repeated recipe is one row)
 
 
 def _poisoned_copy(pristine: Path, fp: str) -> Path:
