@@ -84,10 +84,13 @@ def greedy(score: _Trials, sens, ladders: dict, cancel: CancelToken,
     def cost(u, i: int) -> float:
         return 0.0 if i == 0 else drop.get((u, ladders[u][i]), float("inf"))
 
+    tried = [0]
+
     def run(idx: dict, note: str) -> dict:
         cancel.check()
         got = score({u: ladders[u][i] for u, i in idx.items()}, "greedy")
-        progress(0.3 + 0.2 * sum(idx.values()) / total,
+        tried[0] += 1
+        progress(0.3 + 0.2 * min(1.0, tried[0] / (total + len(ladders))),
                  f"greedy{note}: {got['name']}, drop {got['drop']:.2f} points on validation")
         return got
 
