@@ -178,6 +178,11 @@ def test_the_search_page_draws_the_heatmap_and_refuses_a_negative_budget(fragile
     at.button(key="start_search").click().run()
     assert ("--max-drop -1 asks the compressed model to beat the baseline; give the accuracy points you accept to "
             "lose, 0 or more (e.g. 1.0)") in [e.value for e in at.error]  # (the newest search's own outcome may show too)
+    at.number_input(key="max_drop").set_value(2.5)
+    at.checkbox(key="pareto").check()
+    at.button(key="start_search").click().run()
+    newest = api.analyses(store, fp, "search")[0]["request"]
+    assert newest["max_drop"] == 2.5 and newest["pareto"] is True  # the checkbox asks for the Pareto set on test
 
 
 def test_greedy_second_pass_keeps_each_further_step_that_still_fits():
