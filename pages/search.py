@@ -46,8 +46,8 @@ st.subheader("The best setting within my budget")
 c1, c2, c3 = st.columns(3)
 max_drop = c1.number_input("accuracy budget (points lost on validation)", value=1.0, step=0.1, key="max_drop")
 objective = c2.radio("objective", ["size", "latency"], horizontal=True, key="objective",
-                     help="size: mixed 2–8 bit weights (RTN) per layer, and the word embeddings in fp32, 8 or 4 bits; "
-                          "latency: int8 where it costs little, fp32 elsewhere")
+                     help="size: mixed 2–8 bit weights (RTN) per layer, and the word embeddings in fp32, 8 or 4 "
+                          "bits; latency: int8 where it costs little, fp32 elsewhere")
 trials = c3.number_input("NSGA-II trials after the greedy start", 0, 500, 20, key="trials")
 pareto = st.checkbox("also measure the validation Pareto set on test", key="pareto",
                      help="every trial no other beats on both validation accuracy and the objective, each measured by "
