@@ -2,7 +2,8 @@
 
     python benchmarks/search.py [--max-drop 1.0] [--trials 20] [--remeasure]
 
-It runs the uniform grid itself (every layer at the same bit-width or sparsity), then
+It runs the uniform grid itself (every layer at the same bit-width or sparsity, the word embeddings in fp32, 8 or
+4 bits: the same options the size search chooses among, applied uniformly), then
 ``search --objective size`` and ``search --objective latency`` within ``--max-drop`` validation points, and
 compares what each search chose, measured on the test split by the full protocol:
 - size: at least 10% smaller than the smallest uniform setting whose test drop is no larger than the found
@@ -22,7 +23,10 @@ from compression import api
 from compression.cli import _progress_printer
 from compression.recipes import Recipe
 
-UNIFORM = [*(f"quant(bits={b},kernel=rtn{emb})" for b in (2, 3, 4, 5, 6, 8) for emb in ("", ",embeddings=8")),
+# the size search's own options applied uniformly: every layer at one RTN bit-width, the word embeddings in fp32, 8 or
+# 4 bits (the search picks each layer's width and the embeddings' from the same sets)
+UNIFORM = [*(f"quant(bits={b},kernel=rtn{emb})" for b in (2, 3, 4, 5, 6, 8)
+             for emb in ("", ",embeddings=8", ",embeddings=4")),
            "quant(bits=8,kernel=torch)", "quant(bits=8,kernel=torch,embeddings=8)",
            *(f"prune(sparsity={s / 10:.1f})" for s in range(3, 10))]
 

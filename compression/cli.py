@@ -120,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", help="per-layer levels to choose from (default: 8,4,3,2 bits for size, 8 for latency)")
     p.add_argument("--trials", type=int, default=20, help="NSGA-II trials after the greedy start (0: greedy only)")
     p.add_argument("--search-seed", type=int, default=0, help="seed of the NSGA-II sampler")
-    p.add_argument("--embeddings", help="quant: word embeddings in none, 8 or 4 bits for every candidate (default: 8 "
-                                        "for size, none for latency)")
+    p.add_argument("--embeddings", help="quant: search (the search picks fp32, 8 or 4 bits for the word embeddings; "
+                                        "default for size), or none, 8 or 4 for every candidate (default for latency)")
+    p.add_argument("--pareto", action="store_true", help="also measure the validation Pareto set on test")
     p.add_argument("--detach", action="store_true", help="queue and return; a background worker runs it")
 
     p = sub.add_parser("worker", help="run queued jobs until idle")
@@ -279,7 +280,7 @@ def cmd_sensitivity(args) -> int:
 
 def cmd_search(args) -> int:
     request = api.search_request(args.max_drop, args.objective, args.method, _levels(args, args.method or "quant"),
-                                 args.trials, args.search_seed, args.embeddings)
+                                 args.trials, args.search_seed, args.embeddings, args.pareto)
     paths, store, fp, job = _run_analysis(args, request, "search")
     if job is None:
         return 0
@@ -291,9 +292,11 @@ def cmd_search(args) -> int:
     print(f"chose {out['recipe']} on validation: {100 * out['val_accuracy']:.2f}% (drop {out['drop']:.2f} points, "
           f"budget {out['max_drop']:g}; baseline {100 * out['baseline_val_accuracy']:.2f}%), "
           f"{out['objective_label']}: {out['objective_value']:.3g}; {out['trials']} trials")
-    print(f"measuring it on the test split (job {out['job_id']}, origin=search)", file=sys.stderr)
-    api.run_jobs(paths, store, [out["job_id"]], _progress_printer())
-    return _report_jobs(store, [out["job_id"]], fp)
+    ids = [out["job_id"], *out.get("pareto_job_ids", [])]
+    print(f"measuring {'it' if len(ids) == 1 else f'it and the validation Pareto set ({len(ids)} recipes)'} on the "
+          f"test split (job{'s' * (len(ids) > 1)} {', '.join(map(str, ids))}, origin=search)", file=sys.stderr)
+    api.run_jobs(paths, store, ids, _progress_printer())
+    return _report_jobs(store, ids, fp)
 
 
 def cmd_worker(args) -> int:

@@ -116,6 +116,8 @@ def outcome(store: Store, job_id: int) -> dict | None:
 LEVELS = {"prune": (0.3, 0.5, 0.7, 0.9), "quant": (2, 3, 4, 8)}  # the issue's defaults
 OFF = {"prune": 0.0, "quant": 32}  # the per-layer level that leaves a layer as it was
 MAIN = {"prune": "sparsity", "quant": "bits"}
+EMB = "embeddings"  # the word-embedding table as one more unit of a quantization search (32 = left in fp32)
+EMB_LEVELS = [8, 4]  # the bit-widths quant's embeddings knob offers
 
 
 def check_levels(method: str, levels) -> list:
@@ -136,44 +138,55 @@ def check_levels(method: str, levels) -> list:
     return sorted(set(out), reverse=method == "quant")  # mildest first
 
 
-def assignment_recipe(method: str, levels: dict[int, float], base: dict | None = None) -> Recipe:
-    """One recipe for a per-layer assignment (layer index -> level); the same assignment is always the same
-    recipe: the most common compressing level is the main setting, the others go in ``per_layer``.
+def assignment_recipe(method: str, levels: dict, base: dict | None = None) -> Recipe:
+    """One recipe for a per-layer assignment (layer index -> level, and for quant optionally ``EMB`` -> the word
+    embeddings' bits); the same assignment is always the same recipe: the most common compressing level is the
+    main setting, the others go in ``per_layer``.
 
     Example: ``assignment_recipe("prune", {0: 0.5, 1: 0.5, 2: 0.0})`` -> prune(sparsity=0.5,per_layer=2:0).
     """
-    counts = Counter(lv for lv in levels.values() if lv != OFF[method])
-    if not counts:
-        return Recipe(())
-    main = max(counts, key=lambda lv: (counts[lv], lv if method == "prune" else -lv))
-    per_layer = tuple((u, lv) for u, lv in sorted(levels.items()) if lv != main)
+    levels = dict(levels)
     kw = dict(base or {})
+    emb = levels.pop(EMB, None)
+    if emb is not None:  # the embeddings are a unit of this assignment, not a fixed part of the base
+        kw.pop("embeddings", None)
+        if emb != OFF[method]:
+            kw["embeddings"] = str(int(emb))
+    counts = Counter(lv for lv in levels.values() if lv != OFF[method])
+    if not counts and (emb is None or "embeddings" not in kw):
+        return Recipe(())
+    # only the embeddings compressed: the main bit-width is a placeholder, every layer is listed at fp32
+    main = max(counts, key=lambda lv: (counts[lv], lv if method == "prune" else -lv)) if counts else 8
+    per_layer = tuple((u, lv) for u, lv in sorted(levels.items()) if lv != main)
     if method == "quant":
         kw.setdefault("kernel", "rtn")
     return Recipe((spec_type(method)(**{**kw, MAIN[method]: main, "per_layer": per_layer}),))
 
 
-def unit_recipe(method: str, unit: int, level: float, n_layers: int, base: dict | None = None) -> Recipe:
-    """Only ``unit`` compressed, at ``level``; every other layer left as it was."""
-    return assignment_recipe(method, {u: (level if u == unit else OFF[method]) for u in range(n_layers)}, base)
+def unit_recipe(method: str, unit, level: float, n_layers: int, base: dict | None = None) -> Recipe:
+    """Only ``unit`` (a layer index, or ``EMB``) compressed, at ``level``; every other layer left as it was."""
+    levels = {u: (level if u == unit else OFF[method]) for u in range(n_layers)}
+    if unit == EMB:
+        levels[EMB] = level
+    return assignment_recipe(method, levels, base)
 
 
-
-
-def table(store: Store, baseline: str, method: str, levels, n_layers: int, base: dict | None = None) -> pd.DataFrame:
+def table(store: Store, baseline: str, method: str, levels, n_layers: int, base: dict | None = None,
+          emb_levels=()) -> pd.DataFrame:
     """unit x level on validation: accuracy, loss, the drop against the baseline in points with its paired 95% CI,
-    and the rise in loss (NaN where a cell is not scored yet)."""
+    and the rise in loss (NaN where a cell is not scored yet). ``emb_levels`` adds the word embeddings as a unit."""
     scores = val_eval_frame(store, baseline)
     base_loss = (scores.get(BASE) or {}).get("loss", np.nan)
     rows = []
-    for u in range(n_layers):
-        for lv in levels:
-            d = scores.get(unit_recipe(method, u, lv, n_layers, base).key) or {}
-            rows.append({"unit": f"layer {u}", "layer": u, "level": lv, "accuracy": d.get("accuracy", np.nan),
-                         "loss": d.get("loss", np.nan), "loss_rise": d.get("loss", np.nan) - base_loss,
-                         "drop": 0.0 - 100 * d.get("accuracy_delta", np.nan),
-                         "drop_lo": 0.0 - 100 * d.get("delta_hi", np.nan),
-                         "drop_hi": 0.0 - 100 * d.get("delta_lo", np.nan)})
+    cells = [(u, lv) for u in range(n_layers) for lv in levels] + [(EMB, lv) for lv in emb_levels]
+    for u, lv in cells:
+        d = scores.get(unit_recipe(method, u, lv, n_layers, base).key) or {}
+        rows.append({"unit": EMB if u == EMB else f"layer {u}", "layer": u, "level": lv,
+                     "accuracy": d.get("accuracy", np.nan),
+                     "loss": d.get("loss", np.nan), "loss_rise": d.get("loss", np.nan) - base_loss,
+                     "drop": 0.0 - 100 * d.get("accuracy_delta", np.nan),
+                     "drop_lo": 0.0 - 100 * d.get("delta_hi", np.nan),
+                     "drop_hi": 0.0 - 100 * d.get("delta_lo", np.nan)})
     return pd.DataFrame(rows)
 
 
@@ -199,17 +212,18 @@ def sentence(df: pd.DataFrame) -> str:
 
 OBJECTIVES = {"size": "size of the saved weight files (MiB)",
               "latency": "batch-1 latency, a short timing on validation inputs here (ms; search only)"}
-DEFAULTS = {"size": ("quant", {"kernel": "rtn"}, [8, 4, 3, 2]),  # mixed bit-widths shrink the file (with 8-bit
-            # word embeddings, see search_request)
+DEFAULTS = {"size": ("quant", {"kernel": "rtn"}, [8, 4, 3, 2]),  # mixed bit-widths shrink the file (the word
+            # embeddings are a unit of their own, see search_request)
             "latency": ("quant", {"kernel": "torch"}, [8])}  # int8 where it costs little, fp32 elsewhere
 
 
 def search_request(max_drop: float, objective: str, method: str | None = None, levels=None, trials: int = 20,
-                   seed: int = 0, embeddings: str | None = None) -> dict:
+                   seed: int = 0, embeddings: str | None = None, pareto: bool = False) -> dict:
     """A search's request, checked: an impossible budget or an unknown objective is one clear sentence.
 
-    ``embeddings`` (quant only): the word-embedding table in 8 or 4 bits for every candidate alike; a size search
-    stores it in 8 bits by default, since it is half of a small model and no per-layer choice touches it."""
+    ``embeddings`` (quant only): ``search`` makes the word-embedding table one more unit the search chooses for
+    (fp32, 8 or 4 bits; the default of a size search, since the table is half of a small model); ``none``, ``8``
+    or ``4`` fix it for every candidate alike. ``pareto``: also measure the validation Pareto set on test."""
     if objective not in OBJECTIVES:
         raise UserError(f"--objective {objective!r} is not known: choose {' or '.join(OBJECTIVES)}")
     if not max_drop >= 0:
@@ -227,18 +241,22 @@ def search_request(max_drop: float, objective: str, method: str | None = None, l
         raise UserError("pruning leaves dense kernels as slow as before, so a latency search over sparsity finds "
                         "nothing faster; search latency with --method quant")
     levels = check_levels(method, levels or (d_levels if method == d_method else ()))
+    extra: dict = {"pareto": True} if pareto else {}
     if method == "quant":
-        emb = embeddings or ("8" if objective == "size" else "none")
-        if emb not in ("none", "8", "4"):
-            raise UserError(f"--embeddings {emb!r} is not allowed: choose none, 8 or 4")
-        base = {**base, **({"embeddings": emb} if emb != "none" else {})}
+        emb = embeddings or ("search" if objective == "size" else "none")
+        if emb not in ("none", "8", "4", "search"):
+            raise UserError(f"--embeddings {emb!r} is not allowed: choose none, 8, 4 or search")
+        if emb == "search":
+            extra["emb_levels"] = list(EMB_LEVELS)
+        elif emb != "none":
+            base = {**base, "embeddings": emb}
     elif embeddings not in (None, "none"):
         raise UserError("--embeddings applies to a quantization search only")
     if objective == "latency" and set(levels) - {8}:
         raise UserError("a latency search runs real int8 kernels: give --levels 8 (the other bit-widths run "
                         "dequantized in fp32 here and are no faster)")
     return {"kind": "search", "objective": objective, "max_drop": round(float(max_drop), 3), "method": method,
-            "levels": levels, "base": base, "trials": int(trials), "seed": int(seed)}
+            "levels": levels, "base": base, "trials": int(trials), "seed": int(seed), **extra}
 
 
 def sensitivity_request(method: str, levels=None) -> dict:

@@ -46,11 +46,16 @@ st.subheader("The best setting within my budget")
 c1, c2, c3 = st.columns(3)
 max_drop = c1.number_input("accuracy budget (points lost on validation)", value=1.0, step=0.1, key="max_drop")
 objective = c2.radio("objective", ["size", "latency"], horizontal=True, key="objective",
-                     help="size: mixed 2–8 bit weights (RTN); latency: int8 where it costs little, fp32 elsewhere")
+                     help="size: mixed 2–8 bit weights (RTN) per layer, and the word embeddings in fp32, 8 or 4 "
+                          "bits; latency: int8 where it costs little, fp32 elsewhere")
 trials = c3.number_input("NSGA-II trials after the greedy start", 0, 500, 20, key="trials")
+pareto = st.checkbox("also measure the validation Pareto set on test", key="pareto",
+                     help="every trial no other beats on both validation accuracy and the objective, each measured by "
+                          "the full protocol and landing with origin=search; otherwise only the chosen recipe")
 if st.button("Start search", type="primary", key="start_search"):
     try:
-        st.session_state["search_job"] = api.enqueue_search(store, fp, max_drop, objective, trials=int(trials))
+        st.session_state["search_job"] = api.enqueue_search(store, fp, max_drop, objective, trials=int(trials),
+                                                            pareto=pareto)
         api.ensure_worker(paths)
     except (api.UserError, api.SpecError) as e:
         st.error(str(e))
@@ -77,6 +82,10 @@ def search_panel():
         st.success(f"Chose `{out['recipe']}` on validation ({100 * out['val_accuracy']:.2f}%, drop {out['drop']:.2f} "
                    f"points). Its test measurement (origin=search) is job {out['job_id']}: {final['state']}; "
                    "it lands on the Trade-offs page beside the uniform settings.")
+    if out.get("pareto_job_ids"):
+        done = sum(store.job(j)["state"] == "done" for j in out["pareto_job_ids"])
+        st.caption(f"The validation Pareto set's {len(out['pareto_job_ids'])} other recipes are measured on test too "
+                   f"(origin=search): {done} done.")
     if job["state"] in ("queued", "running") and st.button("Stop (keeps the trials found)", key="stop_search"):
         store.cancel([jid])
 

@@ -13,7 +13,7 @@ from fragile import FRAGILE, LAYERS, fragile  # noqa: F401  (the fixture)
 
 
 def _levels(out: dict) -> dict[int, float]:
-    return {int(u): lv for u, lv in out["levels"].items()}
+    return {int(u): lv for u, lv in out["levels"].items() if u.isdigit()}
 
 
 def _chosen(store, jid) -> dict:
@@ -23,6 +23,8 @@ def _chosen(store, jid) -> dict:
 
 
 def test_the_search_leaves_the_fragile_layer_least_compressed_and_measures_only_it(fragile, capsys):  # noqa: F811
+    import optuna
+
     ws, args, fp = fragile
     assert main(["search", "--max-drop", "1.0", "--objective", "size", "--trials", "6", *args]) == 0
     out = capsys.readouterr().out
@@ -34,6 +36,8 @@ def test_the_search_leaves_the_fragile_layer_least_compressed_and_measures_only_
     assert levels[FRAGILE] == 32  # kept in fp32 ...
     assert all(levels[u] < 32 for u in range(LAYERS) if u != FRAGILE)  # ... while every other layer is quantized
     assert chosen["drop"] <= 1.0 and chosen["origin"] == "search"
+    emb = chosen["levels"]["embeddings"]  # the word embeddings are a unit of a size search too
+    assert emb in (8, 4) and f"embeddings={emb}" in chosen["recipe"]
     # only the chosen recipe is measured on test, through the normal job path, in a sweep labelled origin=search
     final = store.job(chosen["job_id"])
     assert final["state"] == "done" and final["recipe"] == chosen["recipe_key"]
@@ -43,7 +47,9 @@ def test_the_search_leaves_the_fragile_layer_least_compressed_and_measures_only_
     row = df[df["job_id"] == chosen["job_id"]]
     assert len(row) == 1 and "per_layer" in row["recipe"].iloc[0]  # its recipe is readable in the details
     trials = api.search_trials(store, jid)
-    assert set(trials["source"]) == {"greedy", "nsga2"} and len(trials[trials["source"] == "nsga2"]) == 6
+    assert set(trials["source"]) == {"greedy", "nsga2"}
+    study = optuna.load_study(study_name=f"search-job-{jid}", storage=store.url)
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 6  # (a repeated recipe is one row)
 
 
 def _poisoned_copy(pristine: Path, fp: str) -> Path:
@@ -172,3 +178,81 @@ def test_the_search_page_draws_the_heatmap_and_refuses_a_negative_budget(fragile
     at.button(key="start_search").click().run()
     assert ("--max-drop -1 asks the compressed model to beat the baseline; give the accuracy points you accept to "
             "lose, 0 or more (e.g. 1.0)") in [e.value for e in at.error]  # (the newest search's own outcome may show too)
+    at.number_input(key="max_drop").set_value(2.5)
+    at.checkbox(key="pareto").check()
+    at.button(key="start_search").click().run()
+    newest = api.analyses(store, fp, "search")[0]["request"]
+    assert newest["max_drop"] == 2.5 and newest["pareto"] is True  # the checkbox asks for the Pareto set on test
+
+
+def test_greedy_second_pass_keeps_each_further_step_that_still_fits():
+    import pandas as pd
+
+    from compression.search import greedy
+
+    ladders = {0: [32, 8, 4, 2], 1: [32, 8, 4, 2], 2: [32, 8, 4, 2]}
+    table = {(0, 8): 0.1, (0, 4): 0.2, (0, 2): 1.5,  # the table fears unit 0 at 2 bits; alone it fits
+             (1, 8): 0.0, (1, 4): 0.1, (1, 2): 0.3,
+             (2, 8): 0.0, (2, 4): 0.4, (2, 2): 3.0}
+    sens = pd.DataFrame([{"layer": u, "level": lv, "drop": d} for (u, lv), d in table.items()])
+    real = {(0, 2): 0.0, (2, 2): 5.0}  # what validation says of a step the table got wrong
+
+    class Score:
+        budget = 1.0
+
+        def __init__(self):
+            self.seen = []
+
+        def __call__(self, levels, source):
+            self.seen.append(dict(levels))
+            drop = sum(real.get((u, lv), table.get((u, lv), 0.0)) for u, lv in levels.items())
+            return {"name": str(levels), "drop": drop, "feasible": drop <= self.budget}
+
+    score = Score()
+    got = greedy(score, sens, ladders, CancelToken())
+    assert score.seen[0] == {0: 4, 1: 2, 2: 4}  # the first pass: each unit at its most aggressive step that fits alone
+    assert got == {0: 2, 1: 2, 2: 4}  # the second pass kept unit 0 at 2 bits and reverted unit 2's step
+    assert {0: 2, 1: 2, 2: 2} in score.seen
+
+
+def test_the_embeddings_are_a_unit_of_the_assignment():
+    from compression.evals import EMB, assignment_recipe
+
+    only = assignment_recipe("quant", {0: 32, 1: 32, EMB: 4}, {"kernel": "rtn"})
+    assert only.name == "quant(kernel=rtn,embeddings=4,per_layer=0:32;1:32)"
+    assert assignment_recipe("quant", {0: 32, 1: 32, EMB: 32}, {"kernel": "rtn"}).steps == ()
+    mixed = assignment_recipe("quant", {0: 4, 1: 3, EMB: 8}, {"kernel": "rtn"})
+    assert mixed.key == assignment_recipe("quant", {EMB: 8, 1: 3, 0: 4}, {"kernel": "rtn"}).key
+    assert mixed.name == "quant(bits=3,kernel=rtn,embeddings=8,per_layer=0:4)"
+
+
+@pytest.mark.parametrize("pareto", [False, True])
+def test_the_validation_pareto_set_is_measured_on_test_only_when_asked(fragile, pareto):  # noqa: F811
+    from compression import search
+    from compression.recipes import Recipe
+
+    ws, args, fp = fragile
+    _, store = api.open_workspace(str(ws))
+
+    class Fake:  # accuracy falls and size shrinks with the bits taken off, so several trials trade one for the other
+        n_layers, base = LAYERS, {"accuracy": 1.0}
+
+        def evaluate(self, recipe: Recipe, latency: bool = False) -> dict:
+            bits = dict(recipe.steps[0].per_layer) if recipe.steps else {}
+            main = recipe.steps[0].bits if recipe.steps else 32
+            total = sum(bits.get(u, main) for u in range(LAYERS)) if recipe.steps else 96
+            return {"accuracy": 1.0 - (96 - total) / 1000, "size_bytes": 2**20 * total, "latency_ms": None}
+
+    jid = api.enqueue_search(store, fp, 5.0, "size", levels=[8, 4], embeddings="none", trials=8, seed=5,
+                             pareto=pareto)
+    search.run_search(store, store.job(jid), lambda f, m: None, CancelToken(), Fake())
+    out = api.analysis_outcome(store, jid)
+    front = search.pareto_front(store, jid)
+    assert len(front) > 1 and out["recipe_key"] in [t["recipe"] for t in front]
+    sweep = next(s for s in store.sweeps(fp) if s["request"].get("search_job") == jid)
+    queued = [store.job(j)["recipe"] for j in sweep["job_ids"]]
+    if pareto:
+        assert sorted(queued) == sorted(t["recipe"] for t in front)  # every point of the front, origin=search
+        assert out["pareto_job_ids"] and sweep["request"]["origin"] == "search"
+    else:
+        assert queued == [out["recipe_key"]] and out["pareto_job_ids"] == []

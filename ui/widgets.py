@@ -45,6 +45,8 @@ def knob_widget(method: str, k: dict, key: str) -> list:
     """One knob's sweep values: a multiselect for choices and small int ranges, a range slider plus step
     for floats, and a list/range text box otherwise."""
     label, help_ = f"{k['name'].replace('_', ' ')}{' (' + k['unit'] + ')' if k.get('unit') else ''}", _help(k)
+    if k["name"] == "per_layer":
+        return [per_layer_table(label, key, help_)]
     if k.get("choices"):
         default = [v for v in _defaults(k) if v in k["choices"]] or [k["default"]]  # its sweep, if it has one
         return st.multiselect(label, list(k["choices"]), default=default, key=key, help=help_)
@@ -64,6 +66,20 @@ def knob_widget(method: str, k: dict, key: str) -> list:
     text = st.text_input(label, ",".join(map(str, _defaults(k))), key=key,
                          help=help_ + " Write a list (2,4,8) or an inclusive range start:stop:step.")
     return api.parse_values(text, k["type"])
+
+
+def per_layer_table(label: str, key: str, help_: str = "") -> str:
+    """A per-layer map as an editable table (layer index -> level), one row per layer named; its recipe text
+    ``4:0.5;5:0.5`` (empty: every layer takes the main setting). A bad row is refused by the spec's check."""
+    import pandas as pd
+
+    st.caption(f"{label}: one row per layer that differs from the main setting (layer 0 = the first encoder layer)")
+    rows = st.data_editor(pd.DataFrame({"layer": pd.Series(dtype="Int64"), "level": pd.Series(dtype="float")}),
+                          num_rows="dynamic", key=key, hide_index=True,
+                          column_config={"layer": st.column_config.NumberColumn("layer index", min_value=0, step=1),
+                                         "level": st.column_config.NumberColumn("level", help=help_)})
+    pairs = rows.dropna()
+    return ";".join(f"{int(i)}:{float(lv):g}" for i, lv in zip(pairs["layer"], pairs["level"]))
 
 
 def knob_values(method: str, advanced: bool = False) -> dict[str, list]:
