@@ -24,8 +24,7 @@ SETTINGS = {
     "prune80": "prune(sparsity=0.8,recover_steps=200,schedule=poly,initial_sparsity=0.5)",
     "prune80_none": "prune(sparsity=0.8)",
     "prune80_distill": "prune(sparsity=0.8,criterion=wanda,recover_steps=400,schedule=poly,initial_sparsity=0.5,"
-                       "recover_alpha=0.5,"
-                       "recover_hidden=1.0)",
+                       "recover_alpha=0.5,recover_hidden=1.0)",
     "chain": "distill(student_layers=3,steps=200)>quant(bits=8,kernel=torch,embeddings=8)",
 }
 
