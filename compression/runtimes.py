@@ -16,6 +16,9 @@ import torch
 
 from . import config
 
+# a graph's metadata key naming ONNX Runtime graph optimizers its session must leave off (comma-separated)
+DISABLED_OPTIMIZERS_KEY = "onnxruntime.disabled_optimizers"
+
 
 class LowRankLinear(torch.nn.Module):
     """y = B(A x) + b: ``first`` maps in -> r (no bias), ``second`` maps r -> out."""
@@ -45,10 +48,17 @@ def dynamic_int8(model: torch.nn.Module, names: list[str]) -> torch.nn.Module:
 def onnx_session(path: Path):
     """An ONNX Runtime session on the CPU with the protocol's threads (2 intra-op, 1 inter-op), and otherwise
     ONNX Runtime's own defaults, as deployed: its idle threads spin for a while after each run. The timing
-    protocol (timing.py) keeps that spinning off the interleaved baseline by pausing between blocks."""
+    protocol (timing.py) keeps that spinning off the interleaved baseline by pausing between blocks.
+
+    A graph that names optimizers to leave off (``DISABLED_OPTIMIZERS_KEY`` in its metadata, written by the
+    fused ONNX settings) gets them left off, as a deployment of that file would pass them."""
+    import onnx
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = config.threads(), 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    off = [x for x in props.get(DISABLED_OPTIMIZERS_KEY, "").split(",") if x]
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
+                                **({"disabled_optimizers": off} if off else {}))

@@ -133,14 +133,14 @@ class RuntimeSpec(Spec):
 
     engine: str = knob("ort", choices=("ort", "ort-fused"), sweep="ort,ort-fused",
                        help="ort = the exported fp32 graph on ONNX Runtime; ort-fused = after the transformer "
-                            "optimizer's fusions (Attention, SkipLayerNormalization, BiasGelu)")
+                            "optimizer's fusions (Attention, BiasGelu, EmbedLayerNormalization)")
 
     @property
     def terminal(self) -> bool:
         return True
 
     def describe(self) -> str:
-        fused = ", attention, layer norms and GELU fused into single kernels" if self.engine == "ort-fused" else ""
+        fused = ", attention, embeddings and GELU fused into single kernels" if self.engine == "ort-fused" else ""
         return f"the same fp32 weights run on ONNX Runtime{fused}"
 
 

@@ -109,3 +109,30 @@ def test_ort_settings_run_on_a_session_with_onnx_runtimes_default_spinning(recip
         cfg("session.intra_op.allow_spinning")
     if "fused" in recipe:
         assert cm.info["fused_ops"].get("Attention"), cm.notes  # the eager export lets Attention fuse
+
+
+def test_the_fused_graph_keeps_add_and_layer_norm_apart_when_a_session_loads_it(tmp_path, monkeypatch):
+    """ORT's CPU SkipLayerNormalization is slower than Add + LayerNormalization: the fused settings leave it
+    out and their saved graph tells its session not to fuse it again."""
+    import onnx
+    import onnxruntime as ort
+    from family_models import build, check
+
+    from compression.engine import compress
+    from compression.runtimes import DISABLED_OPTIMIZERS_KEY, onnx_session
+
+    model, tok, _ = check(build("bert", tmp_path / "bert"))
+    import pandas as pd
+
+    df = pd.DataFrame({"text": ["a good film", "a bad film"] * 8, "label": [1, 0] * 8})
+    cm = compress(model, Recipe.parse("quant(bits=8,kernel=ort-fused)"), _workload(tmp_path, tok, df))
+    saved = cm.save(tmp_path / "art")[0]
+    graph = onnx.load(str(saved), load_external_data=False)
+    ops = {n.op_type for n in graph.graph.node}
+    assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops, ops
+    assert {p.key: p.value for p in graph.metadata_props}[DISABLED_OPTIMIZERS_KEY] == "SkipLayerNormFusion"
+    seen = {}
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", lambda *a, **k: seen.update(k) or real(*a, **k))
+    onnx_session(saved)
+    assert seen.get("disabled_optimizers") == ["SkipLayerNormFusion"]

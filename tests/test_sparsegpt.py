@@ -164,3 +164,12 @@ def test_a_recovered_run_says_it_matched_the_originals_hidden_states(tiny, tmp_p
     cm = compress(model, Recipe((LayersSpec(fraction=0.34, importance="norm", recover_steps=2,
                                             recover_hidden=1.0),)), w)
     assert any("fine-tuning steps against the original's hidden states" in n for n in cm.notes)
+
+
+def test_sparsegpts_per_block_mask_meets_the_layers_sparsity_with_rows_of_different_shares():
+    """The reference's mask (one threshold per block of columns across rows), kept to compare with ours."""
+    lin, x = correlated_layer()
+    lin.weight.data[:4] *= 10  # a few rows of large weights: a shared threshold prunes them less
+    pruned = sparsegpt_layer(lin.weight, x.T @ x / len(x), 0.5, mask="block")
+    per_row = (pruned == 0).sum(1)
+    assert int(per_row.sum()) == 32 * 32 and per_row[:4].max() < 32 and per_row.max() > 32

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..families import family
-from .hessian import layer_hessians
+from .hessian import CALIBRATION_TEXTS, layer_hessians
 
 BLOCK = 128  # columns per lazy-update block, and the width over which the mask is chosen (the paper's Bs)
 DAMP = 0.01  # dampening: this share of H's mean diagonal is added to the diagonal
@@ -35,11 +35,13 @@ def _inverse_cholesky(h: torch.Tensor, damp: float) -> torch.Tensor:
 
 
 def sparsegpt_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float, pattern: str = "unstructured",
-                    block: int = BLOCK, damp: float = DAMP) -> torch.Tensor:
+                    block: int = BLOCK, damp: float = DAMP, mask: str = "row") -> torch.Tensor:
     """The pruned and updated weight (out x in) of one Linear: its zeros are the pruned weights.
 
     Unstructured: within every block of ``block`` columns each output row drops the weights of lowest OBS
-    saliency w^2 / [H^-1]_cc^2 (its exact share, so every row ends at ``sparsity``). N:M patterns drop the
+    saliency w^2 / [H^-1]_cc^2 (its exact share, so every row ends at ``sparsity``); with ``mask="block"`` one
+    threshold per block across all rows instead, as the paper's reference code (rows then differ, the layer
+    still ends at ``sparsity``). N:M patterns drop the
     M - N of lowest saliency in every M consecutive weights (a ragged tail of columns stays dense). Each
     pruned column's error is spread over the columns not yet visited.
 
@@ -60,8 +62,11 @@ def sparsegpt_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float
         drop = torch.zeros_like(w1, dtype=torch.bool)
         if nm is None:
             k = int(round(sparsity * i2)) - int(round(sparsity * i1))  # sums to round(sparsity * cols) per row
-            if k > 0:
-                drop.scatter_(1, (w1 ** 2 / d1[None, :] ** 2).topk(k, dim=1, largest=False).indices, True)
+            sal = w1 ** 2 / d1[None, :] ** 2
+            if k > 0 and mask == "block":
+                drop.view(-1)[sal.flatten().topk(k * rows, largest=False).indices] = True
+            elif k > 0:
+                drop.scatter_(1, sal.topk(k, dim=1, largest=False).indices, True)
         for i in range(i2 - i1):
             if nm is not None and i % nm[1] == 0 and i1 + i + nm[1] <= usable:
                 sal = w1[:, i:i + nm[1]] ** 2 / d1[None, i:i + nm[1]] ** 2  # chosen on the updated weights
@@ -88,16 +93,18 @@ def _by_block(model, layers):
 
 
 def sparsegpt_prune(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Linear]], workload,
-                    sparsity: float, pattern: str = "unstructured", progress=None) -> None:
+                    sparsity: float, pattern: str = "unstructured", progress=None, n_texts: int = CALIBRATION_TEXTS,
+                    damp: float = DAMP, mask: str = "row") -> None:
     """Prune ``layers`` of ``model`` in place with SparseGPT, block by block: each block's Hessians come from
-    the train split's calibration texts run through the model with every earlier block already pruned."""
+    the train split's first ``n_texts`` calibration texts run through the model with every earlier block
+    already pruned. ``damp`` and ``mask`` as in :func:`sparsegpt_layer`."""
     groups = _by_block(model, layers)
     for g, group in enumerate(groups):
         if progress is not None:
             progress(g / len(groups), f"SparseGPT: block {g + 1} of {len(groups)} on calibration text")
         workload.cancel.check()
-        hessians = layer_hessians(model, group, workload)
+        hessians = layer_hessians(model, group, workload, n_texts)
         with torch.no_grad():
             for name, module in group:
-                new = sparsegpt_layer(module.weight, hessians[name], sparsity, pattern)
+                new = sparsegpt_layer(module.weight, hessians[name], sparsity, pattern, damp=damp, mask=mask)
                 module.weight.copy_(new.to(module.weight.dtype))
