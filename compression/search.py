@@ -1,7 +1,8 @@
 """Accuracy-aware search: per-layer settings that meet a validation budget, smallest or fastest first.
 
 The units are the encoder layers and, for a quantization search that asks for it (a size search does by
-default), the word-embedding table (fp32, 8 or 4 bits).
+default), the word-embedding table (fp32, 8 or 4 bits) and that table's rows of tokens the train split never
+uses (stored as the other rows, in 2 bits, or dropped).
 
 1. The sensitivity table (compression/sensitivity.py) for the method and its levels, one unit at a time.
 2. Greedy allocation: each unit starts at the most aggressive level whose drop alone fits the budget (the
@@ -26,8 +27,8 @@ from __future__ import annotations
 
 import warnings
 
-from .evals import (BASE, EMB, OBJECTIVES, OFF, add_trial, assignment_recipe, is_analysis, outcome, request_of,
-                    search_request, sensitivity_request, set_outcome, table, trials, unit_recipe)
+from .evals import (BASE, EMB, OBJECTIVES, OFF, UNSEEN, add_trial, assignment_recipe, cells_of, is_analysis, outcome,
+                    request_of, search_request, sensitivity_request, set_outcome, table, trials, unit_recipe)
 from .recipes import Recipe
 from .sensitivity import ValBench, run_sensitivity
 from .store import Store
@@ -58,7 +59,7 @@ class _Trials:
         ev = self.bench.evaluate(recipe, latency=self.req["objective"] == "latency")
         drop = 100 * (self.bench.base["accuracy"] - ev["accuracy"])
         value = ev["latency_ms"] if self.req["objective"] == "latency" else ev["size_bytes"] / 2**20
-        order = sorted(levels, key=lambda u: (u == EMB, 0 if u == EMB else u))  # the layers, then the embeddings
+        order = sorted(levels, key=lambda u: (u == EMB, u == UNSEEN, u if isinstance(u, int) else 0))  # layers first
         data = {"name": recipe.name, "val_accuracy": ev["accuracy"], "drop": drop, "objective": value,
                 "objective_label": OBJECTIVES[self.req["objective"]], "feasible": drop <= self.budget + 1e-9,
                 "levels": {str(u): levels[u] for u in order}}
@@ -67,7 +68,7 @@ class _Trials:
 
 
 def _param(u) -> str:
-    return EMB if u == EMB else f"layer_{u}"
+    return {EMB: EMB, UNSEEN: "unseen_rows"}.get(u, f"layer_{u}")
 
 
 def greedy(score: _Trials, sens, ladders: dict, cancel: CancelToken,
@@ -170,19 +171,22 @@ def run_search(store: Store, job: dict, progress: Progress, cancel: CancelToken,
     """The body of a search job: sensitivity, greedy, NSGA-II, choose; then queue the chosen recipe's
     measurement on the test split as an ordinary job (and, when asked, the validation Pareto set's)."""
     req = request_of(job["recipe"])
-    method, levels, emb_levels = req["method"], req["levels"], req.get("emb_levels") or []
+    method, levels = req["method"], req["levels"]
+    emb_levels, unseen_levels = req.get("emb_levels") or [], req.get("unseen_levels") or []
     progress(0.01, "per-unit sensitivity on the validation split")
     n = bench.n_layers
     base = bench.base
-    cells = [(u, lv) for u in range(n) for lv in levels] + [(EMB, lv) for lv in emb_levels]
+    cells = cells_of(n, levels, emb_levels, unseen_levels)
     for k, (u, lv) in enumerate(cells):
         cancel.check()
-        progress(0.02 + 0.28 * k / len(cells), f"sensitivity: {'layer ' * (u != EMB)}{u} at {lv}")
+        progress(0.02 + 0.28 * k / len(cells), f"sensitivity: {'layer ' * isinstance(u, int)}{u} at {lv}")
         bench.evaluate(unit_recipe(method, u, lv, n, req["base"]))
-    sens = table(store, job["baseline"], method, levels, n, req["base"], emb_levels)
+    sens = table(store, job["baseline"], method, levels, n, req["base"], emb_levels, unseen_levels)
     ladders = {u: [OFF[method], *levels] for u in range(n)}
     if emb_levels:
         ladders[EMB] = [OFF[method], *emb_levels]
+    if unseen_levels:
+        ladders[UNSEEN] = ["same", *unseen_levels]
     score = _Trials(store, job, req, bench)
     progress(0.3, "greedy allocation: the least sensitive units get the most compression")
     start = greedy(score, sens, ladders, cancel, progress)
