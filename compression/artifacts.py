@@ -133,18 +133,17 @@ def _decode_sparse(p: Packed) -> torch.Tensor:
 
 
 def _decode_rows(p: Packed) -> torch.Tensor:
-    """A table saved as two groups of rows (``rows``: a row mask, then each group's fp32 values or b-bit codes with
-    one scale a row); a group saved at 0 bits is read back as zeros."""
-    n_rows, dim = p.shape
-    seen = torch.from_numpy(np.unpackbits(p.tensors["seen"].numpy(), count=n_rows, bitorder="little").astype(bool))
+    """A table saved as a row mask and two groups of rows, each as fp32 values or b-bit codes with one scale a
+    row; a group saved with no parts (dropped, or empty) reads back as zeros."""
+    seen = torch.from_numpy(np.unpackbits(p.tensors["seen"].numpy(), count=p.shape[0], bitorder="little").astype(bool))
     out = torch.zeros(p.shape)
     for group, rows in (("seen", seen), ("unseen", ~seen)):
-        bits, n = p.meta[f"{group}_bits"], int(rows.sum())
-        parts = {k.split(".", 1)[1]: v for k, v in p.tensors.items() if k.startswith(group + ".")}
-        if not bits or not n:
-            continue
-        out[rows] = parts["values"].float() if bits == 32 else _decode_rtn(Packed("rtn", (n, dim), parts,
-                                                                                   {"bits": bits, "group": dim}))
+        bits, parts = p.meta[f"{group}_bits"], {k[len(group) + 1:]: v for k, v in p.tensors.items()
+                                                if k.startswith(group + ".")}
+        if parts:
+            shape = (int(rows.sum()), p.shape[1])
+            codes = Packed("rtn", shape, parts, {"bits": bits, "group": shape[1]})
+            out[rows] = parts["values"].float() if bits == 32 else _decode_rtn(codes)
     return out
 
 
