@@ -48,7 +48,7 @@ def _baseline(args):
 
 def _search(paths, store, fp, objective: str, args) -> tuple[dict, float]:
     t = time.perf_counter()
-    jid = api.enqueue_search(store, fp, args.max_drop, objective, trials=args.trials)
+    jid = api.enqueue_search(store, fp, args.max_drop, objective, trials=args.trials, seed=args.search_seed)
     api.run_jobs(paths, store, [jid], _progress_printer())
     out = api.analysis_outcome(store, jid) or {}
     if out.get("job_id"):
@@ -102,6 +102,7 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--max-drop", type=float, default=1.0, help="validation budget in accuracy points")
     ap.add_argument("--trials", type=int, default=20, help="NSGA-II trials per search after the greedy start")
+    ap.add_argument("--search-seed", type=int, default=0, help="NSGA-II seed (another seed is another search)")
     for flag, default in (("--model", "default"), ("--dataset", "default"), ("--text-col", "text"),
                           ("--label-col", "label")):
         ap.add_argument(flag, default=default)
@@ -139,7 +140,8 @@ def main() -> None:
     print(f"baseline: accuracy {base['accuracy']:.2%}, {base['size_mib']:.1f} MiB, b1 {base['lat_b1_p50_ms']:.1f} ms; "
           f"{load_note()}")
     write("search", df, {"goals": goals, "seconds": seconds, "uniform": UNIFORM, "max_drop": args.max_drop,
-                         "trials": args.trials, "load": load_note()})
+                         "trials": args.trials, "search_seed": args.search_seed,
+                         "load": load_note()})
 
 
 if __name__ == "__main__":

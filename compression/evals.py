@@ -191,6 +191,7 @@ def table(store: Store, baseline: str, method: str, levels, n_layers: int, base:
         rows.append({"unit": u if u in (EMB, UNSEEN) else f"layer {u}", "layer": u, "level": lv,
                      "accuracy": d.get("accuracy", np.nan),
                      "loss": d.get("loss", np.nan), "loss_rise": d.get("loss", np.nan) - base_loss,
+                     "size_mib": d.get("size_bytes", np.nan) / 2**20,
                      "drop": 0.0 - 100 * d.get("accuracy_delta", np.nan),
                      "drop_lo": 0.0 - 100 * d.get("delta_hi", np.nan),
                      "drop_hi": 0.0 - 100 * d.get("delta_lo", np.nan)})

@@ -72,18 +72,30 @@ def _param(u) -> str:
 
 
 def greedy(score: _Trials, sens, ladders: dict, cancel: CancelToken,
-           progress: Progress = lambda f, m: None) -> dict | None:
+           progress: Progress = lambda f, m: None, base_mib: float | None = None) -> dict | None:
     """Greedy allocation from the sensitivity table (``ladders``: unit -> its levels, mildest first, the first
     leaving it as it was); None when even one unit at the mildest level is too much.
 
     First pass: each unit starts at the most aggressive level whose drop alone fits the budget, and the step the
     table says costs most is reverted until the whole model fits. Second pass: once it fits, each unit in turn,
-    least sensitive next step first, takes one step more; a step that still fits on validation is kept."""
+    least sensitive next step first, takes one step more; a step that still fits on validation is kept.
+    With ``base_mib`` (a size search: the baseline's size, the table's cells have theirs in ``size_mib``), a step's
+    cost is its drop per MiB it saves, so a step that saves a lot (the embedding table's) is not reverted before a
+    layer's step that saves little."""
     drop = {(r.layer, r.level): r.drop for r in sens.itertuples()}
+    size = {(r.layer, r.level): r.size_mib for r in sens.itertuples()} if base_mib is not None else {}
     total = sum(len(ladder) - 1 for ladder in ladders.values())
 
     def cost(u, i: int) -> float:
         return 0.0 if i == 0 else drop.get((u, ladders[u][i]), float("inf"))
+
+    def per_mib(u, i: int) -> float:
+        """The step to level i: its drop per MiB saved (just its drop without sizes); inf when it saves nothing."""
+        step = cost(u, i) - cost(u, i - 1)
+        if not size:
+            return step
+        saved = (base_mib if i == 1 else size.get((u, ladders[u][i - 1]), 0.0)) - size.get((u, ladders[u][i]), 0.0)
+        return step / saved if saved > 1e-9 else float("inf")
 
     tried = [0]
 
@@ -102,15 +114,15 @@ def greedy(score: _Trials, sens, ladders: dict, cancel: CancelToken,
             return None
         if run(idx, "")["feasible"]:
             break
-        # revert the step that costs the most accuracy per the table (ties: the most compressed unit)
-        u = max((u for u in idx if idx[u]), key=lambda u: (cost(u, idx[u]) - cost(u, idx[u] - 1), idx[u]))
+        # revert the step that costs the most accuracy (per MiB) per the table (ties: the most compressed unit)
+        u = max((u for u in idx if idx[u]), key=lambda u: (per_mib(u, idx[u]), idx[u]))
         idx[u] -= 1
     frozen: set = set()
     while True:
         more = [u for u in idx if u not in frozen and idx[u] + 1 < len(ladders[u]) and cost(u, idx[u] + 1) < 1e9]
         if not more:
             return {u: ladders[u][i] for u, i in idx.items()}
-        u = min(more, key=lambda u: (cost(u, idx[u] + 1), str(u)))
+        u = min(more, key=lambda u: (per_mib(u, idx[u] + 1), str(u)))
         idx[u] += 1
         if not run(idx, " (second pass)")["feasible"]:
             idx[u] -= 1
@@ -189,7 +201,8 @@ def run_search(store: Store, job: dict, progress: Progress, cancel: CancelToken,
         ladders[UNSEEN] = ["same", *unseen_levels]
     score = _Trials(store, job, req, bench)
     progress(0.3, "greedy allocation: the least sensitive units get the most compression")
-    start = greedy(score, sens, ladders, cancel, progress)
+    base_mib = base["size_bytes"] / 2**20 if req["objective"] == "size" and base.get("size_bytes") else None
+    start = greedy(score, sens, ladders, cancel, progress, base_mib)
     if req["trials"]:
         nsga2(store, score, ladders, start, progress, cancel)
     best = choose(store, job["id"])
