@@ -90,10 +90,13 @@ def greedy(score: _Trials, sens, ladders: dict, cancel: CancelToken,
         return 0.0 if i == 0 else drop.get((u, ladders[u][i]), float("inf"))
 
     def per_mib(u, i: int) -> float:
-        """The step to level i: its drop per MiB saved (just its drop without sizes); inf when it saves nothing."""
+        """The step to level i: its drop per MiB saved (just its drop without sizes); inf when it saves nothing.
+        A step the table scores at no cost or a gain (noise) counts as costing 0.1 points, so among those the one
+        that saves the least is reverted first."""
         step = cost(u, i) - cost(u, i - 1)
         if not size:
             return step
+        step = max(step, 0.1)
         saved = (base_mib if i == 1 else size.get((u, ladders[u][i - 1]), 0.0)) - size.get((u, ladders[u][i]), 0.0)
         return step / saved if saved > 1e-9 else float("inf")
 

@@ -278,3 +278,22 @@ def test_greedy_in_a_size_search_reverts_the_step_that_costs_most_per_mib_saved(
 
     assert greedy(Score(), sens, ladders, CancelToken(), base_mib=10.0) == {0: 32, 1: 4, UNSEEN: "drop"}
     assert greedy(Score(), sens, ladders, CancelToken()) == {0: 4, 1: 4, UNSEEN: "same"}  # by drop alone
+
+
+def test_greedy_reverts_the_smallest_saving_first_among_steps_the_table_calls_free():
+    import pandas as pd
+
+    from compression.search import greedy
+
+    ladders = {0: [32, 4], 1: [32, 4]}
+    sens = pd.DataFrame([{"layer": 0, "level": 4, "drop": -0.3, "size_mib": 9.0},   # saves 1 MiB
+                         {"layer": 1, "level": 4, "drop": 0.0, "size_mib": 2.0}])   # saves 8 MiB
+
+    class Score:
+        budget = 0.5
+
+        def __call__(self, levels, source):
+            drop = 0.8 if all(lv == 4 for lv in levels.values()) else 0.0  # together they cost; alone nothing
+            return {"name": str(levels), "drop": drop, "feasible": drop <= self.budget}
+
+    assert greedy(Score(), sens, ladders, CancelToken(), base_mib=10.0) == {0: 32, 1: 4}
