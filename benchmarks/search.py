@@ -103,7 +103,8 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--max-drop", type=float, default=1.0, help="validation budget in accuracy points")
     ap.add_argument("--trials", type=int, default=20, help="NSGA-II trials per search after the greedy start")
-    ap.add_argument("--search-seed", type=int, default=0, help="the size search's NSGA-II seed (another seed is another search)")
+    ap.add_argument("--search-seed", type=int, default=0,
+                    help="the size search's NSGA-II seed (another seed is another search)")
     for flag, default in (("--model", "default"), ("--dataset", "default"), ("--text-col", "text"),
                           ("--label-col", "label")):
         ap.add_argument(flag, default=default)
