@@ -101,8 +101,9 @@ def unpack_bits(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
 
 @dataclass
 class Packed:
-    """One weight stored compactly. ``fmt`` is ``rtn`` (b-bit codes + group scales) or ``sparse``
-    (a bitmask + the nonzero values). ``tensors`` go to safetensors; ``meta`` to the manifest."""
+    """One weight stored compactly. ``fmt`` is ``rtn`` (b-bit codes + group scales), ``sparse``
+    (a bitmask + the nonzero values) or ``rows`` (a table's rows in two groups of their own bit-widths).
+    ``tensors`` go to safetensors; ``meta`` to the manifest."""
 
     fmt: str
     shape: tuple[int, ...]
@@ -131,7 +132,23 @@ def _decode_sparse(p: Packed) -> torch.Tensor:
     return out.view(p.shape)
 
 
-DECODERS: dict[str, Callable[[Packed], torch.Tensor]] = {"rtn": _decode_rtn, "sparse": _decode_sparse}
+def _decode_rows(p: Packed) -> torch.Tensor:
+    """A table saved as a row mask and two groups of rows, each as fp32 values or b-bit codes with one scale a
+    row; a group saved with no parts (dropped, or empty) reads back as zeros."""
+    seen = torch.from_numpy(np.unpackbits(p.tensors["seen"].numpy(), count=p.shape[0], bitorder="little").astype(bool))
+    out = torch.zeros(p.shape)
+    for group, rows in (("seen", seen), ("unseen", ~seen)):
+        bits, parts = p.meta[f"{group}_bits"], {k[len(group) + 1:]: v for k, v in p.tensors.items()
+                                                if k.startswith(group + ".")}
+        if parts:
+            shape = (int(rows.sum()), p.shape[1])
+            codes = Packed("rtn", shape, parts, {"bits": bits, "group": shape[1]})
+            out[rows] = parts["values"].float() if bits == 32 else _decode_rtn(codes)
+    return out
+
+
+DECODERS: dict[str, Callable[[Packed], torch.Tensor]] = {"rtn": _decode_rtn, "sparse": _decode_sparse,
+                                                         "rows": _decode_rows}
 
 
 def _write(cm: CompressedModel, out: Path, plain: dict[str, torch.Tensor], name: str,

@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search-seed", type=int, default=0, help="seed of the NSGA-II sampler")
     p.add_argument("--embeddings", help="quant: search (the search picks fp32, 8 or 4 bits for the word embeddings; "
                                         "default for size), or none, 8 or 4 for every candidate (default for latency)")
+    p.add_argument("--unseen", help="quant: search (the search picks the same bits, 2 bits or dropped for the word "
+                                    "embeddings' rows of tokens the train split never uses; default for size), or "
+                                    "same, 2 or drop for every candidate")
     p.add_argument("--pareto", action="store_true", help="also measure the validation Pareto set on test")
     p.add_argument("--detach", action="store_true", help="queue and return; a background worker runs it")
 
@@ -280,7 +283,7 @@ def cmd_sensitivity(args) -> int:
 
 def cmd_search(args) -> int:
     request = api.search_request(args.max_drop, args.objective, args.method, _levels(args, args.method or "quant"),
-                                 args.trials, args.search_seed, args.embeddings, args.pareto)
+                                 args.trials, args.search_seed, args.embeddings, args.pareto, args.unseen)
     paths, store, fp, job = _run_analysis(args, request, "search")
     if job is None:
         return 0

@@ -118,6 +118,8 @@ OFF = {"prune": 0.0, "quant": 32}  # the per-layer level that leaves a layer as 
 MAIN = {"prune": "sparsity", "quant": "bits"}
 EMB = "embeddings"  # the word-embedding table as one more unit of a quantization search (32 = left in fp32)
 EMB_LEVELS = [8, 4]  # the bit-widths quant's embeddings knob offers
+UNSEEN = "unseen rows"  # the embedding rows of tokens the train split never uses, one more unit ("same": as the rest)
+UNSEEN_LEVELS = ["2", "drop"]  # quant's unseen knob, mildest first
 
 
 def check_levels(method: str, levels) -> list:
@@ -140,20 +142,24 @@ def check_levels(method: str, levels) -> list:
 
 def assignment_recipe(method: str, levels: dict, base: dict | None = None) -> Recipe:
     """One recipe for a per-layer assignment (layer index -> level, and for quant optionally ``EMB`` -> the word
-    embeddings' bits); the same assignment is always the same recipe: the most common compressing level is the
-    main setting, the others go in ``per_layer``.
+    embeddings' bits and ``UNSEEN`` -> the unseen tokens' rows); the same assignment is always the same recipe: the
+    most common compressing level is the main setting, the others go in ``per_layer``.
 
     Example: ``assignment_recipe("prune", {0: 0.5, 1: 0.5, 2: 0.0})`` -> prune(sparsity=0.5,per_layer=2:0).
     """
     levels = dict(levels)
     kw = dict(base or {})
-    emb = levels.pop(EMB, None)
+    emb, unseen = levels.pop(EMB, None), levels.pop(UNSEEN, None)
     if emb is not None:  # the embeddings are a unit of this assignment, not a fixed part of the base
         kw.pop("embeddings", None)
         if emb != OFF[method]:
             kw["embeddings"] = str(int(emb))
+    if unseen is not None:
+        kw.pop("unseen", None)
+        if unseen != "same":
+            kw["unseen"] = str(unseen)
     counts = Counter(lv for lv in levels.values() if lv != OFF[method])
-    if not counts and (emb is None or "embeddings" not in kw):
+    if not counts and "embeddings" not in kw and "unseen" not in kw:
         return Recipe(())
     # only the embeddings compressed: the main bit-width is a placeholder, every layer is listed at fp32
     main = max(counts, key=lambda lv: (counts[lv], lv if method == "prune" else -lv)) if counts else 8
@@ -164,30 +170,38 @@ def assignment_recipe(method: str, levels: dict, base: dict | None = None) -> Re
 
 
 def unit_recipe(method: str, unit, level: float, n_layers: int, base: dict | None = None) -> Recipe:
-    """Only ``unit`` (a layer index, or ``EMB``) compressed, at ``level``; every other layer left as it was."""
+    """Only ``unit`` (a layer index, ``EMB`` or ``UNSEEN``) compressed, at ``level``; every other unit left as it
+    was."""
     levels = {u: (level if u == unit else OFF[method]) for u in range(n_layers)}
-    if unit == EMB:
-        levels[EMB] = level
+    if unit in (EMB, UNSEEN):
+        levels[unit] = level
     return assignment_recipe(method, levels, base)
 
 
 def table(store: Store, baseline: str, method: str, levels, n_layers: int, base: dict | None = None,
-          emb_levels=()) -> pd.DataFrame:
+          emb_levels=(), unseen_levels=()) -> pd.DataFrame:
     """unit x level on validation: accuracy, loss, the drop against the baseline in points with its paired 95% CI,
-    and the rise in loss (NaN where a cell is not scored yet). ``emb_levels`` adds the word embeddings as a unit."""
+    and the rise in loss (NaN where a cell is not scored yet). ``emb_levels`` adds the word embeddings as a unit,
+    ``unseen_levels`` the embedding rows of tokens the train split never uses."""
     scores = val_eval_frame(store, baseline)
     base_loss = (scores.get(BASE) or {}).get("loss", np.nan)
     rows = []
-    cells = [(u, lv) for u in range(n_layers) for lv in levels] + [(EMB, lv) for lv in emb_levels]
-    for u, lv in cells:
+    for u, lv in cells_of(n_layers, levels, emb_levels, unseen_levels):
         d = scores.get(unit_recipe(method, u, lv, n_layers, base).key) or {}
-        rows.append({"unit": EMB if u == EMB else f"layer {u}", "layer": u, "level": lv,
+        rows.append({"unit": u if u in (EMB, UNSEEN) else f"layer {u}", "layer": u, "level": lv,
                      "accuracy": d.get("accuracy", np.nan),
                      "loss": d.get("loss", np.nan), "loss_rise": d.get("loss", np.nan) - base_loss,
+                     "size_mib": d.get("size_bytes", np.nan) / 2**20,
                      "drop": 0.0 - 100 * d.get("accuracy_delta", np.nan),
                      "drop_lo": 0.0 - 100 * d.get("delta_hi", np.nan),
                      "drop_hi": 0.0 - 100 * d.get("delta_lo", np.nan)})
     return pd.DataFrame(rows)
+
+
+def cells_of(n_layers: int, levels, emb_levels=(), unseen_levels=()) -> list[tuple]:
+    """The (unit, level) cells of a sensitivity table: the layers, then the embeddings, then the unseen rows."""
+    return ([(u, lv) for u in range(n_layers) for lv in levels] + [(EMB, lv) for lv in emb_levels]
+            + [(UNSEEN, lv) for lv in unseen_levels])
 
 
 def ranking(df: pd.DataFrame) -> pd.DataFrame:
@@ -218,12 +232,15 @@ DEFAULTS = {"size": ("quant", {"kernel": "rtn"}, [8, 4, 3, 2]),  # mixed bit-wid
 
 
 def search_request(max_drop: float, objective: str, method: str | None = None, levels=None, trials: int = 20,
-                   seed: int = 0, embeddings: str | None = None, pareto: bool = False) -> dict:
+                   seed: int = 0, embeddings: str | None = None, pareto: bool = False,
+                   unseen: str | None = None) -> dict:
     """A search's request, checked: an impossible budget or an unknown objective is one clear sentence.
 
     ``embeddings`` (quant only): ``search`` makes the word-embedding table one more unit the search chooses for
     (fp32, 8 or 4 bits; the default of a size search, since the table is half of a small model); ``none``, ``8``
-    or ``4`` fix it for every candidate alike. ``pareto``: also measure the validation Pareto set on test."""
+    or ``4`` fix it for every candidate alike. ``unseen`` (quant only): ``search`` makes the table's rows of tokens
+    the train split never uses a unit too (as the other rows, 2 bits or dropped; the default of a size search);
+    ``same``, ``2`` or ``drop`` fix them. ``pareto``: also measure the validation Pareto set on test."""
     if objective not in OBJECTIVES:
         raise UserError(f"--objective {objective!r} is not known: choose {' or '.join(OBJECTIVES)}")
     if not max_drop >= 0:
@@ -250,8 +267,17 @@ def search_request(max_drop: float, objective: str, method: str | None = None, l
             extra["emb_levels"] = list(EMB_LEVELS)
         elif emb != "none":
             base = {**base, "embeddings": emb}
-    elif embeddings not in (None, "none"):
-        raise UserError("--embeddings applies to a quantization search only")
+        rows = unseen or ("search" if objective == "size" else "same")
+        if rows not in ("same", "2", "drop", "search"):
+            raise UserError(f"--unseen {rows!r} is not allowed: choose same, 2, drop or search")
+        if rows != "same" and base.get("kernel") not in ("rtn", "torch"):
+            raise UserError("--unseen needs kernel rtn or torch (the others store the embedding table whole)")
+        if rows == "search":
+            extra["unseen_levels"] = list(UNSEEN_LEVELS)
+        elif rows != "same":
+            base = {**base, "unseen": rows}
+    elif embeddings not in (None, "none") or unseen not in (None, "same"):
+        raise UserError("--embeddings and --unseen apply to a quantization search only")
     if objective == "latency" and set(levels) - {8}:
         raise UserError("a latency search runs real int8 kernels: give --levels 8 (the other bit-widths run "
                         "dequantized in fp32 here and are no faster)")

@@ -45,6 +45,7 @@ KNOB_WORDS: dict[str, dict[str, str] | str] = {
     "schedule": {"poly": "gradually", "none": ""},
     "scheme": {"asym": "with zero points", "sym": ""},
     "embeddings": {"8": "and 8-bit word embeddings", "4": "and 4-bit word embeddings", "none": ""},
+    "unseen": {"2": "(unseen words' rows in 2 bits)", "drop": "(unseen words' rows dropped)", "same": ""},
     "width_init": {"random": "started at random", "teacher": ""},
     "importance": {"norm": "(by weight size)", "grad": "(by gradients)"},
     "group_size": "in groups of {v}",

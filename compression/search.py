@@ -1,7 +1,8 @@
 """Accuracy-aware search: per-layer settings that meet a validation budget, smallest or fastest first.
 
 The units are the encoder layers and, for a quantization search that asks for it (a size search does by
-default), the word-embedding table (fp32, 8 or 4 bits).
+default), the word-embedding table (fp32, 8 or 4 bits) and that table's rows of tokens the train split never
+uses (stored as the other rows, in 2 bits, or dropped).
 
 1. The sensitivity table (compression/sensitivity.py) for the method and its levels, one unit at a time.
 2. Greedy allocation: each unit starts at the most aggressive level whose drop alone fits the budget (the
@@ -26,8 +27,8 @@ from __future__ import annotations
 
 import warnings
 
-from .evals import (BASE, EMB, OBJECTIVES, OFF, add_trial, assignment_recipe, is_analysis, outcome, request_of,
-                    search_request, sensitivity_request, set_outcome, table, trials, unit_recipe)
+from .evals import (BASE, EMB, OBJECTIVES, OFF, UNSEEN, add_trial, assignment_recipe, cells_of, is_analysis, outcome,
+                    request_of, search_request, sensitivity_request, set_outcome, table, trials, unit_recipe)
 from .recipes import Recipe
 from .sensitivity import ValBench, run_sensitivity
 from .store import Store
@@ -58,7 +59,7 @@ class _Trials:
         ev = self.bench.evaluate(recipe, latency=self.req["objective"] == "latency")
         drop = 100 * (self.bench.base["accuracy"] - ev["accuracy"])
         value = ev["latency_ms"] if self.req["objective"] == "latency" else ev["size_bytes"] / 2**20
-        order = sorted(levels, key=lambda u: (u == EMB, 0 if u == EMB else u))  # the layers, then the embeddings
+        order = sorted(levels, key=lambda u: (u == EMB, u == UNSEEN, u if isinstance(u, int) else 0))  # layers first
         data = {"name": recipe.name, "val_accuracy": ev["accuracy"], "drop": drop, "objective": value,
                 "objective_label": OBJECTIVES[self.req["objective"]], "feasible": drop <= self.budget + 1e-9,
                 "levels": {str(u): levels[u] for u in order}}
@@ -67,22 +68,37 @@ class _Trials:
 
 
 def _param(u) -> str:
-    return EMB if u == EMB else f"layer_{u}"
+    return {EMB: EMB, UNSEEN: "unseen_rows"}.get(u, f"layer_{u}")
 
 
 def greedy(score: _Trials, sens, ladders: dict, cancel: CancelToken,
-           progress: Progress = lambda f, m: None) -> dict | None:
+           progress: Progress = lambda f, m: None, base_mib: float | None = None) -> dict | None:
     """Greedy allocation from the sensitivity table (``ladders``: unit -> its levels, mildest first, the first
     leaving it as it was); None when even one unit at the mildest level is too much.
 
     First pass: each unit starts at the most aggressive level whose drop alone fits the budget, and the step the
     table says costs most is reverted until the whole model fits. Second pass: once it fits, each unit in turn,
-    least sensitive next step first, takes one step more; a step that still fits on validation is kept."""
+    least sensitive next step first, takes one step more; a step that still fits on validation is kept.
+    With ``base_mib`` (a size search: the baseline's size, the table's cells have theirs in ``size_mib``), a step's
+    cost is its drop per MiB it saves, so a step that saves a lot (the embedding table's) is not reverted before a
+    layer's step that saves little."""
     drop = {(r.layer, r.level): r.drop for r in sens.itertuples()}
+    size = {(r.layer, r.level): r.size_mib for r in sens.itertuples()} if base_mib is not None else {}
     total = sum(len(ladder) - 1 for ladder in ladders.values())
 
     def cost(u, i: int) -> float:
         return 0.0 if i == 0 else drop.get((u, ladders[u][i]), float("inf"))
+
+    def per_mib(u, i: int) -> float:
+        """The step to level i: its drop per MiB saved (just its drop without sizes); inf when it saves nothing.
+        A step the table scores at no cost or a gain (noise) counts as costing 0.1 points, so among those the one
+        that saves the least is reverted first."""
+        step = cost(u, i) - cost(u, i - 1)
+        if not size:
+            return step
+        step = max(step, 0.1)
+        saved = (base_mib if i == 1 else size.get((u, ladders[u][i - 1]), 0.0)) - size.get((u, ladders[u][i]), 0.0)
+        return step / saved if saved > 1e-9 else float("inf")
 
     tried = [0]
 
@@ -101,15 +117,15 @@ def greedy(score: _Trials, sens, ladders: dict, cancel: CancelToken,
             return None
         if run(idx, "")["feasible"]:
             break
-        # revert the step that costs the most accuracy per the table (ties: the most compressed unit)
-        u = max((u for u in idx if idx[u]), key=lambda u: (cost(u, idx[u]) - cost(u, idx[u] - 1), idx[u]))
+        # revert the step that costs the most accuracy (per MiB) per the table (ties: the most compressed unit)
+        u = max((u for u in idx if idx[u]), key=lambda u: (per_mib(u, idx[u]), idx[u]))
         idx[u] -= 1
     frozen: set = set()
     while True:
         more = [u for u in idx if u not in frozen and idx[u] + 1 < len(ladders[u]) and cost(u, idx[u] + 1) < 1e9]
         if not more:
             return {u: ladders[u][i] for u, i in idx.items()}
-        u = min(more, key=lambda u: (cost(u, idx[u] + 1), str(u)))
+        u = min(more, key=lambda u: (per_mib(u, idx[u] + 1), str(u)))
         idx[u] += 1
         if not run(idx, " (second pass)")["feasible"]:
             idx[u] -= 1
@@ -170,22 +186,26 @@ def run_search(store: Store, job: dict, progress: Progress, cancel: CancelToken,
     """The body of a search job: sensitivity, greedy, NSGA-II, choose; then queue the chosen recipe's
     measurement on the test split as an ordinary job (and, when asked, the validation Pareto set's)."""
     req = request_of(job["recipe"])
-    method, levels, emb_levels = req["method"], req["levels"], req.get("emb_levels") or []
+    method, levels = req["method"], req["levels"]
+    emb_levels, unseen_levels = req.get("emb_levels") or [], req.get("unseen_levels") or []
     progress(0.01, "per-unit sensitivity on the validation split")
     n = bench.n_layers
     base = bench.base
-    cells = [(u, lv) for u in range(n) for lv in levels] + [(EMB, lv) for lv in emb_levels]
+    cells = cells_of(n, levels, emb_levels, unseen_levels)
     for k, (u, lv) in enumerate(cells):
         cancel.check()
-        progress(0.02 + 0.28 * k / len(cells), f"sensitivity: {'layer ' * (u != EMB)}{u} at {lv}")
+        progress(0.02 + 0.28 * k / len(cells), f"sensitivity: {'layer ' * isinstance(u, int)}{u} at {lv}")
         bench.evaluate(unit_recipe(method, u, lv, n, req["base"]))
-    sens = table(store, job["baseline"], method, levels, n, req["base"], emb_levels)
+    sens = table(store, job["baseline"], method, levels, n, req["base"], emb_levels, unseen_levels)
     ladders = {u: [OFF[method], *levels] for u in range(n)}
     if emb_levels:
         ladders[EMB] = [OFF[method], *emb_levels]
+    if unseen_levels:
+        ladders[UNSEEN] = ["same", *unseen_levels]
     score = _Trials(store, job, req, bench)
     progress(0.3, "greedy allocation: the least sensitive units get the most compression")
-    start = greedy(score, sens, ladders, cancel, progress)
+    base_mib = base["size_bytes"] / 2**20 if req["objective"] == "size" and base.get("size_bytes") else None
+    start = greedy(score, sens, ladders, cancel, progress, base_mib)
     if req["trials"]:
         nsga2(store, score, ladders, start, progress, cancel)
     best = choose(store, job["id"])

@@ -51,11 +51,12 @@ def job_name(key: str) -> str:
 
 
 def search_request(max_drop: float, objective: str, method: str | None = None, levels=None, trials: int = 20,
-                   seed: int = 0, embeddings: str | None = None, pareto: bool = False) -> dict:
+                   seed: int = 0, embeddings: str | None = None, pareto: bool = False,
+                   unseen: str | None = None) -> dict:
     """A search's request checked before anything is stored (an impossible budget is one UserError sentence)."""
     from .evals import search_request as checked
 
-    return checked(max_drop, objective, method, levels, trials, seed, embeddings, pareto)
+    return checked(max_drop, objective, method, levels, trials, seed, embeddings, pareto, unseen)
 
 
 def sensitivity_request(method: str, levels=None) -> dict:
@@ -87,14 +88,14 @@ def enqueue_sensitivity(store: Store, baseline: str, method: str, levels=None, h
 
 def enqueue_search(store: Store, baseline: str, max_drop: float, objective: str, method: str | None = None,
                    levels=None, trials: int = 20, seed: int = 0, hardware: str | None = None,
-                   embeddings: str | None = None, pareto: bool = False) -> int:
+                   embeddings: str | None = None, pareto: bool = False, unseen: str | None = None) -> int:
     """Queue an accuracy-aware search (greedy, then optuna NSGA-II) within ``max_drop`` validation points;
     its job id. An impossible budget raises UserError with one sentence. With ``pareto`` the validation Pareto
     set is measured on test too (each in the search's sweep, ``origin: search``), not only the chosen recipe.
 
     Example: ``enqueue_search(store, fp, max_drop=1.0, objective="size")``.
     """
-    request = search_request(max_drop, objective, method, levels, trials, seed, embeddings, pareto)
+    request = search_request(max_drop, objective, method, levels, trials, seed, embeddings, pareto, unseen)
     return enqueue_analysis(store, baseline, request, hardware)
 
 

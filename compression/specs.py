@@ -8,7 +8,7 @@ Example::
 
     >>> QuantSpec(bits=4, group_size=64).to_dict()  # doctest: +NORMALIZE_WHITESPACE
     {'method': 'quant', 'bits': 4, 'kernel': 'auto', 'scheme': 'sym', 'group_size': 64, 'embeddings': 'none',
-     'algorithm': 'rtn', 'per_layer': ()}
+     'unseen': 'same', 'algorithm': 'rtn', 'per_layer': ()}
     >>> PruneSpec(sparsity=0.8, per_layer="5:0.5;4:0.5").per_layer     # keyed by the family adapter's layer index
     ((4, 0.5), (5, 0.5))
 """
@@ -40,6 +40,9 @@ class QuantSpec(Spec):
                            help="weights sharing one scale; 0 = one scale per output channel")
     embeddings: str = knob("none", choices=("none", "8", "4"),
                            help="also store the word embeddings in 8 or 4 bits (they are half of a small model)")
+    unseen: str = knob("same", choices=("same", "2", "drop"),
+                       help="word-embedding rows of tokens that never occur in the train split: stored like the "
+                            "others, in 2 bits, or dropped (read back as zeros)")
     algorithm: str = knob("rtn", choices=("rtn", "hqq", "gptq"),
                           help="how low-bit weights are chosen: rtn = nearest level; hqq = scales and zero points "
                                "fitted to the weights (kernel=nbits); gptq = rounding errors compensated on 128 "
@@ -77,6 +80,9 @@ class QuantSpec(Spec):
                                 "(MatMulNBits keeps one scale per group of weights; try 128)")
             if self.embeddings != "none":
                 raise SpecError("quant.kernel=nbits quantizes the Linear layers only; use embeddings=none")
+        if self.unseen != "same" and self.kernel in ("ort", "ort-fused", "ort-static", "quanto", "nbits"):
+            raise SpecError(f"quant.kernel={self.kernel} stores the word-embedding table whole; rows of unseen tokens "
+                            "in 2 bits or dropped need kernel=rtn or kernel=torch")
         if self.algorithm == "hqq":
             if self.resolved_kernel != "nbits":
                 raise SpecError("quant.algorithm=hqq runs on ONNX Runtime's n-bit kernel only: use kernel=nbits "
@@ -118,6 +124,8 @@ class QuantSpec(Spec):
                  "nbits": f"run on ONNX Runtime's {self.bits}-bit kernel",
                  "rtn": "decoded to fp32 to run (no fast kernel here)"}[k]
         emb = f"; word embeddings in {self.embeddings} bits" if self.embeddings != "none" else ""
+        emb += {"same": "", "2": "; rows of tokens unseen in training in 2 bits",
+                "drop": "; rows of tokens unseen in training dropped"}[self.unseen]
         grp = f" in groups of {self.group_size}" if self.group_size else ""
         how = {"rtn": "", "hqq": ", scales fitted by HQQ",
                "gptq": ", rounded by GPTQ to keep the layers' outputs"}[self.algorithm]

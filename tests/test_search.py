@@ -256,3 +256,44 @@ def test_the_validation_pareto_set_is_measured_on_test_only_when_asked(fragile, 
         assert out["pareto_job_ids"] and sweep["request"]["origin"] == "search"
     else:
         assert queued == [out["recipe_key"]] and out["pareto_job_ids"] == []
+
+
+def test_greedy_in_a_size_search_reverts_the_step_that_costs_most_per_mib_saved():
+    import pandas as pd
+
+    from compression.evals import UNSEEN
+    from compression.search import greedy
+
+    ladders = {0: [32, 4], 1: [32, 4], UNSEEN: ["same", "drop"]}
+    # unit 0's step costs less accuracy than the unseen rows' but saves a tenth of the bytes
+    cells = {(0, 4): (0.4, 9.0), (1, 4): (0.1, 9.0), (UNSEEN, "drop"): (0.6, 6.0)}
+    sens = pd.DataFrame([{"layer": u, "level": lv, "drop": d, "size_mib": s} for (u, lv), (d, s) in cells.items()])
+
+    class Score:
+        budget = 0.8
+
+        def __call__(self, levels, source):
+            drop = sum(cells.get((u, lv), (0.0, 0))[0] for u, lv in levels.items())
+            return {"name": str(levels), "drop": drop, "feasible": drop <= self.budget}
+
+    assert greedy(Score(), sens, ladders, CancelToken(), base_mib=10.0) == {0: 32, 1: 4, UNSEEN: "drop"}
+    assert greedy(Score(), sens, ladders, CancelToken()) == {0: 4, 1: 4, UNSEEN: "same"}  # by drop alone
+
+
+def test_greedy_reverts_the_smallest_saving_first_among_steps_the_table_calls_free():
+    import pandas as pd
+
+    from compression.search import greedy
+
+    ladders = {0: [32, 4], 1: [32, 4]}
+    sens = pd.DataFrame([{"layer": 0, "level": 4, "drop": -0.3, "size_mib": 9.0},   # saves 1 MiB
+                         {"layer": 1, "level": 4, "drop": 0.0, "size_mib": 2.0}])   # saves 8 MiB
+
+    class Score:
+        budget = 0.5
+
+        def __call__(self, levels, source):
+            drop = 0.8 if all(lv == 4 for lv in levels.values()) else 0.0  # together they cost; alone nothing
+            return {"name": str(levels), "drop": drop, "feasible": drop <= self.budget}
+
+    assert greedy(Score(), sens, ladders, CancelToken(), base_mib=10.0) == {0: 32, 1: 4}

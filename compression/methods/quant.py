@@ -6,6 +6,7 @@
   the codes with GPTQ (``gptq.py``) instead of rounding each weight to its nearest level.
 - ``nbits``: 2/4/8-bit weights on ONNX Runtime's MatMulNBits kernel (``nbits.py``); measured latency.
 - ``embeddings``: the word-embedding table stored in 8 or 4 bits (decoded at load; lookups cost nothing).
+- ``unseen``: the table's rows of tokens that never occur in the train split in 2 bits, or dropped (zeros).
 """
 from __future__ import annotations
 
@@ -51,14 +52,60 @@ def packed_codes(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | 
     return Packed("rtn", tuple(codes.shape), tensors, {"bits": bits, "group": group, "scheme": scheme})
 
 
-def _embeddings(model: torch.nn.Module, bits: int) -> dict[str, Packed]:
-    """Store the word-embedding table in ``bits`` bits, one scale per row."""
+def seen_rows(workload, n_rows: int) -> torch.Tensor:
+    """Which rows of the word-embedding table the train split uses (a bool mask): the ids of its texts as the
+    model reads them (truncated to the baseline's length), plus every special token. Only the train split is
+    read, like all calibration; the mask is kept on the workload, since every candidate of a search asks again."""
+    cached = getattr(workload, "_seen_rows", None)
+    if cached is not None and len(cached) == n_rows:
+        return cached
+    tok = workload.tokenizer
+    ids = tok(workload.train["text"].astype(str).tolist(), truncation=True, max_length=workload.seq_len)["input_ids"]
+    seen = np.zeros(n_rows, dtype=bool)
+    flat = np.fromiter((i for row in ids for i in row), dtype=np.int64)
+    seen[flat[flat < n_rows]] = True
+    specials = np.asarray([i for i in tok.all_special_ids if i is not None and 0 <= i < n_rows], dtype=np.int64)
+    seen[specials] = True
+    workload._seen_rows = torch.from_numpy(seen)
+    return workload._seen_rows
+
+
+def _rows(w: torch.Tensor, bits: int, prefix: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Some rows of a table, decoded, and their saved parts (``bits`` 32: the fp32 values; else one scale a row)."""
+    if bits == 32 or not len(w):
+        return w.detach().clone(), ({f"{prefix}.values": w.detach().float()} if len(w) else {})
+    decoded, packed = rtn(w, bits, w.shape[1], "sym")
+    return decoded, {f"{prefix}.{k}": v for k, v in packed.tensors.items()}
+
+
+def _embeddings(model: torch.nn.Module, spec: QuantSpec, workload) -> tuple[dict[str, Packed], str]:
+    """Store the word-embedding table in ``spec.embeddings`` bits, one scale per row; with ``spec.unseen`` the rows
+    of tokens the train split never uses go in 2 bits or are dropped (saved as a row mask and two groups)."""
     emb = model.get_input_embeddings()
     name = next(n for n, m in model.named_modules() if m is emb) + ".weight"
-    decoded, packed = rtn(emb.weight, bits, emb.weight.shape[1], "sym")
+    w = emb.weight
+    bits = 32 if spec.embeddings == "none" else int(spec.embeddings)
+    if spec.unseen == "same":
+        decoded, packed = rtn(w, bits, w.shape[1], "sym")
+        note = f"word embeddings stored in {bits} bits"
+    else:
+        seen = seen_rows(workload, w.shape[0])
+        unseen_bits = 0 if spec.unseen == "drop" else int(spec.unseen)
+        decoded = torch.zeros_like(w)
+        tensors = {"seen": torch.from_numpy(np.packbits(seen.numpy(), bitorder="little"))}
+        decoded[seen], part = _rows(w[seen], bits, "seen")
+        tensors.update(part)
+        if unseen_bits:
+            decoded[~seen], part = _rows(w[~seen], unseen_bits, "unseen")
+            tensors.update(part)
+        packed = Packed("rows", tuple(w.shape), tensors, {"seen_bits": bits, "unseen_bits": unseen_bits})
+        n = int((~seen).sum())
+        how = "dropped (read back as zeros)" if spec.unseen == "drop" else f"stored in {unseen_bits} bits"
+        note = (f"word embeddings: the {w.shape[0] - n:,} rows of tokens in the train split (and special tokens) in "
+                f"{'fp32' if bits == 32 else f'{bits} bits'}; the {n:,} rows of tokens it never uses {how}")
     with torch.no_grad():
         emb.weight.copy_(decoded)
-    return {name: packed}
+    return {name: packed}, note
 
 
 def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedModel:
@@ -74,9 +121,10 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
         return nbits(model, spec, workload)
     packed: dict[str, Packed] = {}
     notes = []
-    if spec.embeddings != "none":
-        packed.update(_embeddings(model, int(spec.embeddings)))
-        notes.append(f"word embeddings stored in {spec.embeddings} bits")
+    if spec.embeddings != "none" or spec.unseen != "same":
+        emb, note = _embeddings(model, spec, workload)
+        packed.update(emb)
+        notes.append(note)
     layers = family(model).linears(model, "body")
     bits = levels(model, layers, spec, "bits")  # per layer (compression/layerwise.py); 32 stays fp32
     layers = [(n, m) for n, m in layers if bits[n] != 32]
