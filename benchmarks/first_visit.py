@@ -82,8 +82,9 @@ def main() -> None:
         b = api.default_baseline(store)
         if b is not None and b["prepared"]:
             info = b["info"] or {}
-            out["fine_tune_s"] = info.get("train_seconds") or info.get("seconds")
-            out["baseline_test_accuracy"] = info.get("test_accuracy")
+            out["fine_tune_s"] = round((info.get("train_log") or {}).get("seconds") or 0, 1) or None
+            out["fine_tune_steps"] = (info.get("train_log") or {}).get("steps")
+            out["baseline_val_accuracy"] = info.get("val_accuracy")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()

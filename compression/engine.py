@@ -38,6 +38,21 @@ from .training import CancelToken, Progress
 from .workload import Workload
 
 
+class Yielding(CancelToken):
+    """A prefetched setting's cancel token: besides the user's cancel, ``check()`` raises Preempted once
+    ``stop()`` says a release is queued, so a compression that checks between layers (low rank's SVDs,
+    SparseGPT) yields at once instead of finishing a setting nobody waits for."""
+
+    def __init__(self, cancel: CancelToken, stop: Callable[[], bool]):
+        super().__init__()
+        self._event, self._stop = cancel._event, stop  # the same flag: the heartbeat still cancels it
+
+    def check(self) -> None:
+        super().check()
+        if self._stop():
+            raise Preempted("a newer setting is queued")
+
+
 def compress(model: torch.nn.Module, recipe: Recipe, workload: Workload) -> CompressedModel:
     """Apply the recipe's steps in order to a deep copy of ``model``; neither input is changed."""
     current = CompressedModel.fp32(copy.deepcopy(model))
@@ -206,7 +221,8 @@ class JobRunner:
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir(parents=True)
             workload = Workload(prepared.tokenizer, prepared.train, prepared.val, prepared.info["label_names"],
-                                seq_len=prepared.seq_len, seed=ms.seed, progress=progress, cancel=cancel,
+                                seq_len=prepared.seq_len, seed=ms.seed, progress=progress,
+                                cancel=cancel if stop is None else Yielding(cancel, stop),
                                 teacher=prepared.model, scratch=scratch,
                                 onnx_cache=prepared.path / "onnx" / "fp32.onnx")
             cm = compress(prepared.model, recipe, workload)

@@ -135,3 +135,25 @@ def test_the_page_polls_fast_only_until_a_live_setting_lands():
     assert poll_seconds([queued], live={7}) == 0.5
     assert poll_seconds([landed], live={7}) == 2.0
     assert poll_seconds([queued], live=set()) == 2.0  # a sweep's job: no hurry
+
+
+def test_a_prefetched_compression_yields_between_layers(session, tmp_path):
+    """A release queued while a prefetched neighbour is still compressing (low rank's SVDs, a calibration pass)
+    preempts it there, not after the whole compression; the user's cancel still reads as a cancel."""
+    from compression.engine import Yielding, compress
+    from compression.recipes import Recipe
+    from compression.timing import Preempted
+    from compression.training import CancelToken, Cancelled
+    from compression.workload import Workload
+
+    _, model, _ = session
+    asked = []
+    token = Yielding(CancelToken(), lambda: asked.append(1) or len(asked) > 3)
+    with pytest.raises(Preempted):
+        compress(model, Recipe.parse("lowrank(rank_fraction=0.5)"), Workload(None, None, None, [], scratch=tmp_path,
+                                                                         cancel=token))
+    assert len(asked) == 4  # it stopped at the third layer's check, not at the end
+    user = CancelToken()
+    user.cancel()
+    with pytest.raises(Cancelled):
+        Yielding(user, lambda: False).check()

@@ -55,6 +55,7 @@ def each_input(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Module]]
     try:
         with torch.no_grad():
             for i in range(0, len(texts), 16):
+                workload.cancel.check()  # a prefetched setting yields to a release between batches (engine.Yielding)
                 batch = workload.encode(texts[i:i + 16])
                 mask["tokens"] = batch["attention_mask"]
                 model(**batch)

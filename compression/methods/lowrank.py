@@ -27,6 +27,7 @@ def _rank_for(spec: LowRankSpec, s: torch.Tensor, out_f: int, in_f: int, name: s
 def factorize(model: torch.nn.Module, spec: LowRankSpec, workload) -> CompressedModel:
     kept, done = [], []
     for name, lin in family(model).linears(model):
+        workload.cancel.check()  # between SVDs: a prefetched setting yields to a release here (engine.Yielding)
         w = lin.weight.detach().float()
         out_f, in_f = w.shape
         u, s, vh = torch.linalg.svd(w, full_matrices=False)
