@@ -167,3 +167,19 @@ def test_keepalives_name_the_baselines_pages_want_warm_newest_first_and_lapse(tm
     old = time.time() - 2 * config.KEEPALIVE_SECONDS
     os.utime(paths.keepalive("bbb"), (old, old))  # that tab closed
     assert config.wanted_warm(paths) == ["aaa"]
+
+
+def test_the_background_worker_runs_below_the_dashboards_priority(tmp_path):
+    """The worker the app starts yields the CPU to the page and its browser (a release on a stored value is
+    drawn at once even while the worker prefetches); its timings still say when anything else used the CPU."""
+    import psutil
+
+    from compression import api
+    from compression.executors.local import WORKER_NICE, _spawn
+
+    paths, _ = api.open_workspace(str(tmp_path / "ws"))
+    proc = _spawn(paths, 1.0, "local", None)
+    try:
+        assert psutil.Process(proc.pid).nice() >= psutil.Process().nice() + WORKER_NICE
+    finally:
+        proc.wait(timeout=120)
