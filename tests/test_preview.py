@@ -157,3 +157,28 @@ def test_a_prefetched_compression_yields_between_layers(session, tmp_path):
     user.cancel()
     with pytest.raises(Cancelled):
         Yielding(user, lambda: False).check()
+
+
+def test_a_preview_whose_full_pass_never_came_stays_a_preview(session, tmp_path):
+    """A preview left behind (its worker died, or the job went back to the queue before the full pass) is read
+    back, charted and exported as a preview: never as a full measurement, never on the frontier."""
+    from compression.engine import compress
+    from compression.recipes import Recipe
+    from compression.report import results_frame
+    from compression.workload import Workload
+
+    ms, model, _ = session
+    cm = compress(model, Recipe.parse("prune(sparsity=0.5)"), Workload(None, None, None, [], scratch=tmp_path))
+    pre = ms.preview(cm, cm.save(tmp_path / "art"), recipe_name="prune(sparsity=0.5)", method="prune")
+    s = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    s.add_baseline("fp", "tiny", {}, {}, {})
+    s.mark_prepared("fp", str(tmp_path), {})
+    (jid,) = s.enqueue("fp", [Recipe.parse("prune(sparsity=0.5)").key], "hw", priority=0)
+    s.claim("hw", "w:1")
+    s.add_partial(jid, pre.to_row())
+    s.requeue([jid], states=("running",))  # the full pass never ran
+    row = results_frame(s, "fp").iloc[0]
+    assert row["accuracy_label"] == "preview" and row["test_rows"] == pre.test_rows < len(ms.tests)
+    assert Measurement.from_row(s.results()[0]["data"]).preview
+    df = charts.prepare(results_frame(s, "fp"))
+    assert "preview (n=" in df["hover"].iloc[0] and not charts.frontier(df, "lat_b1", "accuracy").iloc[0]
