@@ -3,7 +3,8 @@
     python benchmarks/search.py [--max-drop 1.0] [--trials 20] [--remeasure]
 
 It runs the uniform grid itself (every layer at the same bit-width or sparsity, the word embeddings in fp32, 8 or
-4 bits: the same options the size search chooses among, applied uniformly), then
+4 bits, the embedding rows of tokens the train split never uses as stored, in 2 bits or dropped: the same options
+the size search chooses among, applied uniformly), then
 ``search --objective size`` and ``search --objective latency`` within ``--max-drop`` validation points, and
 compares what each search chose, measured on the test split by the full protocol:
 - size: at least 10% smaller than the smallest uniform setting whose test drop is no larger than the found
@@ -11,10 +12,9 @@ compares what each search chose, measured on the test split by the full protocol
 - latency: at least 5% faster at batch 1 than the fastest uniform setting whose test drop is no larger (or the
   numbers that say why not).
 Every comparison prints its numbers, the uniform settings it compared against, and the seconds each part took.
-The size search may also store the embedding rows of tokens the train split never uses in 2 bits or drop them;
-the uniform grid keeps every row at one bit-width (that is what uniform means), so when the found recipe uses
-that unit, the same recipe with those rows stored like the others is measured too, and the part of the saving
-that comes from the unseen rows is printed (``unseen_rows_share``).
+When the found recipe stores those unseen rows in 2 bits or drops them, the same recipe with the rows stored like
+the others is measured too, and the part of the saving that comes from the unseen rows is printed
+(``unseen_rows_share``).
 A smoke run on another baseline: ``--model DIR --dataset CSV --text-col review --label-col sentiment``.
 """
 from __future__ import annotations
@@ -30,9 +30,10 @@ from compression.recipes import Recipe
 from compression.specs import QuantSpec
 
 # the size search's own options applied uniformly: every layer at one RTN bit-width, the word embeddings in fp32, 8 or
-# 4 bits (the search picks each layer's width and the embeddings' from the same sets)
-UNIFORM = [*(f"quant(bits={b},kernel=rtn{emb})" for b in (2, 3, 4, 5, 6, 8)
-             for emb in ("", ",embeddings=8", ",embeddings=4")),
+# 4 bits, the rows of tokens the train split never uses stored like the others, in 2 bits or dropped (the search
+# picks each layer's width, the embeddings' and the unseen rows' from the same sets)
+UNIFORM = [*(f"quant(bits={b},kernel=rtn{emb}{unseen})" for b in (2, 3, 4, 5, 6, 8)
+             for emb in ("", ",embeddings=8", ",embeddings=4") for unseen in ("", ",unseen=2", ",unseen=drop")),
            "quant(bits=8,kernel=torch)", "quant(bits=8,kernel=torch,embeddings=8)",
            *(f"prune(sparsity={s / 10:.1f})" for s in range(3, 10))]
 
