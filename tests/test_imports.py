@@ -19,7 +19,7 @@ PKG = ROOT / "compression"
 # what runs and how it is saved, the model and data sources, the methods, the protocol, the store,
 # preparation, one job, the workers, the CSV, the front door, and the CLI over it. ("recipes" and "schema" are the splits of specs and store.)
 LAYERS: list[tuple[str, ...]] = [
-    ("config", "training", "pareto", "measurement"),
+    ("config", "training", "pareto", "measurement", "packed"),
     ("spec_base",),
     ("specs", "layer_maps"),
     ("registry",),
