@@ -18,8 +18,8 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt | $(BIN)/python
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-ray.txt
-	$(BIN)/pip install -q -r requirements-dev.txt -r requirements-ray.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-ray.txt requirements-openvino.txt
+	$(BIN)/pip install -q -r requirements-dev.txt -r requirements-ray.txt -r requirements-openvino.txt
 	touch $@
 
 setup: $(VENV)/.installed

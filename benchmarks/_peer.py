@@ -17,7 +17,7 @@ from compression.recipes import Recipe
 
 TORCH = "quant(bits=8,kernel=torch)"
 OURS = ["quant(bits=8,kernel=ort,embeddings=8)", "quant(bits=8,kernel=ort-fused,embeddings=8)",
-        "quant(bits=8,kernel=ort-static,embeddings=8)"]
+        "quant(bits=8,kernel=ort-static,embeddings=8)", "quant(bits=8,kernel=openvino,embeddings=8)"]
 PEER = "peer: ORT dynamic int8, defaults"
 
 
@@ -30,6 +30,13 @@ def cpu_note() -> str:
     la = os.getloadavg()
     return (f"CPU: {config.cpu_model()} (family {family}, class {config.hardware_id()}); load average "
             f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} cores")
+
+
+def has_openvino() -> bool:
+    """OpenVINO is an optional runtime: its rows are skipped where it is not installed."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("openvino", "nncf"))
 
 
 def _peer(fp32: Path, out: Path) -> CompressedModel:
@@ -54,6 +61,9 @@ def side_by_side(store, fp: str) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="peer-"))
     rows = []
     for name in [PEER, TORCH, *OURS]:
+        if "openvino" in name and not has_openvino():
+            print(f"  {name}: skipped, OpenVINO is not installed (pip install -r requirements-openvino.txt)")
+            continue
         work = scratch / str(len(rows))
         work.mkdir()
         if name == PEER:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pandas as pd
 from _common import baseline_row, default_baseline, frame, load_note, parser, run_recipes, write
-from _peer import OURS, cpu_note, side_by_side
+from _peer import OURS, cpu_note, has_openvino, side_by_side
 
 from compression.recipes import Recipe
 
@@ -36,6 +36,10 @@ SETTINGS = [
     *[f"prune(sparsity={s / 10:.1f})" for s in range(3, 10)], "prune(sparsity=0.5,scope=layer)",
     "lowrank(rank_fraction=0.25)", "lowrank(rank_fraction=0.5)", "lowrank(energy=0.9)",
 ]
+if has_openvino():  # the optional runtime
+    SETTINGS += ["runtime(engine=openvino)"]
+else:
+    SETTINGS = [s for s in SETTINGS if "openvino" not in s]
 
 
 def main() -> None:

@@ -23,24 +23,24 @@ from safetensors.torch import load_file, save_file
 
 from .families import BY_TYPE
 from .packed import Packed, pack_bits, unpack_bits  # noqa: F401 (the methods import them from here)
-from .runtimes import LowRankLinear, dynamic_int8, onnx_session
+from .runtimes import LowRankLinear, dynamic_int8, onnx_session, openvino_session
 
 MANIFEST = "manifest.json"
 
 
 @dataclass
 class CompressedModel:
-    """A compressed classifier: a torch module or an ONNX Runtime session, with how it runs."""
+    """A compressed classifier: a torch module, or an ONNX Runtime or OpenVINO session, with how it runs."""
 
     kind: str  # the saved form: dense (fp32/bf16/RTN-packed), int8-dynamic, onnx, ...
-    runtime: str  # what executes it: torch or onnxruntime
+    runtime: str  # what executes it: torch, onnxruntime or openvino
     kernel: str  # the kernel that ran its matmuls, e.g. "fbgemm int8 (dynamic activations)"
     module: torch.nn.Module | None = None
     session: Any = None
     latency_label: str = "measured"  # simulated when the kernel is a stand-in for one missing here
     notes: list[str] = field(default_factory=list)  # plain words, one per step
     info: dict = field(default_factory=dict)  # method facts: bits per weight, sparsity, layers kept...
-    onnx_path: Path | None = None  # the .onnx file behind ``session``
+    onnx_path: Path | None = None  # the .onnx (or OpenVINO .xml) file behind ``session``
     # weights the saver writes compactly instead of as plain tensors, by state_dict name (see Packed)
     packed: dict[str, Packed] = field(default_factory=dict)
 
@@ -293,13 +293,50 @@ def onnx_model(path: Path, kernel: str) -> CompressedModel:
     return cm
 
 
+# ---------------------------------------------------------------- OpenVINO
+
+def _save_openvino(cm: CompressedModel, out: Path) -> list[Path]:
+    files = []
+    for suffix in (".xml", ".bin"):  # the graph and its weights: a deployment loads both
+        f = out / f"model{suffix}"
+        shutil.copyfile(cm.onnx_path.with_suffix(suffix), f)
+        files.append(f)
+    return files
+
+
+def _load_openvino(path: Path, manifest: dict) -> CompressedModel:
+    return openvino_model(path / "model.xml", manifest["kernel"])
+
+
+def openvino_model(path: Path, kernel: str) -> CompressedModel:
+    """An OpenVINO compiled model (see :func:`runtimes.openvino_session`) with its parameter counts: the
+    weight constants, int8 ones included (scales, zero points and shapes are not parameters)."""
+    import openvino as ov
+
+    params = nonzero = 0
+    for op in ov.Core().read_model(str(path)).get_ops():
+        if op.get_type_name() != "Constant" or op.get_output_element_type(0) == ov.Type.i64:
+            continue
+        shape = op.get_output_shape(0)
+        if len(shape) == 2 and min(shape) > 1:  # weight matrices and tables, not per-channel scales
+            a = op.get_data()
+            params += a.size
+            nonzero += int(np.count_nonzero(a))
+    cm = CompressedModel("openvino", "openvino", kernel, session=openvino_session(path))
+    cm.info.update(params=params, nonzero_params=nonzero)
+    cm.onnx_path = path  # the .xml; its .bin lies beside it
+    return cm
+
+
 SAVERS: dict[str, Callable[[CompressedModel, Path], list[Path]]] = {
+    "openvino": _save_openvino,
     "onnx": _save_onnx,
     "quanto": _save_quanto,
     "dense": _save_dense,
     "int8-dynamic": _save_int8_dynamic,
 }
 LOADERS: dict[str, Callable[[Path, dict], CompressedModel]] = {
+    "openvino": _load_openvino,
     "onnx": _load_onnx,
     "quanto": _load_quanto,
     "dense": _load_dense,

@@ -30,11 +30,13 @@ class QuantSpec(Spec):
     bits: int = knob(8, lo=2, hi=8, step=1, unit="bits", sweep="2,4,8",
                      help="weight bit-width; 8 runs on a real int8 kernel, 2 and 4 on ONNX Runtime's n-bit "
                           "kernel with kernel=nbits, other widths are simulated here")
-    kernel: str = knob("auto", choices=("auto", "rtn", "torch", "ort", "ort-fused", "ort-static", "quanto", "nbits"),
+    kernel: str = knob("auto", choices=("auto", "rtn", "torch", "ort", "ort-fused", "ort-static", "quanto", "nbits",
+                                        "openvino"),
                        help="auto = real int8 for plain 8 bits, else rtn; rtn = low-bit weights decoded to fp32 in "
                             "torch (latency simulated); ort-fused = ONNX Runtime int8 on the transformer optimizer's "
                             "fused graph; ort-static = ONNX Runtime int8 with activation scales calibrated on the "
-                            "train split (QDQ); nbits = ONNX Runtime's MatMulNBits kernel (2, 4, 8 bits)")
+                            "train split (QDQ); nbits = ONNX Runtime's MatMulNBits kernel (2, 4, 8 bits); "
+                            "openvino = OpenVINO int8 calibrated by NNCF on the train split (optional install)")
     scheme: str = knob("sym", choices=("sym", "asym"), help="symmetric (zero at 0) or asymmetric (with a zero point)")
     group_size: int = knob(0, lo=0, hi=4096, step=1, unit="weights",
                            help="weights sharing one scale; 0 = one scale per output channel")
@@ -54,13 +56,13 @@ class QuantSpec(Spec):
         levels = {b for _, b in self.per_layer}
         if self.group_size and self.group_size & (self.group_size - 1):
             raise SpecError(f"quant.group_size={self.group_size} must be a power of two (or 0 for per-channel)")
-        if self.per_layer and self.kernel in ("ort", "ort-fused", "ort-static", "quanto", "nbits"):
+        if self.per_layer and self.kernel in ("ort", "ort-fused", "ort-static", "quanto", "nbits", "openvino"):
             raise SpecError(f"quant.kernel={self.kernel} quantizes every layer alike; per-layer bit-widths run on "
                             "kernel=torch (8 or 32 per layer) or rtn")
         if self.kernel == "torch" and levels - {8, 32}:
             raise SpecError("quant.kernel=torch runs 8-bit layers only: give per-layer bits 8 or 32 (fp32), "
                             "or use kernel=rtn")
-        if self.kernel in ("torch", "ort", "ort-fused", "ort-static", "quanto"):
+        if self.kernel in ("torch", "ort", "ort-fused", "ort-static", "quanto", "openvino"):
             if self.bits != 8:
                 raise SpecError(f"quant.kernel={self.kernel} runs only 8-bit weights here; "
                                 f"use kernel=nbits (2 or 4 bits) or kernel=rtn for bits={self.bits}")
@@ -80,7 +82,10 @@ class QuantSpec(Spec):
                                 "(MatMulNBits keeps one scale per group of weights; try 128)")
             if self.embeddings != "none":
                 raise SpecError("quant.kernel=nbits quantizes the Linear layers only; use embeddings=none")
-        if self.unseen != "same" and self.kernel in ("ort", "ort-fused", "ort-static", "quanto", "nbits"):
+        if self.kernel == "openvino" and self.embeddings == "4":
+            raise SpecError("quant.kernel=openvino stores the word embeddings in 8 bits or fp32: use embeddings=8 "
+                            "or none")
+        if self.unseen != "same" and self.kernel in ("ort", "ort-fused", "ort-static", "quanto", "nbits", "openvino"):
             raise SpecError(f"quant.kernel={self.kernel} stores the word-embedding table whole; rows of unseen tokens "
                             "in 2 bits or dropped need kernel=rtn or kernel=torch")
         if self.algorithm == "hqq":
@@ -122,6 +127,7 @@ class QuantSpec(Spec):
                  "ort-static": "run on ONNX Runtime's int8 kernel with activation scales fixed from training text",
                  "quanto": "run on quanto's int8 kernel",
                  "nbits": f"run on ONNX Runtime's {self.bits}-bit kernel",
+                 "openvino": "run on OpenVINO's int8 kernels with activation scales fixed from training text",
                  "rtn": "decoded to fp32 to run (no fast kernel here)"}[k]
         emb = f"; word embeddings in {self.embeddings} bits" if self.embeddings != "none" else ""
         emb += {"same": "", "2": "; rows of tokens unseen in training in 2 bits",
@@ -135,19 +141,23 @@ class QuantSpec(Spec):
 @dataclass(frozen=True)
 class RuntimeSpec(Spec):
     method: ClassVar[str] = "runtime"
-    label: ClassVar[str] = "ONNX Runtime (same weights)"
-    explain: ClassVar[str] = ("Runs the very same weights on another engine, ONNX Runtime; 'fused' also merges "
-                              "each layer's small steps into a few big ones.")
+    label: ClassVar[str] = "Another runtime (same weights)"
+    explain: ClassVar[str] = ("Runs the very same weights on another engine, ONNX Runtime or OpenVINO; 'fused' also "
+                              "merges each layer's small steps into a few big ones.")
 
-    engine: str = knob("ort", choices=("ort", "ort-fused"), sweep="ort,ort-fused",
+    engine: str = knob("ort", choices=("ort", "ort-fused", "openvino"), sweep="ort,ort-fused",
                        help="ort = the exported fp32 graph on ONNX Runtime; ort-fused = after the transformer "
-                            "optimizer's fusions (Attention, BiasGelu, EmbedLayerNormalization)")
+                            "optimizer's fusions (Attention, BiasGelu, EmbedLayerNormalization); openvino = the "
+                            "exported graph on OpenVINO (optional install), at its default precision: bf16 on "
+                            "CPUs with bf16 units")
 
     @property
     def terminal(self) -> bool:
         return True
 
     def describe(self) -> str:
+        if self.engine == "openvino":
+            return "the same fp32 weights run on OpenVINO"
         fused = ", attention, embeddings and GELU fused into single kernels" if self.engine == "ort-fused" else ""
         return f"the same fp32 weights run on ONNX Runtime{fused}"
 

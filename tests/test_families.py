@@ -29,11 +29,11 @@ from compression.recipes import Recipe
 from compression.registry import CATALOGUE
 from compression.specs import QuantSpec, SpecError
 from compression.workload import Workload
-from conftest import baseline_args, make_csv
+from conftest import baseline_args, make_csv, require
 from family_models import FAMILIES, LABELS, build, check
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNELS = ("torch", "ort", "ort-fused", "ort-static", "quanto", "rtn")
+KERNELS = ("torch", "ort", "ort-fused", "ort-static", "quanto", "rtn", "openvino")
 CASES = ([(m, "mild" if i == 0 else "aggressive", s) for m, e in CATALOGUE.items() for i, s in enumerate(e.examples)]
          + [("quant", k, QuantSpec(bits=8, kernel=k)) for k in KERNELS])
 MATRIX = [(f, m, w, s) for f in FAMILIES for m, w, s in CASES]
@@ -140,6 +140,8 @@ def shrunk(before: dict, after: dict, pattern: re.Pattern) -> list[str]:
                                                          for f, m, w, s in MATRIX], indirect=["family"])
 def test_family_method(family, method, which, spec, tmp_path):
     name, path, model, tok, df, batch, onnx_cache = family
+    if which == "openvino":  # the optional runtime (requirements-openvino.txt; make test and CI install it)
+        require("OpenVINO and NNCF", lambda: __import__("nncf") and __import__("openvino"))
     before = copy.deepcopy(model.state_dict())
     with torch.no_grad():
         ref = model(**batch).logits.numpy()

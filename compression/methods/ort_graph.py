@@ -133,7 +133,12 @@ def _fused_note(ops: dict[str, int], how: str) -> str:
 
 
 def run_on_ort(model: torch.nn.Module, spec: RuntimeSpec, workload) -> CompressedModel:
-    """The same fp32 weights on ONNX Runtime, as exported or with the transformer optimizer's fusions."""
+    """The same fp32 weights on ONNX Runtime, as exported or with the transformer optimizer's fusions (or on
+    OpenVINO: methods/openvino.py)."""
+    if spec.engine == "openvino":
+        from .openvino import ov_fp32
+
+        return ov_fp32(model, spec, workload)
     if spec.engine == "ort":
         src = plain_fp32(model, workload)
         out = Path(workload.scratch) / "model.fp32.onnx"

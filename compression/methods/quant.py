@@ -119,6 +119,10 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
         from .nbits import nbits
 
         return nbits(model, spec, workload)
+    if kernel == "openvino":
+        from .openvino import ov_int8
+
+        return ov_int8(model, spec, workload)
     packed: dict[str, Packed] = {}
     notes = []
     if spec.embeddings != "none" or spec.unseen != "same":

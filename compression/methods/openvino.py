@@ -1,0 +1,113 @@
+"""The same model on OpenVINO's CPU plugin (an optional runtime: ``pip install -r requirements-openvino.txt``).
+
+- ``runtime(engine=openvino)``: the baseline's fp32 ONNX export read into OpenVINO. OpenVINO's own default
+  inference precision applies, as deployed: bf16 on a CPU with bf16 units (AVX-512 BF16 or AMX), so this
+  setting is not always lossless there; fp32 elsewhere. The notes say which it ran in.
+- ``quant(kernel=openvino)``: NNCF's post-training int8 (``nncf.quantize`` with its transformer preset: static
+  activation scales from 128 train-split sentences, never the test split, SmoothQuant and bias correction);
+  the word embeddings in int8 with ``embeddings=8`` (NNCF's default), or left in fp32.
+
+It was added because it measured the fastest int8 path on an AMD EPYC with AVX-512 VNNI (README, Benchmarks).
+
+Example::
+
+    >>> cm = ov_int8(model, QuantSpec(bits=8, kernel="openvino", embeddings="8"), workload)
+    >>> cm.predict(workload.encode(["a fine film"]))   # logits, from OpenVINO's int8 kernels
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from ..artifacts import CompressedModel, openvino_model
+from ..specs import QuantSpec, RuntimeSpec, SpecError
+from .ort_graph import _Calibration, plain_fp32
+
+
+def _openvino():
+    try:
+        import openvino
+    except ImportError as e:
+        raise SpecError("OpenVINO is not installed here: pip install -r requirements-openvino.txt "
+                        "(or pick another kernel)") from e
+    return openvino
+
+
+def _precision(ov) -> str:
+    """The precision OpenVINO's CPU plugin runs fp32 layers in by default on this CPU: bf16 or fp32."""
+    name = str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")).replace("<Type: '", "").rstrip("'>")
+    return {"float32": "fp32", "f32": "fp32", "bfloat16": "bf16", "bf16": "bf16", "float16": "fp16", "f16": "fp16"}.get(name, name)
+
+
+def _lookups(ir, keep_words: bool) -> list[str]:
+    """The table lookups (Gather from a weight) NNCF must leave in fp32: all of them, or all but the word
+    embeddings (the largest table). Position and type tables stay fp32 either way: they are small, and RoBERTa's
+    computed position ids next to an int8 table fail OpenVINO's constant folding when it compiles."""
+    found = []
+    for op in ir.get_ops():
+        if op.get_type_name() == "Gather":
+            table = op.input_value(0).get_node()
+            if table.get_type_name() == "Constant" and len(table.get_output_partial_shape(0)) == 2:
+                found.append((table.get_output_partial_shape(0)[0].get_length(), op.get_friendly_name()))
+    found.sort()
+    return [name for _, name in (found[:-1] if keep_words and found else found)]
+
+
+def _save(ov, model, out: Path) -> Path:
+    # compress_to_fp16=False: the file holds exactly the weights described (fp32 stays fp32, int8 stays int8)
+    ov.save_model(model, str(out), compress_to_fp16=False)
+    return out
+
+
+def _kernel(ov, what: str) -> str:
+    return f"{what} (OpenVINO {ov.__version__.split('-')[0]} CPU plugin, rest in {_precision(ov)})"
+
+
+def ov_fp32(model: torch.nn.Module, spec: RuntimeSpec, workload) -> CompressedModel:
+    """The fp32 weights on OpenVINO, run at its default inference precision."""
+    ov = _openvino()
+    ir = ov.Core().read_model(str(plain_fp32(model, workload)))
+    out = _save(ov, ir, Path(workload.scratch) / "model.openvino.xml")
+    prec = _precision(ov)
+    cm = openvino_model(out, _kernel(ov, "fp32 weights"))
+    cm.notes.append("the same fp32 weights, exported to ONNX and run on OpenVINO" +
+                    (f"; OpenVINO computes in {prec} on this CPU by default, so answers may differ slightly"
+                     if prec != "fp32" else ""))
+    cm.info.update(bits=32, engine="openvino", inference_precision=prec)
+    return cm
+
+
+def ov_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedModel:
+    """NNCF's post-training int8 of the exported graph, calibrated on train-split sentences."""
+    ov = _openvino()
+    # NNCF sends usage telemetry unless a consent file in the user's home says no; this tool sends nothing on its
+    # users' behalf. NNCF's own switch for that (it only turns its telemetry off) is this variable.
+    os.environ.setdefault("NNCF_CI", "1")
+    import nncf
+
+    ir = ov.Core().read_model(str(plain_fp32(model, workload)))
+    names = [i.get_any_name() for i in ir.inputs]
+    # one sentence per item: NNCF's statistics (SmoothQuant's among them) are meant per sample
+    items = [{k: v[i:i + 1] for k, v in b.items()} for b in _Calibration(workload, names).batches
+             for i in range(len(next(iter(b.values()))))]
+    ignored = nncf.IgnoredScope(names=_lookups(ir, keep_words=spec.embeddings == "8"))
+    workload.progress(0.05, f"NNCF: int8 scales from {len(items)} training sentences")
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        q = nncf.quantize(ir, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items),
+                          ignored_scope=ignored)
+    out = _save(ov, q, Path(workload.scratch) / "model.openvino-int8.xml")
+    prec = _precision(ov)
+    cm = openvino_model(out, _kernel(ov, "int8 MatMul, static activation scales"))
+    cm.notes.append(f"exported to ONNX, quantized by NNCF: MatMuls in int8 with activation scales from "
+                    f"{len(items)} training sentences (SmoothQuant, bias correction)"
+                    + ("; word embeddings in 8 bits" if spec.embeddings == "8" else "")
+                    + (f"; the layers left in floating point run in {prec}, OpenVINO's default on this CPU"
+                       if prec != "fp32" else ""))
+    cm.info.update(bits=8, kernel="openvino", inference_precision=prec)
+    return cm

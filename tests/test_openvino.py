@@ -1,0 +1,93 @@
+"""OpenVINO, the optional runtime: NNCF's int8 and the same fp32 weights on OpenVINO's CPU plugin.
+
+Without OpenVINO these tests skip (under CI=true they fail: make test installs requirements-openvino.txt).
+The family matrix (test_families.py) runs ``quant(kernel=openvino)`` on every family as well.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from compression.artifacts import load, weight_bytes
+from compression.engine import compress
+from compression.recipes import Recipe
+from compression.specs import QuantSpec, SpecError
+from compression.workload import Workload
+from conftest import require
+
+TEXTS = ["a good film", "a bad film, really", "fine", "awful and long", "warm and clever", "dull, flat"] * 6
+
+
+def _openvino():
+    import nncf  # noqa: F401
+    import openvino  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    from family_models import build, check
+
+    require("OpenVINO and NNCF (requirements-openvino.txt)", _openvino)
+    tmp = tmp_path_factory.mktemp("ov")
+    model, tok, _ = check(build("bert", tmp / "bert"))
+    return tmp, model, tok
+
+
+def _run(bert, recipe: str, name: str):
+    tmp, model, tok = bert
+    df = pd.DataFrame({"text": TEXTS, "label": [1, 0, 1, 0, 1, 0] * 6})
+    wl = Workload(tok, df, df, ["neg", "pos"], scratch=tmp / name, onnx_cache=tmp / "onnx" / "fp32.onnx")
+    (tmp / name).mkdir(exist_ok=True)
+    batch = dict(tok(TEXTS[:6], padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        ref = model(**batch).logits.numpy()
+    cm = compress(model, Recipe.parse(recipe), wl)
+    return cm, cm.predict(batch), ref, batch, tmp / name
+
+
+def _rel(a, b) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_openvino_int8_runs_on_openvino_stays_close_and_reloads_to_the_same_numbers(bert):
+    cm, out, ref, batch, where = _run(bert, "quant(bits=8,kernel=openvino,embeddings=8)", "int8")
+    assert cm.runtime == "openvino" and "OpenVINO" in cm.kernel and cm.info["kernel"] == "openvino"
+    assert 0 < _rel(out, ref) < 0.15, "int8 changes the outputs a little, not a lot"
+    files = cm.save(where / "art")
+    assert sorted(f.suffix for f in files) == [".bin", ".xml"]
+    again = load(where / "art")
+    assert again.runtime == "openvino" and np.allclose(again.predict(batch), out, rtol=1e-3, atol=1e-3)
+    assert any("NNCF" in n and "training sentences" in n for n in cm.notes), cm.notes
+
+
+def test_openvino_int8_embeddings_8_is_smaller_than_fp32_embeddings_and_fp32_on_openvino(bert):
+    sizes = {}
+    for recipe in ("quant(bits=8,kernel=openvino,embeddings=8)", "quant(bits=8,kernel=openvino)",
+                   "runtime(engine=openvino)"):
+        cm, out, ref, _, where = _run(bert, recipe, recipe.replace("=", "-").replace(",", "_"))
+        sizes[recipe] = weight_bytes(cm.save(where / "art"))
+        if recipe.startswith("runtime"):
+            # OpenVINO's default precision: bf16 where the CPU has bf16 units, so close rather than equal there
+            assert cm.info["engine"] == "openvino" and _rel(out, ref) < (1e-4 if cm.info["inference_precision"] == "fp32" else 0.05)
+    assert sizes["quant(bits=8,kernel=openvino,embeddings=8)"] < sizes["quant(bits=8,kernel=openvino)"] \
+        < sizes["runtime(engine=openvino)"], sizes
+
+
+def test_openvino_refuses_what_it_cannot_run():
+    for bad, words in (("bits=4", "runs only 8-bit"), ("bits=8,embeddings=4", "8 bits or fp32"),
+                       ("bits=8,unseen=drop", "whole"), ("bits=8,per_layer=0:32", "every layer alike")):
+        with pytest.raises(SpecError, match=words):
+            Recipe.parse(f"quant(kernel=openvino,{bad})")
+    # what it runs is accepted, and the playground and the charts say it in words
+    assert "OpenVINO" in QuantSpec(bits=8, kernel="openvino", embeddings="8").describe()
+    assert "OpenVINO" in Recipe.parse("runtime(engine=openvino)").steps[0].describe()
+
+
+def test_the_tool_turns_nncf_telemetry_off_before_quantizing(bert, monkeypatch):
+    import os
+
+    monkeypatch.delenv("NNCF_CI", raising=False)
+    _run(bert, "quant(bits=8,kernel=openvino,embeddings=8)", "telemetry")
+    assert os.environ.get("NNCF_CI") == "1", "NNCF's only off switch for its telemetry was not set"
