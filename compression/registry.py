@@ -45,10 +45,11 @@ class Method:
 # The order here is the order of the CLI's --method help and the dashboard's lists.
 CATALOGUE: dict[str, Method] = {
     "quant": Method(QuantSpec, "quant:quantize", post_training=True, live_knob="bits",
-                    # mild: 4 bits on ONNX Runtime's MatMulNBits; aggressive: 3 bits, GPTQ-rounded, decoded in torch,
-                    # and the embedding rows of tokens the train split never uses dropped
+                    # mild: 4 bits on ONNX Runtime's MatMulNBits; aggressive: 3 bits, GPTQ-rounded (act-order, clipped
+                    # ranges), decoded in torch, and the embedding rows of tokens the train split never uses dropped
                     examples=(QuantSpec(bits=4, kernel="nbits", group_size=32),
-                              QuantSpec(bits=3, kernel="rtn", algorithm="gptq", unseen="drop"))),
+                              QuantSpec(bits=3, kernel="rtn", algorithm="gptq", act_order="on", clip="mse",
+                                        unseen="drop"))),
     "cast": Method(CastSpec, "cast:cast", post_training=True, live_knob="dtype",
                    examples=(CastSpec(dtype="fp16"), CastSpec(dtype="bf16"))),  # bf16 keeps fewer digits
     "runtime": Method(RuntimeSpec, "ort_graph:run_on_ort", post_training=True, live_knob="engine",

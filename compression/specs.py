@@ -49,6 +49,12 @@ class QuantSpec(Spec):
                           help="how low-bit weights are chosen: rtn = nearest level; hqq = scales and zero points "
                                "fitted to the weights (kernel=nbits); gptq = rounding errors compensated on 128 "
                                "training sentences")
+    act_order: str = knob("off", choices=("off", "on"),
+                          help="algorithm=gptq only: round the inputs that sway the layer's output most first, "
+                               "while the most weights are left to make up for their rounding")
+    clip: str = knob("none", choices=("none", "mse"),
+                     help="mse = shrink each group's range a little where that rounds its weights closer "
+                          "(a rare outlier is clipped instead of coarsening the step for all); rtn and gptq")
     per_layer: tuple = per_layer_knob("bit-widths (2..8, or 32 to keep a layer in fp32)")
 
     def check(self):
@@ -88,6 +94,12 @@ class QuantSpec(Spec):
         if self.unseen != "same" and self.kernel in ("ort", "ort-fused", "ort-static", "quanto", "nbits", "openvino"):
             raise SpecError(f"quant.kernel={self.kernel} stores the word-embedding table whole; rows of unseen tokens "
                             "in 2 bits or dropped need kernel=rtn or kernel=torch")
+        if self.act_order == "on" and self.algorithm != "gptq":
+            raise SpecError("quant.act_order=on orders GPTQ's rounding: use it with algorithm=gptq "
+                            "(kernel=rtn or nbits)")
+        if self.clip != "none" and (self.algorithm == "hqq" or self.resolved_kernel not in ("rtn", "nbits")):
+            raise SpecError(f"quant.clip={self.clip} fits the ranges of our own low-bit grid: use it with kernel=rtn "
+                            "or nbits and algorithm=rtn or gptq")
         if self.algorithm == "hqq":
             if self.resolved_kernel != "nbits":
                 raise SpecError("quant.algorithm=hqq runs on ONNX Runtime's n-bit kernel only: use kernel=nbits "
@@ -135,6 +147,8 @@ class QuantSpec(Spec):
         grp = f" in groups of {self.group_size}" if self.group_size else ""
         how = {"rtn": "", "hqq": ", scales fitted by HQQ",
                "gptq": ", rounded by GPTQ to keep the layers' outputs"}[self.algorithm]
+        how += ", most influential inputs first" if self.act_order == "on" else ""
+        how += ", each group's range clipped where that rounds closer" if self.clip == "mse" else ""
         return f"weights stored in {self.bits} bits{grp}{how}, {where}{emb}{per_layer_words(self.per_layer, ' bits')}"
 
 

@@ -50,6 +50,53 @@ def test_gptq_output_error_beats_round_to_nearest_on_correlated_inputs(bits, gro
     assert torch.allclose(decoded.reshape(32, 64), q["decoded"], atol=1e-6)
 
 
+def inputs_of_unequal_size(n: int = 1024, d: int = 64, seed: int = 0) -> torch.Tensor:
+    """Correlated inputs whose features also differ in size by 100x, in no particular order (as hidden
+    states' channels do): the order GPTQ rounds them in then matters."""
+    g = torch.Generator().manual_seed(seed)
+    return correlated_inputs(n, d, seed) * torch.logspace(1, -1, d)[torch.randperm(d, generator=g)]
+
+
+def decode(q: dict, bits: int, group: int) -> torch.Tensor:
+    """The weights a stored form (codes, per-group scales, zero points) reads back as."""
+    rows, cols = q["codes"].shape
+    zero = q["zero"].float() if "zero" in q else torch.full_like(q["scale"], 2 ** (bits - 1))
+    codes = q["codes"].float().reshape(rows, -1, group)
+    return ((codes - zero[:, :, None]) * q["scale"][:, :, None]).reshape(rows, cols)
+
+
+@pytest.mark.parametrize("bits, group", [(3, 0), (3, 16), (4, 32)])
+@pytest.mark.parametrize("scheme", ["sym", "asym"])
+def test_act_order_lowers_the_layers_output_error_and_keeps_the_stored_layout(bits, group, scheme):
+    x = inputs_of_unequal_size()
+    w = torch.randn(32, 64, generator=torch.Generator().manual_seed(5))
+    h = 2 * x.T @ x / x.shape[0]
+    plain = gptq(w, h, bits, group, scheme)
+    ordered = gptq(w, h, bits, group, scheme, act_order=True)
+    err = {k: float(torch.linalg.norm(x @ q["decoded"].T - x @ w.T)) for k, q in (("plain", plain), ("act", ordered))}
+    assert err["act"] < 0.85 * err["plain"], err
+    # codes in the plain left-to-right layout, one scale (and zero point) per group: they decode to what runs
+    assert ordered["codes"].shape == w.shape and ordered["scale"].shape == plain["scale"].shape
+    assert torch.equal(decode(ordered, bits, group or 64), ordered["decoded"])
+
+
+@pytest.mark.parametrize("scheme, most", [("sym", 0.9), ("asym", 0.97)])
+def test_mse_clip_lowers_the_rounding_error(scheme, most):
+    """Shrinking a group's range clips its largest weights but rounds all the others on a finer step: the
+    group's squared error goes down (most at 3 bits with symmetric groups, whose step is the coarsest)."""
+    w = torch.randn(32, 64, generator=torch.Generator().manual_seed(6))
+    x = correlated_inputs(seed=6)
+    h = 2 * x.T @ x / x.shape[0]
+    near, plain_packed = rtn(w, 3, 16, scheme)
+    clipped, packed = rtn(w, 3, 16, scheme, clip="mse")
+    assert torch.linalg.norm(clipped - w) < most * torch.linalg.norm(near - w)
+    assert packed.tensors["scale"].float().mean() < plain_packed.tensors["scale"].float().mean()
+    plain, fitted = gptq(w, h, 3, 16, scheme), gptq(w, h, 3, 16, scheme, clip="mse")
+    out = lambda d: float(torch.linalg.norm(x @ d.T - x @ w.T))  # noqa: E731
+    assert out(fitted["decoded"]) < out(plain["decoded"])
+    assert torch.equal(decode(fitted, 3, 16), fitted["decoded"])
+
+
 def test_gptq_without_correlation_rounds_like_rtn():
     """With H = I no column's error can be compensated by another: GPTQ's grid and codes are RTN's."""
     w = torch.randn(16, 64, generator=torch.Generator().manual_seed(2))
@@ -150,16 +197,18 @@ def tiny(tmp_path_factory):
     return model.eval(), tok, df, batch
 
 
-def test_gptq_weights_run_on_matmulnbits_exactly(tiny, tmp_path, monkeypatch):
-    """4-bit GPTQ on ONNX Runtime's kernel (fp32 compute here, to compare) gives the logits of the torch model
-    holding the same GPTQ weights: every Linear inside the blocks found and packed, the head left fp32."""
+@pytest.mark.parametrize("extra", [dict(algorithm="gptq"), dict(algorithm="gptq", act_order="on", clip="mse"),
+                                   dict(algorithm="rtn", clip="mse")])
+def test_gptq_weights_run_on_matmulnbits_exactly(extra, tiny, tmp_path, monkeypatch):
+    """4-bit GPTQ (or clipped RTN) on ONNX Runtime's kernel (fp32 compute here, to compare) gives the logits of
+    the torch model holding the same weights: every Linear inside the blocks found and packed, the head fp32."""
     import onnx
 
     model, tok, df, batch = tiny
     monkeypatch.setattr(nbits_mod, "ACCURACY_LEVEL", 0)
     wl = Workload(tok, df, df, ["negative", "positive"], scratch=tmp_path / "a")
-    cm = compress(model, Recipe((QuantSpec(bits=4, kernel="nbits", group_size=32, algorithm="gptq"),)), wl)
-    torch_gptq = compress(model, Recipe((QuantSpec(bits=4, kernel="rtn", group_size=32, algorithm="gptq"),)),
+    cm = compress(model, Recipe((QuantSpec(bits=4, kernel="nbits", group_size=32, **extra),)), wl)
+    torch_gptq = compress(model, Recipe((QuantSpec(bits=4, kernel="rtn", group_size=32, **extra),)),
                           Workload(tok, df, df, ["negative", "positive"], scratch=tmp_path / "b"))
     out, same = cm.predict(batch), torch_gptq.predict(batch)
     ref = model(**batch).logits.detach().numpy()
@@ -170,6 +219,27 @@ def test_gptq_weights_run_on_matmulnbits_exactly(tiny, tmp_path, monkeypatch):
     assert cm.runtime == "onnxruntime" and cm.latency_label == "measured" and "MatMulNBits" in cm.kernel
     fp32 = onnx_model(tmp_path / "a" / "fp32.onnx", "fp32")
     assert cm.info["params"] == fp32.info["params"]  # each packed weight counts as its K*N weights, not its bytes
+
+
+def test_act_order_and_clip_weights_are_the_stored_ones_and_reload(tiny, tmp_path):
+    """3-bit GPTQ with act-order and clipped ranges in torch: the saved codes and scales decode to exactly the
+    weights that ran, and the reloaded artifact gives the same answers."""
+    from compression.artifacts import unpack_bits
+
+    model, tok, df, batch = tiny
+    spec = QuantSpec(bits=3, kernel="rtn", group_size=16, algorithm="gptq", act_order="on", clip="mse",
+                     scheme="asym")
+    cm = compress(model, Recipe((spec,)), Workload(tok, df, df, ["negative", "positive"], scratch=tmp_path / "w"))
+    weights = dict(cm.module.named_parameters())
+    assert len(cm.packed) == 12
+    for name, p in cm.packed.items():
+        rows, cols = p.shape
+        q = {"codes": torch.from_numpy(unpack_bits(p.tensors["codes"].numpy(), 3, rows * cols).reshape(rows, cols)),
+             "scale": p.tensors["scale"].float().reshape(rows, -1), "zero": p.tensors["zero"].reshape(rows, -1)}
+        assert torch.equal(decode(q, 3, 16), weights[name].detach()), name
+    assert "most first" in " ".join(cm.notes) and "clipped" in " ".join(cm.notes)
+    cm.save(tmp_path / "art")
+    np.testing.assert_allclose(load(tmp_path / "art").predict(batch), cm.predict(batch), atol=1e-5)
 
 
 def test_nbits_artifact_is_the_onnx_file_and_smaller(tiny, tmp_path):
@@ -197,6 +267,9 @@ def test_nbits_artifact_is_the_onnx_file_and_smaller(tiny, tmp_path):
     (dict(bits=3, kernel="rtn", algorithm="hqq", scheme="asym"), ["kernel=nbits"]),
     (dict(bits=8, kernel="ort", algorithm="gptq"), ["kernel=nbits or kernel=rtn"]),
     (dict(bits=4, kernel="nbits", group_size=64, embeddings="8"), ["embeddings=none"]),
+    (dict(bits=3, kernel="rtn", act_order="on"), ["act_order=on", "algorithm=gptq"]),
+    (dict(bits=8, kernel="torch", clip="mse"), ["clip=mse", "kernel=rtn"]),
+    (dict(bits=4, kernel="nbits", group_size=64, algorithm="hqq", scheme="asym", clip="mse"), ["algorithm=rtn or gptq"]),
 ])
 def test_nbits_spec_refusals_are_one_sentence(kw, words):
     with pytest.raises(SpecError) as e:

@@ -13,21 +13,47 @@ import torch
 from ..specs import SpecError
 
 
-def grid(g: torch.Tensor, bits: int, scheme: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def grid(g: torch.Tensor, bits: int, scheme: str,
+         clip: str = "none") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The RTN grid of each row of ``g`` (rows, group): (rounding scale, stored fp16 scale, zero point).
 
     ``sym`` puts zero at 0 (codes -2^(b-1)..2^(b-1)-1, stored offset by 2^(b-1)); ``asym`` spans min..max
-    with an integer zero point. Each is (rows, 1); the zero point is None for ``sym``.
+    with an integer zero point. Each is (rows, 1); the zero point is None for ``sym``. ``clip="mse"`` shrinks
+    each row's range by the factor in :data:`SHRINKS` that rounds the row with the least squared error
+    (a rare outlier then costs one clipped weight instead of a coarse step for all the others).
     Example: ``grid(torch.randn(8, 32), 4, "sym")``.
     """
+    best = _grid(g, bits, scheme, 1.0)
+    if clip == "none":
+        return best
+    err = _error(g, best, bits)
+    for shrink in SHRINKS[1:]:
+        cand = _grid(g, bits, scheme, shrink)
+        e = _error(g, cand, bits)
+        better = e < err
+        err = torch.where(better, e, err)
+        best = tuple(None if b is None else torch.where(better, c, b) for b, c in zip(best, cand))
+    return best
+
+
+# the range shrinks tried by clip="mse": 1.0 (plain min..max) down to 0.75, as GPTQ's reference quantizer
+# searches (its ``mse`` option); below that the clipped weights cost more than the finer step saves at 2-4 bits
+SHRINKS = tuple(1.0 - 0.01 * i for i in range(26))
+
+
+def _grid(g: torch.Tensor, bits: int, scheme: str, shrink: float):
     levels = 2 ** bits
     if scheme == "sym":
-        scale = (g.abs().amax(dim=1, keepdim=True) / (levels // 2 - 1)).clamp(min=1e-12)
+        scale = (shrink * g.abs().amax(dim=1, keepdim=True) / (levels // 2 - 1)).clamp(min=1e-12)
         return scale, scale.half().float(), None
-    lo, hi = g.amin(dim=1, keepdim=True), g.amax(dim=1, keepdim=True)
+    lo, hi = shrink * g.amin(dim=1, keepdim=True), shrink * g.amax(dim=1, keepdim=True)
     scale = ((hi - lo) / (levels - 1)).clamp(min=1e-12)
     zero = torch.clamp(torch.round(-lo / scale), 0, levels - 1)
     return scale, scale.half().float(), zero
+
+
+def _error(g: torch.Tensor, grid_: tuple, bits: int) -> torch.Tensor:
+    return ((round_to_grid(g, *grid_, bits)[1] - g) ** 2).sum(dim=1, keepdim=True)
 
 
 def round_to_grid(x: torch.Tensor, scale: torch.Tensor, stored: torch.Tensor, zero: torch.Tensor | None,
@@ -42,13 +68,17 @@ def round_to_grid(x: torch.Tensor, scale: torch.Tensor, stored: torch.Tensor, ze
 
 
 def gptq(weight: torch.Tensor, hessian: torch.Tensor, bits: int, group: int, scheme: str,
-         block: int = 128, damp: float = 0.01) -> dict[str, torch.Tensor]:
+         block: int = 128, damp: float = 0.01, act_order: bool = False, clip: str = "none") -> dict[str, torch.Tensor]:
     """GPTQ of one (out, in) weight given its inputs' (in, in) Hessian (see ``hessian.layer_hessians``).
 
     Columns are rounded left to right; each one's error, divided by its inverse-Hessian diagonal, updates
     the rest of its block at once and the later blocks lazily (the paper's "lazy batch" updates). A
     group's scale is fitted to the group's weights as they stand when its first column comes up.
     ``group`` 0 means one group per output row. ``damp`` adds that share of the mean diagonal to H.
+    ``act_order`` rounds the columns in order of decreasing Hessian diagonal instead (the inputs that move
+    the output most go first, while the most columns are left to absorb their error); every group's scale
+    is then fitted up front on the weights as given (the reference's "static groups"), so the stored codes
+    and scales keep the plain left-to-right layout. ``clip`` is :func:`grid`'s.
 
     Returns ``codes`` (out, in) uint8, ``scale`` (out, groups) fp32 holding fp16 values, ``zero`` (out,
     groups) uint8 for asym, and ``decoded`` (out, in): exactly the weights that will run.
@@ -63,6 +93,9 @@ def gptq(weight: torch.Tensor, hessian: torch.Tensor, bits: int, group: int, sch
     dead = h.diagonal() == 0  # an input that is always zero: its weights cannot matter
     h[dead, dead] = 1
     w[:, dead] = 0
+    grids = {k // group: grid(w[:, k:k + group], bits, scheme, clip) for k in range(0, cols, group)} if act_order else {}
+    order = torch.argsort(h.diagonal(), descending=True, stable=True) if act_order else torch.arange(cols)
+    w, h = w[:, order], h[order][:, order]
     h.diagonal().add_(damp * h.diagonal().mean())
     hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
     # a group never straddles two blocks, so its columns are up to date when its scale is fitted
@@ -70,26 +103,22 @@ def gptq(weight: torch.Tensor, hessian: torch.Tensor, bits: int, group: int, sch
 
     codes = torch.zeros(rows, cols, dtype=torch.uint8)
     decoded = torch.zeros(rows, cols)
-    scales = torch.zeros(rows, cols // group)
-    zeros = torch.zeros(rows, cols // group, dtype=torch.uint8) if scheme == "asym" else None
     for i1 in range(0, cols, block):
         i2 = min(i1 + block, cols)
         w1, err1, hinv1 = w[:, i1:i2].clone(), torch.zeros(rows, i2 - i1), hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
-            col = i1 + i
-            if col % group == 0:
+            col = int(order[i1 + i])
+            if col % group == 0 and not act_order:
                 span = w1[:, i:i + group] if i + group <= i2 - i1 else w[:, col:col + group]
-                scale, stored, zero = grid(span, bits, scheme)
-                scales[:, col // group] = stored[:, 0]
-                if zeros is not None:
-                    zeros[:, col // group] = zero[:, 0].to(torch.uint8)
-            c, q = round_to_grid(w1[:, i:i + 1], scale, stored, zero, bits)
+                grids[col // group] = grid(span, bits, scheme, clip)
+            c, q = round_to_grid(w1[:, i:i + 1], *grids[col // group], bits)
             codes[:, col], decoded[:, col] = c[:, 0], q[:, 0]
             err = (w1[:, i] - q[:, 0]) / hinv1[i, i]
             w1[:, i:] -= err[:, None] * hinv1[i, i:][None, :]
             err1[:, i] = err
         w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-    out = {"codes": codes, "scale": scales, "decoded": decoded.to(weight.dtype)}
-    if zeros is not None:
-        out["zero"] = zeros
+    out = {"codes": codes, "scale": torch.cat([grids[k][1] for k in range(cols // group)], dim=1),
+           "decoded": decoded.to(weight.dtype)}
+    if scheme == "asym":
+        out["zero"] = torch.cat([grids[k][2] for k in range(cols // group)], dim=1).to(torch.uint8)
     return out

@@ -8,6 +8,8 @@ classifier head stay fp32) into MatMulNBits, with the weights chosen by:
 - ``hqq``: ONNX Runtime's HQQ, scales and zero points fitted to the weights with no calibration data;
 - ``gptq``: our GPTQ (``gptq.py``; ONNX Runtime's bundled GPTQ packs only 4 bits and quantizes every
   MatMul, the head included), on Hessians from 128 train-split texts, packed in MatMulNBits' layout here.
+
+With ``clip=mse`` the RTN codes are ours too (``quant.rtn_codes``), since ONNX Runtime's rounder has no range search.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from ..families import family
 from ..specs import QuantSpec
 from .gptq import gptq
 from .hessian import layer_hessians
-from .quant import _quiet_ort_quantizer, export_onnx
+from .quant import _quiet_ort_quantizer, export_onnx, gptq_words, rtn_codes
 
 # MatMulNBits' accuracy_level 4 quantizes each activation block to int8 and runs an int8 dot product. On the
 # default model at seq 64 (2 threads, AVX-512 VNNI), 4-bit weights ran 8.1 ms at batch 1 with it and 12.1 ms with
@@ -61,7 +63,8 @@ def pack_matmul_nbits(codes: np.ndarray, scale: np.ndarray, zero: np.ndarray | N
 
 
 def _gptq_quantizer(config, prepared: dict[str, tuple]):
-    """ONNX Runtime's RTN node rewriter, fed our GPTQ codes instead of its own rounding for each weight."""
+    """ONNX Runtime's RTN node rewriter, fed our codes (GPTQ, or RTN with clipped ranges) instead of its own
+    rounding for each weight."""
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantizer
 
     class GPTQCodes(DefaultWeightOnlyQuantizer):
@@ -123,11 +126,15 @@ def nbits(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedModel:
               DefaultWeightOnlyQuantConfig(block_size=spec.group_size, is_symmetric=sym, bits=spec.bits,
                                            accuracy_level=ACCURACY_LEVEL))
     quantizer = MatMulNBitsQuantizer(graph, algo_config=config, nodes_to_exclude=exclude)
-    if spec.algorithm == "gptq":
-        hessians = layer_hessians(model, list(found.values()), workload)
+    if spec.algorithm == "gptq" or spec.clip != "none":  # our codes, not ONNX Runtime's own rounding
+        hessians = layer_hessians(model, list(found.values()), workload) if spec.algorithm == "gptq" else {}
         prepared = {}
         for key, (name, lin) in found.items():
-            q = gptq(lin.weight, hessians.pop(name), spec.bits, spec.group_size, spec.scheme)
+            if spec.algorithm == "gptq":
+                q = gptq(lin.weight, hessians.pop(name), spec.bits, spec.group_size, spec.scheme,
+                         act_order=spec.act_order == "on", clip=spec.clip)
+            else:
+                q = rtn_codes(lin.weight, spec.bits, spec.group_size, spec.scheme, spec.clip)
             zero = q["zero"].numpy() if "zero" in q else None
             prepared[key] = pack_matmul_nbits(q["codes"].numpy(), q["scale"].numpy(), zero, spec.bits, spec.group_size)
         quantizer.node_quantizer = _gptq_quantizer(config, prepared)
@@ -144,8 +151,8 @@ def nbits(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedModel:
                          "(ONNX Runtime)")
     cm.info.update(_params(out_graph), bits=spec.bits, quantized_layers=len(found), kernel="nbits",
                    algorithm=spec.algorithm)
-    how = {"rtn": "rounded to nearest", "hqq": "scales fitted by HQQ",
-           "gptq": "rounded by GPTQ on 128 training sentences"}[spec.algorithm]
+    how = ({"rtn": "rounded to nearest", "hqq": "scales fitted by HQQ", "gptq": ""}[spec.algorithm]
+           + gptq_words(spec)).lstrip(", ")
     cm.notes.append(f"exported to ONNX; {len(found)} of {len(layers)} Linear layers store {spec.bits}-bit weights "
                     f"({spec.scheme}, groups of {spec.group_size}, {how}) on ONNX Runtime's "
                     "MatMulNBits kernel")

@@ -26,21 +26,31 @@ from .gptq import grid, gptq, round_to_grid
 from .hessian import layer_hessians
 
 
-def rtn(w: torch.Tensor, bits: int, group: int, scheme: str) -> tuple[torch.Tensor, Packed]:
+def rtn(w: torch.Tensor, bits: int, group: int, scheme: str, clip: str = "none") -> tuple[torch.Tensor, Packed]:
     """Round-to-nearest quantization of a 2-D weight in groups of ``group`` along the input dimension.
 
-    Returns the decoded weight (exactly what will run) and its packed form.
+    Returns the decoded weight (exactly what will run) and its packed form. ``clip="mse"`` shrinks each
+    group's range to the one with the least squared rounding error (``gptq.grid``).
     Example: ``rtn(torch.randn(8, 64), bits=4, group=32, scheme="sym")``.
     """
+    q = rtn_codes(w, bits, group, scheme, clip)
+    return q["decoded"], packed_codes(q["codes"], q["scale"], q.get("zero"), bits, group, scheme)
+
+
+def rtn_codes(w: torch.Tensor, bits: int, group: int, scheme: str, clip: str = "none") -> dict[str, torch.Tensor]:
+    """Round-to-nearest codes in ``gptq.gptq``'s form: ``codes`` (out, in), ``scale`` (out, groups), ``zero``
+    (asym) and ``decoded``, the weights that will run."""
     out_f, in_f = w.shape
     if in_f % group:
         raise SpecError(f"quant.group_size={group} does not divide the layer's input size {in_f}")
     g = w.detach().float().reshape(-1, group)  # (out * in / group, group)
-    scale, stored, zero = grid(g, bits, scheme)
+    scale, stored, zero = grid(g, bits, scheme, clip)
     codes, decoded = round_to_grid(g, scale, stored, zero, bits)
-    packed = packed_codes(codes.reshape(out_f, in_f), stored.reshape(out_f, -1),
-                          None if zero is None else zero.reshape(out_f, -1), bits, group, scheme)
-    return decoded.reshape(out_f, in_f).to(w.dtype), packed
+    q = {"codes": codes.reshape(out_f, in_f), "scale": stored.reshape(out_f, -1),
+         "decoded": decoded.reshape(out_f, in_f).to(w.dtype)}
+    if zero is not None:
+        q["zero"] = zero.reshape(out_f, -1).to(torch.uint8)
+    return q
 
 
 def packed_codes(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int, group: int,
@@ -141,11 +151,12 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
         for name, lin in layers:
             group = spec.group_size or lin.in_features
             if spec.algorithm == "gptq":
-                q = gptq(lin.weight, hessians.pop(name), bits[name], group, spec.scheme)
+                q = gptq(lin.weight, hessians.pop(name), bits[name], group, spec.scheme,
+                         act_order=spec.act_order == "on", clip=spec.clip)
                 decoded = q["decoded"]
                 p = packed_codes(q["codes"], q["scale"], q.get("zero"), bits[name], group, spec.scheme)
             else:
-                decoded, p = rtn(lin.weight, bits[name], group, spec.scheme)
+                decoded, p = rtn(lin.weight, bits[name], group, spec.scheme, spec.clip)
             with torch.no_grad():
                 lin.weight.copy_(decoded)
             packed[f"{name}.weight"] = p
@@ -154,7 +165,7 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
                                                f"no fast {spec.bits}-bit kernel here)", module=qm,
                              latency_label="simulated")
         grp = f"groups of {spec.group_size}" if spec.group_size else "one scale per output channel"
-        how = ", rounded by GPTQ on 128 training sentences" if spec.algorithm == "gptq" else ""
+        how = gptq_words(spec)
         notes.insert(0, f"{len(layers)} Linear layers store {spec.bits}-bit weights ({spec.scheme}, {grp}){how}")
     else:
         raise SpecError(f"quant.kernel={kernel} is not available in this build")
@@ -162,6 +173,16 @@ def quantize(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMod
     cm.notes = notes
     cm.info.update(bits=spec.bits, quantized_layers=len(layers), kernel=kernel, algorithm=spec.algorithm)
     return cm
+
+
+def gptq_words(spec: QuantSpec) -> str:
+    """How the levels were chosen, for a setting's notes: ", rounded by GPTQ on 128 training sentences, ..."."""
+    words = ["rounded by GPTQ on 128 training sentences"] if spec.algorithm == "gptq" else []
+    if spec.act_order == "on":
+        words.append("the inputs that sway the output most first")
+    if spec.clip == "mse":
+        words.append("each group's range clipped to the least squared rounding error")
+    return "".join(", " + w for w in words)
 
 
 def distinct_per_group(p: Packed) -> int:
