@@ -13,46 +13,25 @@ CALIBRATION_TEXTS = 128  # train-split texts, as GPTQ's and Wanda's papers used 
 
 
 def layer_hessians(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Linear]], workload,
-                   n_texts: int = CALIBRATION_TEXTS, means: dict | None = None,
-                   stop_early: bool = False) -> dict[str, torch.Tensor]:
+                   n_texts: int = CALIBRATION_TEXTS, stop_early: bool = False) -> dict[str, torch.Tensor]:
     """Per Linear, its (in, in) Hessian 2·XᵀX / n over the calibration tokens (padding left out).
 
     The texts are the train split's first ``n_texts`` (never validation or test), read in the model's
     eval mode from one pass of the unchanged model. ``layers`` are ``(name, nn.Linear)`` pairs, as the
     family adapter's ``linears`` gives them.
-    A ``means`` dict, when given, is filled from the same pass with each layer's mean input row;
     ``stop_early`` as in :func:`each_input`.
     Example: ``layer_hessians(model, family(model).linears(model, "body"), workload)["...query"].shape``.
     """
     hess = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for n, m in layers}
-    sums = {n: torch.zeros(m.in_features, dtype=torch.float64) for n, m in layers}
     count = dict.fromkeys(hess, 0)
 
     def record(name: str, rows: torch.Tensor) -> None:
         rows = rows.double()
         hess[name] += rows.T @ rows
-        sums[name] += rows.sum(0)
         count[name] += rows.shape[0]
 
     each_input(model, layers, workload, n_texts, record, stop_early)
-    if means is not None:
-        means.update({n: (s / max(count[n], 1)).float() for n, s in sums.items()})
     return {n: (2 * h / max(count[n], 1)).float() for n, h in hess.items()}
-
-
-def input_means(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Module]], workload,
-                n_texts: int = CALIBRATION_TEXTS, stop_early: bool = False) -> dict[str, torch.Tensor]:
-    """Per Linear, its mean input row over the calibration tokens (padding left out), from one pass
-    (``stop_early`` as in :func:`each_input`)."""
-    sums = {n: torch.zeros(m.in_features, dtype=torch.float64) for n, m in layers}
-    count = dict.fromkeys(sums, 0)
-
-    def record(name: str, rows: torch.Tensor) -> None:
-        sums[name] += rows.double().sum(0)
-        count[name] += rows.shape[0]
-
-    each_input(model, layers, workload, n_texts, record, stop_early)
-    return {n: (s / max(count[n], 1)).float() for n, s in sums.items()}
 
 
 def forward_stages(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Module]], workload) -> list[list]:

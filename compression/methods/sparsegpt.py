@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..families import family
-from .hessian import CALIBRATION_TEXTS, forward_stages, input_means, layer_hessians
+from .hessian import CALIBRATION_TEXTS, forward_stages, layer_hessians
 
 BLOCK = 128  # columns per lazy-update block, and the width over which the mask is chosen (the paper's Bs)
 DAMP = 0.01  # dampening: this share of H's mean diagonal is added to the diagonal
@@ -95,15 +95,14 @@ def _by_block(model, layers):
 def sparsegpt_prune(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Linear]], workload,
                     sparsity: float, pattern: str = "unstructured", progress=None, n_texts: int = CALIBRATION_TEXTS,
                     damp: float = DAMP, mask: str = "row", sequential: bool = False,
-                    levels: dict[str, float] | None = None, bias_target: dict | None = None) -> None:
+                    levels: dict[str, float] | None = None) -> None:
     """Prune ``layers`` of ``model`` in place with SparseGPT, block by block: each block's Hessians come from
     the train split's first ``n_texts`` calibration texts run through the model with every earlier block
     already pruned. ``damp`` and ``mask`` as in :func:`sparsegpt_layer`.
 
     ``sequential`` also orders the layers inside a block (the reference's --true-sequential): q/k/v, then the
     attention output, then the FFN's, each calibrated after the earlier ones are pruned. ``levels`` gives a
-    layer its own sparsity. ``bias_target`` (the dense model's mean inputs, :func:`input_means`) shifts each
-    bias so that the layer's mean output on calibration text stays the dense model's (:func:`shift_bias`)."""
+    layer its own sparsity (OWL's, by name)."""
     groups = _by_block(model, layers)
     early = not family(model).shared  # ALBERT calls its one block at every depth: each pass runs to the end
     for g, group in enumerate(groups):
@@ -111,36 +110,9 @@ def sparsegpt_prune(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Lin
             progress(g / len(groups), f"SparseGPT: block {g + 1} of {len(groups)} on calibration text")
         for stage in forward_stages(model, group, workload) if sequential else [group]:
             workload.cancel.check()
-            means: dict = {}
-            hessians = layer_hessians(model, stage, workload, n_texts, means, early)
+            hessians = layer_hessians(model, stage, workload, n_texts, stop_early=early)
             with torch.no_grad():
                 for name, module in stage:
                     level = sparsity if levels is None else levels[name]
                     new = sparsegpt_layer(module.weight, hessians[name], level, pattern, damp=damp, mask=mask)
-                    if bias_target is not None:
-                        shift_bias(module, module.weight, new, bias_target[name], means[name])
                     module.weight.copy_(new.to(module.weight.dtype))
-
-
-def shift_bias(module: torch.nn.Linear, dense: torch.Tensor, pruned: torch.Tensor, dense_mean: torch.Tensor,
-               mean: torch.Tensor) -> None:
-    """Add to the bias the mean output the pruning took away: the dense layer's mean output on the dense
-    model's mean input, minus the pruned layer's on the pruned model's. A layer without a bias is left as is."""
-    if module.bias is None:
-        return
-    with torch.no_grad():
-        module.bias += (dense.float() @ dense_mean - pruned.float() @ mean).to(module.bias.dtype)
-
-
-def correct_biases(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Linear]], dense: dict, workload,
-                   target: dict, n_texts: int = CALIBRATION_TEXTS) -> None:
-    """After pruning, shift every bias (:func:`shift_bias`), layer by layer in forward order, each measured
-    after the earlier layers' biases are shifted. ``dense`` holds the weights before pruning, ``target`` the
-    dense model's mean inputs."""
-    early = not family(model).shared
-    for group in _by_block(model, layers):
-        for stage in forward_stages(model, group, workload):
-            workload.cancel.check()
-            means = input_means(model, stage, workload, n_texts, early)
-            for name, module in stage:
-                shift_bias(module, dense[name], module.weight.detach(), target[name], means[name])
