@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
+
 from .families import family
 from .layer_maps import level_of
 from .specs import SpecError
@@ -65,3 +67,28 @@ def grouped_masks(masks_for: Callable, layers: list[tuple[str, object]], by_name
             out.update(masks_for(group, sparsity if level == main else level))
         return out
     return masks
+
+
+def owl_levels(model, layers: list[tuple[str, object]], norms: dict, sparsity: float, spread: float,
+               outlier: float = 5.0) -> dict[str, float]:
+    """OWL's layer sparsities (Yin et al. 2024, outlier-weighed layerwise sparsity): in each block, the share of
+    its Linear weights whose Wanda score |W| * ||X|| exceeds ``outlier`` x the block's mean score; blocks with
+    more such outliers are pruned less, the levels spanning a band 2 x ``spread`` wide (linear in the share) and
+    their mean staying at ``sparsity``. Layers outside the blocks take ``sparsity``.
+
+    Example: ``owl_levels(model, layers, input_norms(...), 0.5, 0.08)`` gives 0.43..0.59 by block, mean 0.5.
+    """
+    by_block: dict[int, list] = {}
+    for n, m in layers:
+        if (i := layer_index(model, n)) is not None:
+            by_block.setdefault(i, []).append((n, m))
+    ratio = {}
+    for i, group in by_block.items():
+        scores = [(m.weight.detach().abs() * norms[n][None, :]).flatten() for n, m in group]
+        allsc = torch.cat(scores)
+        ratio[i] = float((allsc > outlier * allsc.mean()).float().mean())
+    lo, hi = min(ratio.values(), default=0.0), max(ratio.values(), default=0.0)
+    scaled = {i: (r - lo) / (hi - lo) * 2 * spread if hi > lo else 0.0 for i, r in ratio.items()}
+    mean = sum(scaled.values()) / max(len(scaled), 1)
+    level = {i: min(0.99, max(0.0, sparsity - (d - mean))) for i, d in scaled.items()}
+    return {n: level[i] if (i := layer_index(model, n)) is not None else sparsity for n, _ in layers}

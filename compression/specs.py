@@ -206,6 +206,14 @@ class PruneSpec(Spec):
                                "weights to make up for the pruned ones, from the same text (Frantar & Alistarh 2023)")
     pattern: str = knob("unstructured", choices=("unstructured", "2:4", "4:8"),
                         help="N:M keeps the N largest of every M consecutive weights in a row (sparsity 0.5)")
+    calibration: str = knob("block", choices=("block", "sequential"),
+                            help="sparsegpt: measure a block's layers once before pruning it (block), or each layer "
+                                 "after the earlier layers of its block are pruned (sequential: slower, fewer changed "
+                                 "answers on validation)")
+    allocation: str = knob("uniform", choices=("uniform", "owl"),
+                           help="wanda, sparsegpt: the same sparsity in every layer (uniform), or less in the layers "
+                                "with more outlier weights and more elsewhere, in a band 16 points wide, same overall share "
+                                "(owl, Yin et al. 2024)")
     recover_steps: int = knob(0, lo=0, hi=20000, step=1, unit="steps",
                               help="fine-tuning steps after pruning, with the zeros held fixed (0 = none)")
     schedule: str = knob("none", choices=("none", "poly"),
@@ -222,6 +230,13 @@ class PruneSpec(Spec):
         if self.schedule == "poly" and self.criterion == "sparsegpt":
             raise SpecError("prune.criterion=sparsegpt prunes and updates the weights once: use schedule=none "
                             "(recover_steps still fine-tune), or criterion=wanda for a gradual schedule")
+        if self.calibration != "block" and self.criterion != "sparsegpt":
+            raise SpecError("prune.calibration=sequential applies to criterion=sparsegpt only: magnitude and wanda "
+                            "update no weights")
+        if self.allocation == "owl" and (self.criterion == "magnitude" or self.per_layer
+                                         or self.schedule != "none" or self.pattern != "unstructured"):
+            raise SpecError("prune.allocation=owl sets each layer's sparsity from Wanda's scores: use it with "
+                            "criterion=wanda or sparsegpt, unstructured, schedule=none and no per_layer")
         if self.per_layer and self.criterion == "sparsegpt":
             raise SpecError("prune.per_layer works with criterion=magnitude or wanda: sparsegpt prunes every layer "
                             "to one sparsity")
@@ -250,9 +265,11 @@ class PruneSpec(Spec):
         teach = " copying the original's answers" if self.recover_alpha < 1 or self.recover_hidden else ""
         rec = f", then {self.recover_steps} fine-tuning steps{teach}" if self.recover_steps else ""
         grad = " gradually" if self.schedule == "poly" else ""
+        seq = ", layer by layer" if self.calibration == "sequential" else ""
         how = {"magnitude": "", "wanda": " (the least useful for typical inputs)",
-               "sparsegpt": " (the least useful for typical inputs, the rest adjusted to make up)"}[self.criterion]
+               "sparsegpt": f" (the least useful for typical inputs, the rest adjusted to make up{seq})"}[self.criterion]
         pat = f" in a {self.pattern} pattern" if self.pattern != "unstructured" else ""
+        pat += ", fewer in layers with outlier weights" if self.allocation == "owl" else ""
         return (f"{self.sparsity:.0%} of the encoder's weights set to zero{how}{pat}{grad}{rec}"
                 f"{per_layer_words(self.per_layer, ' sparsity')}")
 

@@ -14,7 +14,7 @@ import torch
 
 from ..artifacts import CompressedModel, Packed
 from ..families import family
-from ..layerwise import grouped_masks, levels
+from ..layerwise import grouped_masks, levels, owl_levels
 from ..specs import PruneSpec
 from ..training import TrainSettings, train
 from .hessian import each_input
@@ -23,6 +23,7 @@ from .structured import recovery_loss, recovery_words
 
 
 CALIBRATION_ROWS = 128  # train-split texts whose activations weigh the weights (Wanda used 128 sequences)
+OWL_SPREAD, OWL_OUTLIER = 0.08, 5.0  # OWL's lambda and M (the paper's LLaMA settings; lambda 0.08 on validation here)
 
 
 def input_norms(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Module]], workload,
@@ -102,20 +103,23 @@ def poly_sparsity(step: int, s_i: float, s_f: float, t0: int, t1: int) -> float:
 
 def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
     layers = family(model).linears(model)
-    if spec.criterion == "wanda":
+    owl = spec.allocation == "owl" and spec.sparsity > 0
+    if spec.criterion == "wanda" or owl:
         workload.progress(0.02, f"weighing the weights by their inputs on {CALIBRATION_ROWS} train-split texts")
-    norms = input_norms(model, layers, workload) if spec.criterion == "wanda" else None
+    norms = input_norms(model, layers, workload) if spec.criterion == "wanda" or owl else None
+    by_name = owl_levels(model, layers, norms, spec.sparsity, OWL_SPREAD, OWL_OUTLIER) if owl else None
     masks = functools.partial(masks_for, layers, scope=spec.scope, norms=norms, pattern=spec.pattern)
     if spec.criterion == "sparsegpt" and spec.sparsity > 0:  # pruned and updated once; recovery holds the zeros
         sparsegpt_prune(model, layers, workload, spec.sparsity, spec.pattern,
-                        progress=lambda f, m: workload.progress(0.02 + 0.03 * f, m))
+                        progress=lambda f, m: workload.progress(0.02 + 0.03 * f, m),
+                        sequential=spec.calibration == "sequential", levels=by_name)
         kept = {n: m.weight.detach() != 0 for n, m in layers}
 
         def masks(_sparsity: float) -> dict[str, torch.Tensor]:  # schedule=poly is refused for sparsegpt
             return kept
-    elif spec.per_layer:  # each layer's own sparsity (compression/layerwise.py)
+    elif spec.per_layer or owl:  # each layer's own sparsity (compression/layerwise.py)
         masks = grouped_masks(functools.partial(masks_for, scope=spec.scope, norms=norms, pattern=spec.pattern),
-                              layers, levels(model, layers, spec, "sparsity"), spec.sparsity)
+                              layers, by_name or levels(model, layers, spec, "sparsity"), spec.sparsity)
     if spec.schedule == "poly":
         t1 = max(1, int(0.75 * spec.recover_steps))  # the last quarter fine-tunes at the final sparsity
         every = max(1, spec.recover_steps // 20)
@@ -154,10 +158,14 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
                          packed=packed)
     teach = recovery_words(spec, workload)
     rec = f", then {spec.recover_steps} fine-tuning steps{teach} with the zeros held" if spec.recover_steps else ""
+    unit = "layer" if spec.calibration == "sequential" else "block"
     how = {"magnitude": f"{spec.scope} magnitude threshold", "wanda": "Wanda scores, per output row",
            "sparsegpt": "SparseGPT, the surviving weights updated to make up for the pruned ones, "
-                        "calibrated block by block on train-split text"}[spec.criterion]
+                        f"calibrated {unit} by {unit} on train-split text"}[spec.criterion]
     pat = f", {spec.pattern} pattern" if spec.pattern != "unstructured" else ""
+    if owl:
+        pat += (f", layers from {min(by_name.values()):.0%} to {max(by_name.values()):.0%} by their share of "
+                "outlier weights (OWL)")
     cm.notes.append(f"{zeros / total:.0%} of the encoder's weights are zero ({how}{pat}{rec})")
     cm.info.update(sparsity=zeros / total, pruned_layers=len(layers), criterion=spec.criterion, pattern=spec.pattern)
     return cm

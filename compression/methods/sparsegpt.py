@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..families import family
-from .hessian import CALIBRATION_TEXTS, layer_hessians
+from .hessian import CALIBRATION_TEXTS, forward_stages, layer_hessians
 
 BLOCK = 128  # columns per lazy-update block, and the width over which the mask is chosen (the paper's Bs)
 DAMP = 0.01  # dampening: this share of H's mean diagonal is added to the diagonal
@@ -94,17 +94,25 @@ def _by_block(model, layers):
 
 def sparsegpt_prune(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Linear]], workload,
                     sparsity: float, pattern: str = "unstructured", progress=None, n_texts: int = CALIBRATION_TEXTS,
-                    damp: float = DAMP, mask: str = "row") -> None:
+                    damp: float = DAMP, mask: str = "row", sequential: bool = False,
+                    levels: dict[str, float] | None = None) -> None:
     """Prune ``layers`` of ``model`` in place with SparseGPT, block by block: each block's Hessians come from
     the train split's first ``n_texts`` calibration texts run through the model with every earlier block
-    already pruned. ``damp`` and ``mask`` as in :func:`sparsegpt_layer`."""
+    already pruned. ``damp`` and ``mask`` as in :func:`sparsegpt_layer`.
+
+    ``sequential`` also orders the layers inside a block (the reference's --true-sequential): q/k/v, then the
+    attention output, then the FFN's, each calibrated after the earlier ones are pruned. ``levels`` gives a
+    layer its own sparsity (OWL's, by name)."""
     groups = _by_block(model, layers)
+    early = not family(model).shared  # ALBERT calls its one block at every depth: each pass runs to the end
     for g, group in enumerate(groups):
         if progress is not None:
             progress(g / len(groups), f"SparseGPT: block {g + 1} of {len(groups)} on calibration text")
-        workload.cancel.check()
-        hessians = layer_hessians(model, group, workload, n_texts)
-        with torch.no_grad():
-            for name, module in group:
-                new = sparsegpt_layer(module.weight, hessians[name], sparsity, pattern, damp=damp, mask=mask)
-                module.weight.copy_(new.to(module.weight.dtype))
+        for stage in forward_stages(model, group, workload) if sequential else [group]:
+            workload.cancel.check()
+            hessians = layer_hessians(model, stage, workload, n_texts, stop_early=early)
+            with torch.no_grad():
+                for name, module in stage:
+                    level = sparsity if levels is None else levels[name]
+                    new = sparsegpt_layer(module.weight, hessians[name], level, pattern, damp=damp, mask=mask)
+                    module.weight.copy_(new.to(module.weight.dtype))
