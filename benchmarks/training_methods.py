@@ -23,8 +23,9 @@ SETTINGS = {
     "layers50": "layers(fraction=0.5,importance=grad,recover_steps=100)",
     "prune80": "prune(sparsity=0.8,recover_steps=200,schedule=poly,initial_sparsity=0.5)",
     "prune80_none": "prune(sparsity=0.8)",
+    # recover_lr 2e-4 (not the default 5e-5): validation kept 100.0% with 106 answers flipped against 98.4% and 129
     "prune80_distill": "prune(sparsity=0.8,criterion=wanda,recover_steps=400,schedule=poly,initial_sparsity=0.5,"
-                       "recover_alpha=0.5,recover_hidden=1.0)",
+                       "recover_alpha=0.5,recover_hidden=1.0,recover_lr=0.0002)",
     "chain": "distill(student_layers=3,steps=200)>quant(bits=8,kernel=torch,embeddings=8)",
 }
 

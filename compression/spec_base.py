@@ -121,7 +121,8 @@ def per_layer_knob(level: str):
 
 
 def recovery_knobs():
-    """The distillation-aware recovery knobs that every pruning spec shares (alpha 1 = labels only)."""
+    """The recovery knobs that every pruning spec shares: the distillation-aware loss (alpha 1 = labels only)
+    and the fine-tuning's learning rate."""
     return (knob(1.0, lo=0.0, hi=1.0, step=0.05, unit="fraction",
                  help="recovery loss: this share is the labels' cross-entropy, the rest the original model's "
                       "softened answers (T^2 x KL, distillation-aware recovery); 1 = labels only"),
@@ -129,4 +130,7 @@ def recovery_knobs():
                  help="temperature that softens the original model's answers in recovery"),
             knob(0.0, lo=0.0, hi=10.0, step=0.05, unit="",
                  help="recovery loss: add this weight x the mean squared difference between the model's hidden "
-                      "states and the original's (layer by layer where layers match; 0 = off)"))
+                      "states and the original's (layer by layer where layers match; 0 = off)"),
+            # no step: the UI offers a text box ("5e-5,1e-4"), not a slider over 10,000 positions
+            knob(5e-5, lo=0.0, hi=0.01, lo_open=True, unit="",
+                 help="learning rate of the recovery fine-tuning: how far each step moves the weights"))

@@ -223,6 +223,7 @@ class PruneSpec(Spec):
     recover_alpha: float = recovery_knobs()[0]
     recover_temperature: float = recovery_knobs()[1]
     recover_hidden: float = recovery_knobs()[2]
+    recover_lr: float = recovery_knobs()[3]
     per_layer: tuple = per_layer_knob("sparsity (0..0.99; 0 leaves a layer dense)")
 
     def check(self):
@@ -350,6 +351,7 @@ def _structured(what: str):
         recover_alpha: float = recovery_knobs()[0]
         recover_temperature: float = recovery_knobs()[1]
         recover_hidden: float = recovery_knobs()[2]
+        recover_lr: float = recovery_knobs()[3]
     return _S
 
 

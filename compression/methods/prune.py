@@ -139,7 +139,7 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
 
     if spec.recover_steps:
         train(model, workload.tokenizer, workload.train["text"].tolist(), workload.train["label"].tolist(),
-              TrainSettings(steps=spec.recover_steps, lr=5e-5, seed=workload.seed, max_len=workload.seq_len),
+              TrainSettings(steps=spec.recover_steps, lr=spec.recover_lr, seed=workload.seed, max_len=workload.seq_len),
               loss_fn=recovery_loss(spec, workload), after_step=after_step, progress=lambda f, m: workload.progress(0.05 + 0.7 * f, m),
               cancel=workload.cancel)
         state["masks"] = masks(spec.sparsity) if spec.schedule == "poly" else state["masks"]

@@ -82,7 +82,7 @@ def _recover(model, spec, workload, cm: CompressedModel, layer_map: list[int] | 
     """Fine-tune after removal (when asked), and say so in ``cm``'s notes."""
     if spec.recover_steps:
         train(model, workload.tokenizer, workload.train["text"].tolist(), workload.train["label"].tolist(),
-              TrainSettings(steps=spec.recover_steps, lr=5e-5, seed=workload.seed, max_len=workload.seq_len),
+              TrainSettings(steps=spec.recover_steps, lr=spec.recover_lr, seed=workload.seed, max_len=workload.seq_len),
               loss_fn=recovery_loss(spec, workload, layer_map),
               progress=lambda f, m: workload.progress(0.1 + 0.7 * f, m), cancel=workload.cancel)
         cm.notes.append(f"then {spec.recover_steps} fine-tuning steps{recovery_words(spec, workload)}")
