@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .families import BY_TYPE
-from .packed import Packed, pack_bits, unpack_bits  # noqa: F401 (the methods import them from here)
+from .packed import Packed
 from .runtimes import LowRankLinear, dynamic_int8, onnx_session, openvino_session
 
 MANIFEST = "manifest.json"

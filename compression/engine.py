@@ -44,8 +44,8 @@ class Yielding(CancelToken):
     SparseGPT) yields at once instead of finishing a setting nobody waits for."""
 
     def __init__(self, cancel: CancelToken, stop: Callable[[], bool]):
-        super().__init__()
-        self._event, self._stop = cancel._event, stop  # the same flag: the heartbeat still cancels it
+        super().__init__(sharing=cancel)  # the same flag: the heartbeat still cancels it
+        self._stop = stop
 
     def check(self) -> None:
         super().check()

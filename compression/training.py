@@ -25,10 +25,13 @@ class Cancelled(Exception):
 
 
 class CancelToken:
-    """A flag the worker sets (from a heartbeat thread) and long work checks between steps."""
+    """A flag the worker sets (from a heartbeat thread) and long work checks between steps.
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
+    ``CancelToken(sharing=other)`` reads and sets ``other``'s flag: a subclass that adds a reason of its own
+    to stop (engine.Yielding) still hears the user's cancel."""
+
+    def __init__(self, sharing: "CancelToken | None" = None) -> None:
+        self._event = sharing._event if sharing is not None else threading.Event()
 
     def cancel(self) -> None:
         self._event.set()

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import CompressedModel, onnx_model, pack_bits
+from ..artifacts import CompressedModel, onnx_model
+from ..packed import pack_bits
 from ..families import family
 from ..specs import QuantSpec
 from .gptq import gptq

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import CompressedModel, Packed, onnx_model, pack_bits, unpack_bits
+from ..artifacts import CompressedModel, Packed, onnx_model
+from ..packed import pack_bits, unpack_bits
 from ..families import family
 from ..layerwise import levels
 from ..runtimes import dynamic_int8
