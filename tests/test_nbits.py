@@ -224,7 +224,7 @@ def test_gptq_weights_run_on_matmulnbits_exactly(extra, tiny, tmp_path, monkeypa
 def test_act_order_and_clip_weights_are_the_stored_ones_and_reload(tiny, tmp_path):
     """3-bit GPTQ with act-order and clipped ranges in torch: the saved codes and scales decode to exactly the
     weights that ran, and the reloaded artifact gives the same answers."""
-    from compression.artifacts import unpack_bits
+    from compression.packed import unpack_bits
 
     model, tok, df, batch = tiny
     spec = QuantSpec(bits=3, kernel="rtn", group_size=16, algorithm="gptq", act_order="on", clip="mse",
