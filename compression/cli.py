@@ -211,6 +211,7 @@ def cmd_prepare(args) -> int:
 
 def cmd_sweep(args) -> int:
     recipes, request = _recipes(args)  # knob errors first: nothing is written for a bad knob
+    api.refuse_missing_runtimes(recipes)  # and a runtime this machine lacks
     paths, store = _store(args)
     fp = api.add_baseline(store, _request(args))
     name = args.name or (args.method or "recipes")

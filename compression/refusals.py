@@ -4,9 +4,11 @@ Example::
 
     >>> refusal(store, fp, "heads")     # None on every supported family; a sentence otherwise
     >>> refuse(store, fp, recipes)      # raises UserError naming the recipe, the family and the reason
+                                        # (or the optional runtime a step needs and this machine lacks)
 """
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 from . import families
@@ -38,9 +40,35 @@ def model_type(store: Store, baseline: str) -> str | None:
 
 def refuse(store: Store, baseline: str, recipes: list[Recipe]) -> None:
     """Refuse, before any job is stored, a recipe with a step that cannot run on the baseline's family."""
+    refuse_missing_runtimes(recipes)
     kind = model_type(store, baseline)
     for r in recipes:
         for s in r.steps:
             why = families.refusal(kind, s.method, s)
             if why:
                 raise UserError(f"{recipe_name(r.key)}: {why}")
+
+
+def refuse_missing_runtimes(recipes: list[Recipe]) -> None:
+    """Refuse a recipe whose step needs an optional runtime this machine lacks: asked before a baseline is even
+    registered, since no family changes that answer."""
+    for r in recipes:
+        for s in r.steps:
+            why = missing_runtime(s)
+            if why:
+                raise UserError(f"{recipe_name(r.key)}: {why}")
+
+
+# optional runtimes: what a step names -> (the modules it imports, the requirements file that installs them)
+OPTIONAL = {"openvino": (("openvino", "nncf"), "requirements-openvino.txt")}
+
+
+def missing_runtime(step) -> str | None:
+    """Why ``step`` cannot run here because it needs an optional runtime this machine lacks, or None."""
+    wanted = getattr(step, "kernel", None) if step.method == "quant" else getattr(step, "engine", None)
+    if wanted not in OPTIONAL:
+        return None
+    modules, reqs = OPTIONAL[wanted]
+    if all(importlib.util.find_spec(m) is not None for m in modules):
+        return None
+    return f"{wanted} is an optional runtime that is not installed here: pip install -r {reqs}"

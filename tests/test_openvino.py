@@ -91,3 +91,30 @@ def test_the_tool_turns_nncf_telemetry_off_before_quantizing(bert, monkeypatch):
     monkeypatch.delenv("NNCF_CI", raising=False)
     _run(bert, "quant(bits=8,kernel=openvino,embeddings=8)", "telemetry")
     assert os.environ.get("NNCF_CI") == "1", "NNCF's only off switch for its telemetry was not set"
+
+
+def test_without_openvino_a_sweep_that_needs_it_is_refused_before_anything_is_stored(prepared, monkeypatch, capsys):
+    """On a machine where OpenVINO is not installed (make run leaves it out), the CLI says so in one line,
+    with the command that installs it, and queues nothing."""
+    import importlib.util
+
+    from compression import resolve
+    from compression.cli import main
+    from compression.store import Store
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    ws, baseline = prepared
+    store = Store(resolve(ws).store_url)
+    before = [j["id"] for j in store.jobs()]
+    capsys.readouterr()
+    for args in (["--method", "quant", "--kernel", "openvino", "--bits", "8"], ["--recipe", "runtime(engine=openvino)"]):
+        rc = main(["sweep", *args, *baseline])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1, err
+        assert "not installed here" in err and "requirements-openvino.txt" in err
+    assert [j["id"] for j in store.jobs()] == before
+    # on a workspace that has no baseline yet, nothing is registered either
+    fresh = ws.parent / "fresh-ws"
+    assert main(["sweep", "--recipe", "runtime(engine=openvino)", "--workspace", str(fresh)]) == 2
+    assert not fresh.exists() or not Store(resolve(fresh).store_url).baselines()
