@@ -155,3 +155,16 @@ def postgres_url(tmp_path_factory):
         subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def tiny_bert_split(d: Path):
+    """A 3-layer random BERT with its classifier head, its tokenizer and a 200-row two-class frame (text, label)
+    built under ``d``: the small model the calibration tests (SparseGPT, allocation) prune."""
+    import pandas as pd
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = make_tiny_model(d / "bert", layers=3, head=True, hidden=64, intermediate=128)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    df = pd.read_csv(make_csv(d / "d.csv", n=200))
+    return model, tok, pd.DataFrame({"text": df["review"], "label": (df["sentiment"] == "positive").astype(int)})

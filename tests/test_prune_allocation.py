@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 
-import pandas as pd
 import pytest
 import torch
 
@@ -16,19 +15,13 @@ from compression.methods.sparsegpt import sparsegpt_prune
 from compression.recipes import Recipe
 from compression.specs import PruneSpec, SpecError
 from compression.workload import Workload
-from conftest import make_csv, make_tiny_model
+from conftest import tiny_bert_split
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     d = tmp_path_factory.mktemp("alloc")
-    path = make_tiny_model(d / "bert", layers=3, head=True, hidden=64, intermediate=128)
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-    tok = AutoTokenizer.from_pretrained(path)
-    df = pd.read_csv(make_csv(d / "d.csv", n=200))
-    df = pd.DataFrame({"text": df["review"], "label": (df["sentiment"] == "positive").astype(int)})
+    model, tok, df = tiny_bert_split(d)
     return model, Workload(tok, df, df, ["negative", "positive"], scratch=d, teacher=model)
 
 

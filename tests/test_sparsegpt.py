@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import pandas as pd
 import pytest
 import torch
 
@@ -18,19 +17,13 @@ from compression.recipes import Recipe
 from compression.specs import LayersSpec, PruneSpec, SpecError
 from compression.training import cross_entropy
 from compression.workload import Workload
-from conftest import make_csv, make_tiny_model
+from conftest import tiny_bert_split
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     d = tmp_path_factory.mktemp("sg")
-    path = make_tiny_model(d / "bert", layers=3, head=True, hidden=64, intermediate=128)
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-    tok = AutoTokenizer.from_pretrained(path)
-    df = pd.read_csv(make_csv(d / "d.csv", n=200))
-    df = pd.DataFrame({"text": df["review"], "label": (df["sentiment"] == "positive").astype(int)})
+    model, tok, df = tiny_bert_split(d)
     batch = dict(tok(df["text"].tolist()[:16], padding=True, truncation=True, max_length=64, return_tensors="pt"))
     return model, tok, df, batch
 
