@@ -19,7 +19,7 @@ import numpy as np
 from . import config
 from .config import TRAIN_LR, TRAIN_SEED, TRAIN_STEPS, Paths, UserError, hardware_id, resolve
 from .recipes import Recipe, expand, parse_values, spec_type
-from .refusals import refusal, refuse, refuse_missing_runtimes  # noqa: F401 (the CLI asks it first)
+from .refusals import optional_missing, refusal, refuse, refuse_missing_runtimes  # noqa: F401 (CLI and UI ask)
 from .registry import CATALOGUE, entry
 from .report import CSV_COLUMNS, jobs_frame, recipe_name, results_frame, text_table
 from .specs import Spec, SpecError

@@ -63,12 +63,15 @@ def refuse_missing_runtimes(recipes: list[Recipe]) -> None:
 OPTIONAL = {"openvino": (("openvino", "nncf"), "requirements-openvino.txt")}
 
 
+def optional_missing(choice: str) -> bool:
+    """True if ``choice`` (a kernel or engine name) is an optional runtime this machine lacks; the dashboard marks
+    such choices in its lists."""
+    return choice in OPTIONAL and any(importlib.util.find_spec(m) is None for m in OPTIONAL[choice][0])
+
+
 def missing_runtime(step) -> str | None:
     """Why ``step`` cannot run here because it needs an optional runtime this machine lacks, or None."""
     wanted = getattr(step, "kernel", None) if step.method == "quant" else getattr(step, "engine", None)
-    if wanted not in OPTIONAL:
+    if not optional_missing(wanted):
         return None
-    modules, reqs = OPTIONAL[wanted]
-    if all(importlib.util.find_spec(m) is not None for m in modules):
-        return None
-    return f"{wanted} is an optional runtime that is not installed here: pip install -r {reqs}"
+    return f"{wanted} is an optional runtime that is not installed here: pip install -r {OPTIONAL[wanted][1]}"

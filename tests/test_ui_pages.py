@@ -249,3 +249,22 @@ def test_tradeoffs_offers_gpu_axes_for_results_measured_where_cuda_was_present(w
     assert "**Best feasible: baseline**" in texts(at)
     at.selectbox(key="gpu").set_value("NVIDIA L4").run()
     assert "9.00 ms measured" in [m.value for m in at.markdown if m.value.startswith("**Best feasible:")][0]
+
+
+def test_sweep_page_marks_an_optional_runtime_this_machine_lacks_and_refuses_it_on_queue(ws_copy, monkeypatch):
+    """make run leaves OpenVINO out: its kernel choice says 'not installed here', and queueing it says how to
+    install it, with nothing stored."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    store, _ = stored(ws_copy)
+    at = run("pages/sweep.py")
+    at.checkbox(key="adv:quant").check().run()
+    kernel = at.multiselect(key="knob:quant:kernel")
+    assert "openvino (not installed here)" in list(kernel.options) and "ort-fused" in list(kernel.options)
+    n = len(store.jobs())
+    kernel.set_value(["openvino"]).run()
+    at.multiselect(key="knob:quant:bits").set_value([8]).run()
+    at.button(key="enqueue").click().run()
+    assert "requirements-openvino.txt" in texts(at) and len(store.jobs()) == n

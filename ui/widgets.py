@@ -41,6 +41,12 @@ def _defaults(k: dict) -> list:
     return [k["default"]]
 
 
+def choice_label(value) -> str:
+    """A knob choice as the lists show it: an optional runtime this machine lacks says so (choosing it is refused
+    with the command that installs it)."""
+    return f"{value} (not installed here)" if api.optional_missing(str(value)) else str(value)
+
+
 def knob_widget(method: str, k: dict, key: str) -> list:
     """One knob's sweep values: a multiselect for choices and small int ranges, a range slider plus step
     for floats, and a list/range text box otherwise."""
@@ -49,7 +55,7 @@ def knob_widget(method: str, k: dict, key: str) -> list:
         return [per_layer_table(label, key, help_)]
     if k.get("choices"):
         default = [v for v in _defaults(k) if v in k["choices"]] or [k["default"]]  # its sweep, if it has one
-        return st.multiselect(label, list(k["choices"]), default=default, key=key, help=help_)
+        return st.multiselect(label, list(k["choices"]), default=default, key=key, help=help_, format_func=choice_label)
     lo, hi, step = k.get("lo"), k.get("hi"), k.get("step")
     if k["type"] is int and lo is not None and hi is not None and hi - lo <= 16:
         opts = list(range(int(lo), int(hi) + 1))
@@ -148,7 +154,8 @@ def live_slider(method: str, key: str, refused: str | None = None):
         return None, None
     label = f"{method}: {name.replace('_', ' ')}{' (' + k['unit'] + ')' if k.get('unit') else ''}"
     if k.get("choices"):
-        return name, st.select_slider(label, list(k["choices"]), value=k["default"], key=key, help=refused or _help(k), disabled=bool(refused))
+        return name, st.select_slider(label, list(k["choices"]), value=k["default"], key=key, help=refused or _help(k),
+                                      disabled=bool(refused), format_func=choice_label)
     start = k["default"]
     if start == k.get("lo") and k.get("sweep"):  # e.g. rank_fraction 0 means "unset": start inside the sweep
         start = _defaults(k)[0]
