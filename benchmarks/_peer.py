@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from compression import config
+from compression import api, config
 from compression.artifacts import CompressedModel, weight_bytes
 from compression.recipes import Recipe
 
@@ -34,9 +34,7 @@ def cpu_note() -> str:
 
 def has_openvino() -> bool:
     """OpenVINO is an optional runtime: its rows are skipped where it is not installed."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(m) is not None for m in ("openvino", "nncf"))
+    return not api.optional_missing("openvino")
 
 
 def _peer(fp32: Path, out: Path) -> CompressedModel:

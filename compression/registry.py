@@ -53,6 +53,7 @@ CATALOGUE: dict[str, Method] = {
     "cast": Method(CastSpec, "cast:cast", post_training=True, live_knob="dtype",
                    examples=(CastSpec(dtype="fp16"), CastSpec(dtype="bf16"))),  # bf16 keeps fewer digits
     "runtime": Method(RuntimeSpec, "ort_graph:run_on_ort", post_training=True, live_knob="engine",
+                      # lossless for these examples; engine=openvino runs bf16 where the CPU has it, so it is none
                       examples=(RuntimeSpec(engine="ort"), RuntimeSpec(engine="ort-fused")), lossless=True),
     "prune": Method(PruneSpec, "prune:prune", post_training=True, live_knob="sparsity",
                     examples=(PruneSpec(sparsity=0.2, criterion="sparsegpt", calibration="sequential",

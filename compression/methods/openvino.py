@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -38,8 +39,10 @@ def _openvino():
     return openvino
 
 
+@functools.lru_cache(maxsize=1)
 def _precision(ov) -> str:
-    """The precision OpenVINO's CPU plugin runs fp32 layers in by default on this CPU: bf16 or fp32."""
+    """The precision OpenVINO's CPU plugin runs fp32 layers in by default on this CPU: bf16 or fp32 (asked once:
+    the CPU does not change under a process)."""
     name = str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")).replace("<Type: '", "").rstrip("'>")
     return {"float32": "fp32", "f32": "fp32", "bfloat16": "bf16", "bf16": "bf16", "float16": "fp16", "f16": "fp16"}.get(name, name)
 
