@@ -141,6 +141,21 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+VNNI = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def int8_saturates(flags: set[str] | None = None) -> bool:
+    """Whether this CPU's uint8 x int8 kernels can overflow: an x86 CPU without VNNI (AVX2 only, or AVX-512
+    before Cascade Lake) multiplies with VPMADDUBSW, which adds each pair of products into 16 bits and clamps
+    there (255 x 127 x 2 > 32767). ONNX Runtime's and OpenVINO's int8 kernels then need 7-bit weights
+    (ONNX Runtime's ``reduce_range``, NNCF's ``overflow_fix``), or a model's answers can change wholesale.
+
+    Example: ``int8_saturates({"sse2", "avx2", "fma"})`` -> True; with ``"avx512_vnni"`` added, False.
+    """
+    flags = cpu_flags() if flags is None else flags
+    return "sse2" in flags and not VNNI & flags
+
+
 def hardware_id() -> str:
     """The target class a job is keyed by: architecture, ISA class and threads, e.g. ``cpu-x86_64-avx2-2t``.
 

@@ -118,3 +118,25 @@ def test_without_openvino_a_sweep_that_needs_it_is_refused_before_anything_is_st
     fresh = ws.parent / "fresh-ws"
     assert main(["sweep", "--recipe", "runtime(engine=openvino)", "--workspace", str(fresh)]) == 2
     assert not fresh.exists() or not Store(resolve(fresh).store_url).baselines()
+
+
+def test_openvino_int8_keeps_weights_to_7_bits_on_a_cpu_without_vnni(bert, monkeypatch):
+    """NNCF's overflow fix on a CPU without VNNI (whose int8 kernel sums pairs of products in 16 bits): every
+    MatMul's weights in half the int8 range, said in the notes; the full range with VNNI."""
+    import openvino as ov
+
+    from compression import config
+
+    widest = {}
+    for name, flags in (("no-vnni", {"sse2", "avx2", "fma"}), ("vnni", {"sse2", "avx2", "avx512f", "avx512_vnni"})):
+        monkeypatch.setattr(config, "cpu_flags", lambda flags=flags: set(flags))
+        cm, out, ref, _, where = _run(bert, "quant(bits=8,kernel=openvino)", f"range-{name}")
+        xml = [f for f in cm.save(where / "art") if f.suffix == ".xml"][0]
+        codes = [np.abs(op.get_data().astype(np.int32)).max() for op in ov.Core().read_model(str(xml)).get_ops()
+                 if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
+        widest[name] = int(max(codes))
+        assert cm.info["weight_range_bits"] == (7 if name == "no-vnni" else 8)
+        assert ("7 bits" in " ".join(cm.notes)) == (name == "no-vnni"), cm.notes
+        if name == "no-vnni":
+            assert _rel(out, ref) < 0.15
+    assert widest["no-vnni"] <= 64 < widest["vnni"], widest

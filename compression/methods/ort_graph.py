@@ -34,7 +34,7 @@ from ..artifacts import CompressedModel, onnx_model
 from ..families import family
 from ..specs import QuantSpec, RuntimeSpec, SpecError
 from ..runtimes import DISABLED_OPTIMIZERS_KEY
-from .quant import _Logits, _quiet_ort_quantizer, export_onnx
+from .quant import _Logits, _quiet_ort_quantizer, export_onnx, seven_bit_weights
 
 FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization", "BiasGelu",
              "FastGelu", "Gelu", "SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization")
@@ -164,15 +164,16 @@ def fused_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedM
     src, ops, how = fused_fp32(model, workload)
     out = Path(workload.scratch) / "model.int8-fused.onnx"
     types = ["MatMul", "Attention"] + (["EmbedLayerNormalization", "Gather"] if spec.embeddings == "8" else [])
+    seven, why = seven_bit_weights()
     with _quiet_ort_quantizer():
         # the fused graph's contrib ops carry no type information the quantizer can read without this
         quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=types,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                         reduce_range=seven, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     _keep_unfused(out)
     cm = onnx_model(out, "int8 fused transformer kernels (ONNX Runtime, dynamic activations)")
     cm.notes.append("exported to ONNX, " + _fused_note(ops, how) + "; MatMul and Attention weights in int8"
-                    + ("; word embeddings in 8 bits" if spec.embeddings == "8" else ""))
-    cm.info.update(bits=8, kernel="ort-fused", fused_ops=ops)
+                    + ("; word embeddings in 8 bits" if spec.embeddings == "8" else "") + why)
+    cm.info.update(bits=8, kernel="ort-fused", fused_ops=ops, weight_range_bits=7 if seven else 8)
     return cm
 
 
@@ -213,13 +214,14 @@ def static_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> Compressed
         raise SpecError("quant.kernel=ort-static found no weight MatMul in this model's graph")
     out = Path(workload.scratch) / "model.int8-static.onnx"
     reader = _Calibration(workload, [i.name for i in graph.input])
+    seven, why = seven_bit_weights()
     with _quiet_ort_quantizer():
         quantize_static(str(src), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, op_types_to_quantize=list(ops),
-                        nodes_to_quantize=nodes, calibrate_method=CalibrationMethod.MinMax)
+                        nodes_to_quantize=nodes, calibrate_method=CalibrationMethod.MinMax, reduce_range=seven)
     cm = onnx_model(out, "int8 QDQ MatMul (ONNX Runtime, static activation scales)")
     cm.notes.append(f"exported to ONNX; {len(nodes)} weight MatMuls in int8 with activation scales calibrated on "
                     f"{min(CALIBRATION_ROWS, len(workload.train))} training sentences"
-                    + ("; word embeddings in 8 bits" if spec.embeddings == "8" else ""))
-    cm.info.update(bits=8, kernel="ort-static")
+                    + ("; word embeddings in 8 bits" if spec.embeddings == "8" else "") + why)
+    cm.info.update(bits=8, kernel="ort-static", weight_range_bits=7 if seven else 8)
     return cm
