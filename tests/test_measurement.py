@@ -118,3 +118,41 @@ def test_the_baselines_solo_runs_are_reused_within_a_session_only_while_fresh(mo
     runs["b"] = 0
     timing.interleaved_latency(cand, base, ts, (1,), solo=cache)
     assert runs["b"] == timing.B1_WARMUP + 2 * timing.B1_REPS  # stale: timed alone again
+
+
+def _burn(seconds: float) -> None:
+    import time
+
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_settle_waits_for_the_runtimes_threads_not_for_its_own_reading():
+    """settle() pauses until the threads of the runtime that just ran are asleep. The thread that reads their
+    CPU time is not one of them: counting it (2.7 ms a reading with 30 threads on a slow CPU) made every
+    pause run to its limit, and a busy pool thread must still count."""
+    import threading
+
+    import pytest
+
+    from compression import timing
+
+    if timing._thread_cpu_ns() is None:
+        pytest.skip("per-thread CPU time is read from Linux's /proc")
+    before = timing._thread_cpu_ns()
+    _burn(0.05)  # the caller itself busy for 50 ms
+    assert timing._thread_cpu_ns() - before < 25e6, "the calling thread's own CPU time was counted"
+    done, idle = threading.Event(), threading.Event()
+    pool = threading.Thread(target=lambda: (_burn(0.05), done.set(), idle.wait()), daemon=True)
+    before = timing._thread_cpu_ns()
+    pool.start()  # a pool thread that works 50 ms, then sleeps (still alive, so its CPU time is still there)
+    done.wait()
+    assert timing._thread_cpu_ns() - before >= 40e6, "another thread's busy 50 ms were not counted"
+    sleepers = [threading.Thread(target=idle.wait, daemon=True) for _ in range(40)]
+    for t in sleepers:
+        t.start()
+    try:
+        assert timing.settle() < timing.SETTLE_MAX_S, "40 sleeping threads kept settle() waiting to its limit"
+    finally:
+        idle.set()
