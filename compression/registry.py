@@ -56,7 +56,7 @@ CATALOGUE: dict[str, Method] = {
                       # lossless for these examples; engine=openvino runs bf16 where the CPU has it, so it is none
                       examples=(RuntimeSpec(engine="ort"), RuntimeSpec(engine="ort-fused")), lossless=True),
     "prune": Method(PruneSpec, "prune:prune", post_training=True, live_knob="sparsity",
-                    examples=(PruneSpec(sparsity=0.2, criterion="sparsegpt", calibration="sequential",
+                    examples=(PruneSpec(sparsity=0.2, criterion="sparsegpt", calibration="sequential", refit="on",
                                         allocation="owl"), PruneSpec(sparsity=0.95))),
     "lowrank": Method(LowRankSpec, "lowrank:factorize", post_training=True, live_knob="rank_fraction",
                       examples=(LowRankSpec(energy=0.999), LowRankSpec(rank=1))),

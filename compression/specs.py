@@ -210,6 +210,10 @@ class PruneSpec(Spec):
                             help="sparsegpt: measure a block's layers once before pruning it (block), or each layer "
                                  "after the earlier layers of its block are pruned (sequential: slower, fewer changed "
                                  "answers on validation)")
+    refit: str = knob("off", choices=("off", "on"),
+                      help="sparsegpt: after the mask is chosen, solve each row's kept weights exactly (least squares "
+                           "on the same calibration text) instead of SparseGPT's one-pass updates (slower; fewer "
+                           "changed answers on validation)")
     allocation: str = knob("uniform", choices=("uniform", "owl"),
                            help="wanda, sparsegpt: the same sparsity in every layer (uniform), or less in the layers "
                                 "with more outlier weights and more elsewhere, in a band 16 points wide, same overall share "
@@ -234,6 +238,8 @@ class PruneSpec(Spec):
         if self.calibration != "block" and self.criterion != "sparsegpt":
             raise SpecError("prune.calibration=sequential applies to criterion=sparsegpt only: magnitude and wanda "
                             "update no weights")
+        if self.refit == "on" and self.criterion != "sparsegpt":
+            raise SpecError("prune.refit=on re-solves the weights SparseGPT kept: use it with criterion=sparsegpt")
         if self.allocation == "owl" and (self.criterion == "magnitude" or self.per_layer
                                          or self.schedule != "none" or self.pattern != "unstructured"):
             raise SpecError("prune.allocation=owl sets each layer's sparsity from Wanda's scores: use it with "
@@ -267,6 +273,7 @@ class PruneSpec(Spec):
         rec = f", then {self.recover_steps} fine-tuning steps{teach}" if self.recover_steps else ""
         grad = " gradually" if self.schedule == "poly" else ""
         seq = ", layer by layer" if self.calibration == "sequential" else ""
+        seq += ", exactly" if self.refit == "on" else ""
         how = {"magnitude": "", "wanda": " (the least useful for typical inputs)",
                "sparsegpt": f" (the least useful for typical inputs, the rest adjusted to make up{seq})"}[self.criterion]
         pat = f" in a {self.pattern} pattern" if self.pattern != "unstructured" else ""

@@ -166,3 +166,42 @@ def test_sparsegpts_per_block_mask_meets_the_layers_sparsity_with_rows_of_differ
     pruned = sparsegpt_layer(lin.weight, x.T @ x / len(x), 0.5, mask="block")
     per_row = (pruned == 0).sum(1)
     assert int(per_row.sum()) == 32 * 32 and per_row[:4].max() < 32 and per_row.max() > 32
+
+
+@pytest.mark.parametrize("pattern,mask", [("unstructured", "row"), ("unstructured", "block"), ("2:4", "row")])
+def test_refit_solves_the_kept_weights_exactly_and_keeps_sparsegpts_zeros(pattern, mask):
+    lin, x = correlated_layer(d_in=48, d_out=12)
+    w = lin.weight.detach()
+    h = x.T @ x / len(x)
+    plain = sparsegpt_layer(w, h, 0.5, pattern, mask=mask)
+    refit = sparsegpt_layer(w, h, 0.5, pattern, mask=mask, refit=True)
+    assert torch.equal(refit == 0, plain == 0), "the refit keeps SparseGPT's mask"
+
+    def error(v):
+        return float((x @ v.T - x @ w.T).norm())
+
+    assert error(refit) < error(plain)
+    # each row against an independent least-squares solve of the same dampened objective
+    lam = 0.01 * float(torch.diag(h).mean())
+    xd, wd = x.double() / len(x) ** 0.5, w.double()
+    for r in range(w.shape[0]):
+        s = (plain[r] != 0).nonzero().flatten()
+        a = torch.cat([xd[:, s], lam ** 0.5 * torch.eye(len(s), dtype=torch.float64)])
+        b = torch.cat([xd @ wd[r], lam ** 0.5 * wd[r, s]])
+        direct = torch.linalg.lstsq(a, b[:, None]).solution.flatten()
+        assert torch.allclose(refit[r, s].double(), direct, atol=1e-4), r  # H itself is float32
+
+
+def test_prune_with_refit_names_it_and_is_refused_without_sparsegpt(tiny, tmp_path):
+    model, tok, df, _ = tiny
+    w = Workload(tok, df, Untouchable(), ["negative", "positive"], scratch=tmp_path)
+    plain = compress(copy.deepcopy(model), Recipe((PruneSpec(sparsity=0.5, criterion="sparsegpt"),)), w)
+    spec = PruneSpec(sparsity=0.5, criterion="sparsegpt", refit="on")
+    cm = compress(copy.deepcopy(model), Recipe((spec,)), w)
+    assert "solved exactly" in cm.notes[0] and "exactly" in spec.describe()
+    assert cm.info["sparsity"] == pytest.approx(0.5, abs=0.01)
+    name = "bert.encoder.layer.0.attention.self.query.weight"
+    a, b = dict(plain.module.named_parameters())[name], dict(cm.module.named_parameters())[name]
+    assert torch.equal(a == 0, b == 0) and not torch.allclose(a, b)  # the first block: same mask, new values
+    with pytest.raises(SpecError, match="refit=on"):
+        PruneSpec(sparsity=0.5, criterion="wanda", refit="on")

@@ -112,7 +112,8 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
     if spec.criterion == "sparsegpt" and spec.sparsity > 0:  # pruned and updated once; recovery holds the zeros
         sparsegpt_prune(model, layers, workload, spec.sparsity, spec.pattern,
                         progress=lambda f, m: workload.progress(0.02 + 0.03 * f, m),
-                        sequential=spec.calibration == "sequential", levels=by_name)
+                        sequential=spec.calibration == "sequential", levels=by_name,
+                        refit=spec.refit == "on")
         kept = {n: m.weight.detach() != 0 for n, m in layers}
 
         def masks(_sparsity: float) -> dict[str, torch.Tensor]:  # schedule=poly is refused for sparsegpt
@@ -161,7 +162,8 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
     unit = "layer" if spec.calibration == "sequential" else "block"
     how = {"magnitude": f"{spec.scope} magnitude threshold", "wanda": "Wanda scores, per output row",
            "sparsegpt": "SparseGPT, the surviving weights updated to make up for the pruned ones, "
-                        f"calibrated {unit} by {unit} on train-split text"}[spec.criterion]
+                        f"calibrated {unit} by {unit} on train-split text"
+                        + (", the kept weights then solved exactly by least squares" if spec.refit == "on" else "")}[spec.criterion]
     pat = f", {spec.pattern} pattern" if spec.pattern != "unstructured" else ""
     if owl:
         pat += (f", layers from {min(by_name.values()):.0%} to {max(by_name.values()):.0%} by their share of "

@@ -34,8 +34,63 @@ def _inverse_cholesky(h: torch.Tensor, damp: float) -> torch.Tensor:
     raise RuntimeError("SparseGPT: the calibration Hessian stays singular even with strong dampening")
 
 
+def _damped(h: torch.Tensor, damp: float) -> torch.Tensor:
+    """H in float64 with a dead input's diagonal set to 1 and ``damp`` x its mean diagonal added, as
+    :func:`_inverse_cholesky` does before inverting."""
+    h = h.double().clone()
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1.0
+    idx = torch.arange(h.shape[0])
+    h[idx, idx] += damp * torch.mean(torch.diag(h))
+    return h
+
+
+REFIT_BYTES = 1 << 28  # the batched solve gathers (rows, kept, kept) float64 blocks: about this many bytes at a time
+
+
+def refit_kept(weight: torch.Tensor, pruned: torch.Tensor, hessian: torch.Tensor, damp: float = DAMP) -> torch.Tensor:
+    """The kept weights of ``pruned`` (its zeros are the mask) solved exactly: each row's kept weights w_S
+    minimise (w - w0)^T H (w - w0) with the pruned ones held at zero, where w0 is the original row of ``weight``
+    and H the (dampened) calibration Hessian, so w_S = (H_SS)^-1 (H w0)_S. SparseGPT's own updates reach this
+    minimum only approximately (each pruned column's error goes to the columns after it, in one pass); the
+    solve costs a (kept x kept) Cholesky per row, batched over rows that keep the same number of weights.
+
+    Example: ``refit_kept(lin.weight, sparsegpt_layer(lin.weight, H, 0.5), H)`` keeps the same zeros and
+    its output on the calibration inputs is never further from the original's."""
+    w0 = weight.detach().double()
+    rows, cols = w0.shape
+    keep = pruned != 0
+    for _ in range(4):
+        h = _damped(hessian, damp)
+        target = w0 @ h  # (H w0) for every row at once (H is symmetric)
+        out = torch.zeros_like(w0)
+        counts = keep.sum(1)
+        ok = True
+        for k in counts.unique().tolist():
+            if k == 0:
+                continue
+            members = (counts == k).nonzero().flatten()
+            step = max(1, REFIT_BYTES // (8 * k * k))
+            for s in range(0, len(members), step):
+                r = members[s:s + step]
+                idx = keep[r].nonzero()[:, 1].view(len(r), k)  # each row's kept columns, in order
+                hs = h[idx[:, :, None], idx[:, None, :]]
+                chol, info = torch.linalg.cholesky_ex(hs)
+                if bool((info != 0).any()):
+                    ok = False
+                    break
+                rhs = torch.gather(target[r], 1, idx).unsqueeze(-1)
+                out[r[:, None], idx] = torch.cholesky_solve(rhs, chol).squeeze(-1)
+            if not ok:
+                break
+        if ok:
+            return out.to(torch.float32)
+        damp *= 10
+    raise RuntimeError("SparseGPT refit: the calibration Hessian stays singular even with strong dampening")
+
+
 def sparsegpt_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float, pattern: str = "unstructured",
-                    block: int = BLOCK, damp: float = DAMP, mask: str = "row") -> torch.Tensor:
+                    block: int = BLOCK, damp: float = DAMP, mask: str = "row", refit: bool = False) -> torch.Tensor:
     """The pruned and updated weight (out x in) of one Linear: its zeros are the pruned weights.
 
     Unstructured: within every block of ``block`` columns each output row drops the weights of lowest OBS
@@ -43,7 +98,8 @@ def sparsegpt_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float
     threshold per block across all rows instead, as the paper's reference code (rows then differ, the layer
     still ends at ``sparsity``). N:M patterns drop the
     M - N of lowest saliency in every M consecutive weights (a ragged tail of columns stays dense). Each
-    pruned column's error is spread over the columns not yet visited.
+    pruned column's error is spread over the columns not yet visited. ``refit`` then solves the kept weights
+    exactly for the mask SparseGPT chose (:func:`refit_kept`).
 
     Example: ``sparsegpt_layer(lin.weight, H, 0.5)`` has half of each row zero, and ``X @ W'.T`` stays
     closer to ``X @ W.T`` than magnitude pruning at the same sparsity.
@@ -79,7 +135,7 @@ def sparsegpt_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float
             err1[:, i] = e
         w[:, i1:i2] = w1
         w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-    return w
+    return refit_kept(weight, w, hessian, damp) if refit else w
 
 
 def _by_block(model, layers):
@@ -95,14 +151,14 @@ def _by_block(model, layers):
 def sparsegpt_prune(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Linear]], workload,
                     sparsity: float, pattern: str = "unstructured", progress=None, n_texts: int = CALIBRATION_TEXTS,
                     damp: float = DAMP, mask: str = "row", sequential: bool = False,
-                    levels: dict[str, float] | None = None) -> None:
+                    levels: dict[str, float] | None = None, refit: bool = False) -> None:
     """Prune ``layers`` of ``model`` in place with SparseGPT, block by block: each block's Hessians come from
     the train split's first ``n_texts`` calibration texts run through the model with every earlier block
     already pruned. ``damp`` and ``mask`` as in :func:`sparsegpt_layer`.
 
     ``sequential`` also orders the layers inside a block (the reference's --true-sequential): q/k/v, then the
     attention output, then the FFN's, each calibrated after the earlier ones are pruned. ``levels`` gives a
-    layer its own sparsity (OWL's, by name)."""
+    layer its own sparsity (OWL's, by name); ``refit`` solves each layer's kept weights exactly for its mask."""
     groups = _by_block(model, layers)
     early = not family(model).shared  # ALBERT calls its one block at every depth: each pass runs to the end
     for g, group in enumerate(groups):
@@ -114,5 +170,6 @@ def sparsegpt_prune(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Lin
             with torch.no_grad():
                 for name, module in stage:
                     level = sparsity if levels is None else levels[name]
-                    new = sparsegpt_layer(module.weight, hessians[name], level, pattern, damp=damp, mask=mask)
+                    new = sparsegpt_layer(module.weight, hessians[name], level, pattern, damp=damp, mask=mask,
+                                          refit=refit)
                     module.weight.copy_(new.to(module.weight.dtype))
