@@ -2,7 +2,7 @@
 runtime of its own, unstructured pruning, low-rank factorization. Ratios are to the baseline timed in the
 same worker session.
 
-    python benchmarks/post_training.py [--remeasure] [--peer-only] [--workspace DIR]
+    python benchmarks/post_training.py [--remeasure] [--peer-only | --accuracy-goals] [--workspace DIR]
 
 Then, in one session with the same protocol (blocks, the baseline also timed alone), the peer side by side
 (issue 13): plain ONNX Runtime dynamic int8 (the dynamo export + quantize_dynamic with default options and a
@@ -16,7 +16,12 @@ Goals checked (reported as met or MISSED, with the numbers):
 - 50% encoder magnitude pruning without fine-tuning keeps >= 99% of baseline accuracy;
 - each post-training setting lands (copy -> measured row with accuracy and batch-1 latency) in <= 5 s of compute;
 - our best int8 path >= 1.3x the plain ONNX Runtime int8 peer at batch 1, drop <= 0.5 pt, size <= 0.26x;
-- the best post-training batch-32 setting with a drop <= 1 pt, casts excluded: >= 1.8x the baseline.
+- the best post-training batch-32 setting with a drop <= 1 pt, casts excluded: >= 1.8x the baseline;
+- issue 13's accuracy goals (``--accuracy-goals`` runs only these settings): 50% Wanda or SparseGPT without
+  fine-tuning keeps >= 99% (2:4 and 70% reported beside magnitude's 70%); 4-bit weights in groups of 128 on
+  MatMulNBits drop <= 0.5 pt with latency measured, not simulated; 3-bit drop <= 2 pts. A goal is met only when
+  the point estimate meets it and the paired 95% interval's lower bound of the change is >= -1.0 pt; each setting
+  is reported on its own (none is picked on the test split).
 """
 from __future__ import annotations
 
@@ -36,6 +41,46 @@ SETTINGS = [
     *[f"prune(sparsity={s / 10:.1f})" for s in range(3, 10)], "prune(sparsity=0.5,scope=layer)",
     "lowrank(rank_fraction=0.25)", "lowrank(rank_fraction=0.5)", "lowrank(energy=0.9)",
 ]
+# Issue 13's accuracy goals: (setting, goal, its test on the row). The 3-bit and SparseGPT knobs were chosen
+# on the validation split (README); refit=on beside refit=off, so both are on record.
+ACCURACY_GOALS = [
+    ("prune(sparsity=0.5,criterion=wanda)", "50% unstructured keeps >= 99%", "retained99"),
+    ("prune(sparsity=0.5,criterion=sparsegpt)", "50% unstructured keeps >= 99%", "retained99"),
+    ("prune(sparsity=0.5,criterion=sparsegpt,refit=on)", "50% unstructured keeps >= 99%", "retained99"),
+    ("prune(sparsity=0.5,pattern=2:4,criterion=sparsegpt)", "2:4: report", None),
+    ("prune(sparsity=0.5,pattern=2:4,criterion=sparsegpt,refit=on)", "2:4: report", None),
+    ("prune(sparsity=0.7)", "70% magnitude: report", None),
+    ("prune(sparsity=0.7,criterion=sparsegpt)", "70%: report next to magnitude", None),
+    ("prune(sparsity=0.7,criterion=sparsegpt,refit=on)", "70%: report next to magnitude", None),
+    ("quant(bits=4,kernel=nbits,group_size=128)", "4-bit g128 on MatMulNBits: drop <= 0.5 pt, measured", "drop05"),
+    ("quant(bits=3,kernel=rtn,group_size=32,scheme=asym,algorithm=gptq,act_order=on,clip=mse)",
+     "3-bit: drop <= 2 pts", "drop2"),
+]
+
+
+def accuracy_goal(d, base_acc: float, test: str | None) -> dict:
+    """One setting against its goal under the issue's rule (point estimate, then the interval's lower bound)."""
+    out = {"accuracy": d["accuracy"], "retained": d["accuracy"] / base_acc, "change_pts": d["acc_delta_pts"],
+           "ci_pts": (100 * d["delta_lo"], 100 * d["delta_hi"]),
+           "flips": int(round((1 - d["agreement"]) * d["test_rows"])), "size_mib": d["size_mib"],
+           "latency_label": d["latency_label"], "speedup_b1": d["speedup_b1"], "speedup_b32": d["speedup_b32"]}
+    if test is None:
+        return out
+    point = {"retained99": out["retained"] >= 0.99, "drop05": out["change_pts"] >= -0.5,
+             "drop2": out["change_pts"] >= -2.0}[test]
+    if test == "drop05":
+        point = point and d["latency_label"] != "simulated"
+    out["met"] = bool(point and 100 * d["delta_lo"] >= -1.0)
+    out["verdict"] = "met" if out["met"] else ("not demonstrated (interval)" if point else "MISSED")
+    return out
+
+
+def accuracy_goals(df, base_acc: float) -> dict:
+    rows = {r: df[df["recipe"] == Recipe.parse(r).name] for r, _, _ in ACCURACY_GOALS}
+    return {f"{goal} [{r}]": accuracy_goal(rows[r].iloc[0], base_acc, test)
+            for r, goal, test in ACCURACY_GOALS if len(rows[r])}
+
+
 if has_openvino():  # the optional runtime
     SETTINGS += ["runtime(engine=openvino)"]
 else:
@@ -45,14 +90,31 @@ else:
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--peer-only", action="store_true", help="only the peer side by side (no stored sweep)")
+    ap.add_argument("--accuracy-goals", action="store_true",
+                    help="only issue 13's accuracy settings (pruning, 4- and 3-bit) and their goals")
     args = ap.parse_args()
     print(cpu_note())
     paths, store, fp = default_baseline(args)
+    if args.accuracy_goals:
+        ids = run_recipes(paths, store, fp, [Recipe.parse(r) for r, _, _ in ACCURACY_GOALS], args.remeasure,
+                          "accuracy goals")
+        df, base = frame(store, fp, ids), baseline_row(store, fp)
+        df["acc_delta_pts"] = df["accuracy_delta"] * 100
+        goals = accuracy_goals(df, base["accuracy"])
+        print("\ngoals (issue 13's rule: the point estimate and the paired interval's lower bound >= -1.0 pt):")
+        for k, v in goals.items():
+            print(f"  {k}: {v}")
+        print(f"baseline: accuracy {base['accuracy']:.2%}; {load_note()}")
+        print(cpu_note())
+        write("post_training_accuracy", df, {"goals": goals, "baseline_accuracy": base["accuracy"],
+                                             "load": load_note(), "cpu": cpu_note()})
+        return
     peer = side_by_side(store, fp)
     if args.peer_only:
         write("post_training_peer", peer["table"], {k: v for k, v in peer.items() if k != "table"})
         return
-    ids = run_recipes(paths, store, fp, [Recipe.parse(s) for s in SETTINGS], args.remeasure, "post-training")
+    settings = SETTINGS + [r for r, _, _ in ACCURACY_GOALS if r not in SETTINGS]
+    ids = run_recipes(paths, store, fp, [Recipe.parse(s) for s in settings], args.remeasure, "post-training")
     df = frame(store, fp, ids)
     base = baseline_row(store, fp)
     secs = {r["job_id"]: r["data"]["seconds"] for r in store.results(baseline=fp)}
@@ -90,6 +152,7 @@ def main() -> None:
         {"met": bool(best["speedup_b32"] >= 1.8), "recipe": best["recipe"], "speedup_b32": best["speedup_b32"],
          "acc_delta_pts": best["acc_delta_pts"], "cpu": cpu_note()})
     goals.update(peer["goals"])
+    goals.update(accuracy_goals(df, base["accuracy"]))
     slow = df[df["landing_s"] > 5]
     goals["<= 5 s per setting"] = {"met": slow.empty, "max_s": float(df["landing_s"].max()),
                                    "median_s": float(df["landing_s"].median()),

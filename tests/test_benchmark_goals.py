@@ -1,0 +1,40 @@
+"""The accuracy-goal rule the post-training benchmark applies (issue 13): a goal is met only when the point
+estimate meets it and the paired 95% interval's lower bound of the change is >= -1.0 point."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from post_training import ACCURACY_GOALS, accuracy_goal  # noqa: E402
+
+from compression.recipes import Recipe  # noqa: E402
+
+
+def row(acc, lo, hi, label="measured", agreement=0.96):
+    base = 0.8118
+    return pd.Series({"accuracy": acc, "acc_delta_pts": 100 * (acc - base), "delta_lo": lo, "delta_hi": hi,
+                      "agreement": agreement, "test_rows": 1275, "size_mib": 60.0, "latency_label": label,
+                      "speedup_b1": 1.0, "speedup_b32": 1.0})
+
+
+@pytest.mark.parametrize("acc,lo,verdict", [
+    (0.8102, -0.0118, "not demonstrated (interval)"),  # 99.8% kept, but the interval reaches -1.18 pts
+    (0.8102, -0.0090, "met"),
+    (0.7990, -0.0050, "MISSED"),  # 98.4% kept: the point estimate fails whatever the interval
+])
+def test_the_interval_decides_a_goal_the_point_estimate_meets(acc, lo, verdict):
+    got = accuracy_goal(row(acc, lo, 0.01), 0.8118, "retained99")
+    assert got["verdict"] == verdict and got["met"] == (verdict == "met")
+    assert got["flips"] == 51 and got["ci_pts"][0] == pytest.approx(100 * lo)
+
+
+def test_a_simulated_latency_fails_the_4_bit_goal_and_report_rows_carry_no_verdict():
+    assert not accuracy_goal(row(0.8118, -0.005, 0.005, label="simulated"), 0.8118, "drop05")["met"]
+    assert accuracy_goal(row(0.8118, -0.005, 0.005), 0.8118, "drop05")["met"]
+    assert "met" not in accuracy_goal(row(0.78, -0.05, -0.01), 0.8118, None)
+    for recipe, _, _ in ACCURACY_GOALS:  # every setting parses and passes its spec's checks
+        Recipe.parse(recipe)
