@@ -53,7 +53,7 @@ def refit_kept(weight: torch.Tensor, pruned: torch.Tensor, hessian: torch.Tensor
     minimise (w - w0)^T H (w - w0) with the pruned ones held at zero, where w0 is the original row of ``weight``
     and H the (dampened) calibration Hessian, so w_S = (H_SS)^-1 (H w0)_S. SparseGPT's own updates reach this
     minimum only approximately (each pruned column's error goes to the columns after it, in one pass); the
-    solve costs a (kept x kept) Cholesky per row, batched over rows that keep the same number of weights.
+    solve costs a (kept x kept) LU solve per row, batched over rows that keep the same number of weights.
 
     Example: ``refit_kept(lin.weight, sparsegpt_layer(lin.weight, H, 0.5), H)`` keeps the same zeros and
     its output on the calibration inputs is never further from the original's."""
@@ -75,12 +75,13 @@ def refit_kept(weight: torch.Tensor, pruned: torch.Tensor, hessian: torch.Tensor
                 r = members[s:s + step]
                 idx = keep[r].nonzero()[:, 1].view(len(r), k)  # each row's kept columns, in order
                 hs = h[idx[:, :, None], idx[:, None, :]]
-                chol, info = torch.linalg.cholesky_ex(hs)
-                if bool((info != 0).any()):
+                rhs = torch.gather(target[r], 1, idx).unsqueeze(-1)
+                # LU, not Cholesky: torch's batched CPU Cholesky ran 17x slower than this (192 x 192, 1,536 rows)
+                sol, info = torch.linalg.solve_ex(hs, rhs)
+                if bool((info != 0).any()) or not bool(torch.isfinite(sol).all()):
                     ok = False
                     break
-                rhs = torch.gather(target[r], 1, idx).unsqueeze(-1)
-                out[r[:, None], idx] = torch.cholesky_solve(rhs, chol).squeeze(-1)
+                out[r[:, None], idx] = sol.squeeze(-1)
             if not ok:
                 break
         if ok:
