@@ -27,6 +27,7 @@ PHRASES = {
     "quant": "{bits}-bit weights",
     "cast": "16-bit numbers ({dtype})",
     "prune": "{sparsity} of the weights zeroed",
+    "runtime": "the same weights run by {engine}",
     "lowrank": "weight matrices split into thin pairs",
     "distill": "a smaller {student_layers}-layer student model",
     "heads": "{fraction} of the attention heads removed",
@@ -38,8 +39,21 @@ PHRASES = {
 # formats the value ({v}: as given, {pct}: as a share). An empty string says nothing for that value.
 KNOB_WORDS: dict[str, dict[str, str] | str] = {
     "kernel": {"ort": "on ONNX Runtime", "quanto": "on Quanto", "torch": "on PyTorch's int8 kernel",
-               "rtn": "(stored small, run at full size)", "auto": ""},
-    "criterion": {"wanda": "(Wanda)", "magnitude": "(by size)"},
+               "rtn": "(stored small, run at full size)", "auto": "", "ort-fused": "on ONNX Runtime, layers fused",
+               "ort-static": "on ONNX Runtime, calibrated in advance", "nbits": "on ONNX Runtime's low-bit kernel",
+               "openvino": "on OpenVINO"},
+    "algorithm": {"gptq": "(rounding errors corrected, GPTQ)", "hqq": "(HQQ rounding)", "rtn": ""},
+    "act_order": {"on": "(important inputs first)", "off": ""},
+    "clip": {"mse": "with outliers clipped", "none": ""},
+    "criterion": {"wanda": "(Wanda)", "magnitude": "(by size)", "sparsegpt": "(SparseGPT)"},
+    "calibration": {"sequential": "layer by layer", "block": ""},
+    "refit": {"on": "then the kept ones solved exactly", "off": ""},
+    "allocation": {"owl": "and fewer in layers with outliers", "uniform": ""},
+    "recover_hidden": "also matching hidden states",
+    "recover_lr": "at learning rate {v}",
+    "recover_temperature": "at temperature {v}",
+    "temperature": "at temperature {v}",
+    "alpha": "with {pct} weight on the labels",
     "scope": {"layer": "the same share in every layer", "global": ""},
     "pattern": {"2:4": "in a 2:4 pattern", "4:8": "in a 4:8 pattern", "unstructured": ""},
     "schedule": {"poly": "gradually", "none": ""},
@@ -61,6 +75,11 @@ KNOB_WORDS: dict[str, dict[str, str] | str] = {
     "hidden_mse": "also matching hidden states",
 }
 
+
+# A knob's value inside a method's phrase, where the value as written is jargon.
+VALUE_WORDS: dict[str, dict[str, str]] = {
+    "engine": {"ort": "ONNX Runtime", "ort-fused": "ONNX Runtime with fused layers", "openvino": "OpenVINO"},
+}
 
 # Words that open a clause of their own, after a comma: "half of the weights zeroed, then 200 steps..."
 _CLAUSES = ("then ", "trained ", "copying ", "starting ", "also ")
@@ -102,7 +121,7 @@ def _value(f: dataclasses.Field, v) -> str:
     """A knob value inside a phrase: shares as "half" or a percentage, everything else as written."""
     if f.metadata.get("unit") == "fraction" and isinstance(v, float):
         return "half" if v == 0.5 else _pct(v)
-    return str(v)
+    return VALUE_WORDS.get(f.name, {}).get(str(v), str(v))
 
 
 def _pct(v: float) -> str:

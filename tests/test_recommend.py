@@ -78,6 +78,11 @@ def test_plain_names_of_a_few_recipes():
     assert plain_name("baseline") == "the original model"
     assert (plain_name("prune(sparsity=0.7,recover_steps=200)")
             == "70% of the weights zeroed, then 200 steps of retraining")
+    assert (plain_name("prune(criterion=sparsegpt,refit=on)")
+            == "half of the weights zeroed (SparseGPT), then the kept ones solved exactly")
+    assert plain_name("runtime(engine=ort-fused)") == "the same weights run by ONNX Runtime with fused layers"
+    assert (plain_name("quant(bits=3,kernel=rtn,algorithm=gptq,clip=mse)")
+            == "3-bit weights (stored small, run at full size) (rounding errors corrected, GPTQ) with outliers clipped")
 
 
 def test_a_method_or_knob_with_no_words_is_named_from_its_metadata():
