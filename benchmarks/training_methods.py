@@ -1,6 +1,6 @@
 """Training-based methods on the embedded default: distillation, structured pruning, recovery, chains.
 
-    python benchmarks/training_methods.py [--remeasure] [--workspace DIR] [--only prune80_distill,prune80_none]
+    python benchmarks/training_methods.py [--remeasure] [--workspace DIR] [--only prune80_distill,prune80_sparsegpt,prune80_none]
 
 Ratios are to the baseline timed in the same worker session. Goals (reported met or MISSED):
 - 3-layer student: >= 97% of baseline accuracy and >= 1.8x faster at batch 1;
@@ -26,6 +26,10 @@ SETTINGS = {
     # recover_lr 2e-4 (not the default 5e-5): validation kept 100.0% with 106 answers flipped against 98.4% and 129
     "prune80_distill": "prune(sparsity=0.8,criterion=wanda,recover_steps=400,schedule=poly,initial_sparsity=0.5,"
                        "recover_alpha=0.5,recover_hidden=1.0,recover_lr=0.0002)",
+    # SparseGPT with the exact refit, once, then the same recovery with the zeros held: on validation (a fresh
+    # prepare on an AVX-512 EPYC, 82.59%) 105 answers flipped at -0.08 pts, against 113 at -0.86 for the above
+    "prune80_sparsegpt": "prune(sparsity=0.8,criterion=sparsegpt,refit=on,recover_steps=400,recover_alpha=0.5,"
+                         "recover_hidden=1.0,recover_lr=0.0002)",
     "chain": "distill(student_layers=3,steps=200)>quant(bits=8,kernel=torch,embeddings=8)",
 }
 
@@ -64,7 +68,7 @@ def main() -> None:
             "met": bool(row["heads40"]["retained"] >= 0.97 and row["heads40"]["speedup_b1_note"].endswith("faster")),
             "retained": row["heads40"]["retained"], "speedup_b1": row["heads40"]["speedup_b1"],
             "note": row["heads40"]["speedup_b1_note"]}
-    for key in ("prune80", "prune80_distill"):
+    for key in ("prune80", "prune80_distill", "prune80_sparsegpt"):
         if key in row:  # the issue's rule: the point estimate meets it and the CI's lower bound is >= -1 pt
             r = row[key]
             g[f"80% pruning with recovery >= 95% ({key})"] = {
