@@ -16,33 +16,27 @@ BLOCK = 128  # columns per lazy-update block, and the width over which the mask 
 DAMP = 0.01  # dampening: this share of H's mean diagonal is added to the diagonal
 
 
-def _inverse_cholesky(h: torch.Tensor, damp: float) -> torch.Tensor:
-    """The upper Cholesky factor of H^-1 (after dampening), in float64 for stability; more dampening if H
-    is still not positive definite."""
-    h = h.double().clone()
-    dead = torch.diag(h) == 0  # an input that is always zero: its weight has no effect on calibration
-    h[dead, dead] = 1.0
-    idx = torch.arange(h.shape[0])
-    for _ in range(4):
-        trial = h.clone()
-        trial[idx, idx] += damp * torch.mean(torch.diag(h))
-        try:
-            inv = torch.cholesky_inverse(torch.linalg.cholesky(trial))
-            return torch.linalg.cholesky(inv, upper=True).float()
-        except RuntimeError:  # torch.linalg.LinAlgError: not positive definite yet
-            damp *= 10
-    raise RuntimeError("SparseGPT: the calibration Hessian stays singular even with strong dampening")
-
-
 def _damped(h: torch.Tensor, damp: float) -> torch.Tensor:
-    """H in float64 with a dead input's diagonal set to 1 and ``damp`` x its mean diagonal added, as
-    :func:`_inverse_cholesky` does before inverting."""
+    """H in float64 with a dead input's diagonal set to 1 (an input that is always zero: its weight has no
+    effect on calibration) and ``damp`` x its mean diagonal added."""
     h = h.double().clone()
     dead = torch.diag(h) == 0
     h[dead, dead] = 1.0
     idx = torch.arange(h.shape[0])
     h[idx, idx] += damp * torch.mean(torch.diag(h))
     return h
+
+
+def _inverse_cholesky(h: torch.Tensor, damp: float) -> torch.Tensor:
+    """The upper Cholesky factor of H^-1 (after dampening), in float64 for stability; more dampening if H
+    is still not positive definite."""
+    for _ in range(4):
+        try:
+            inv = torch.cholesky_inverse(torch.linalg.cholesky(_damped(h, damp)))
+            return torch.linalg.cholesky(inv, upper=True).float()
+        except RuntimeError:  # torch.linalg.LinAlgError: not positive definite yet
+            damp *= 10
+    raise RuntimeError("SparseGPT: the calibration Hessian stays singular even with strong dampening")
 
 
 REFIT_BYTES = 1 << 28  # the batched solve gathers (rows, kept, kept) float64 blocks: about this many bytes at a time
