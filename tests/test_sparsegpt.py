@@ -205,3 +205,20 @@ def test_prune_with_refit_names_it_and_is_refused_without_sparsegpt(tiny, tmp_pa
     assert torch.equal(a == 0, b == 0) and not torch.allclose(a, b)  # the first block: same mask, new values
     with pytest.raises(SpecError, match="refit=on"):
         PruneSpec(sparsity=0.5, criterion="wanda", refit="on")
+
+
+def test_refit_stays_exact_on_a_bert_sized_layer_after_the_protocol_sets_the_threads():
+    """torch 2.13's batched float64 LU returned garbage here once set_num_threads had run (the worker runs it)."""
+    import numpy as np
+
+    lin, x = correlated_layer(n=3000, d_in=1536, d_out=16)
+    torch.set_num_threads(torch.get_num_threads())
+    h = x.T @ x / len(x)
+    refit = sparsegpt_layer(lin.weight, h, 0.8, refit=True)
+    hd = h.double() + 0.01 * float(torch.diag(h).mean()) * torch.eye(1536, dtype=torch.float64)
+    w = lin.weight.detach().double()
+    for r in range(16):
+        s = (refit[r] != 0).nonzero().flatten().numpy()
+        assert len(s) == 307
+        direct = np.linalg.solve(hd.numpy()[np.ix_(s, s)], (hd.numpy() @ w[r].numpy())[s])
+        assert np.allclose(refit[r, s].numpy(), direct, atol=1e-4), r

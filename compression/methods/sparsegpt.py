@@ -39,48 +39,34 @@ def _inverse_cholesky(h: torch.Tensor, damp: float) -> torch.Tensor:
     raise RuntimeError("SparseGPT: the calibration Hessian stays singular even with strong dampening")
 
 
-REFIT_BYTES = 1 << 28  # the batched solve gathers (rows, kept, kept) float64 blocks: about this many bytes at a time
-
-
 def refit_kept(weight: torch.Tensor, pruned: torch.Tensor, hessian: torch.Tensor, damp: float = DAMP) -> torch.Tensor:
     """The kept weights of ``pruned`` (its zeros are the mask) solved exactly: each row's kept weights w_S
     minimise (w - w0)^T H (w - w0) with the pruned ones held at zero, where w0 is the original row of ``weight``
     and H the (dampened) calibration Hessian, so w_S = (H_SS)^-1 (H w0)_S. SparseGPT's own updates reach this
     minimum only approximately (each pruned column's error goes to the columns after it, in one pass); the
-    solve costs a (kept x kept) LU solve per row, batched over rows that keep the same number of weights.
+    solve costs a (kept x kept) Cholesky per row.
+
+    One matrix at a time on purpose: with torch 2.13's CPU build, batched ``torch.linalg.solve`` in float64
+    returned garbage (MKL: "Parameter 6 was incorrect on entry to DLASWP") or hung once ``torch.set_num_threads``
+    had been called, as the measurement protocol does, and batched Cholesky ran 4x slower than this loop.
 
     Example: ``refit_kept(lin.weight, sparsegpt_layer(lin.weight, H, 0.5), H)`` keeps the same zeros and
     its output on the calibration inputs is never further from the original's."""
     w0 = weight.detach().double()
-    rows, cols = w0.shape
     keep = pruned != 0
     for _ in range(4):
         h = _damped(hessian, damp)
         target = w0 @ h  # (H w0) for every row at once (H is symmetric)
         out = torch.zeros_like(w0)
-        counts = keep.sum(1)
-        ok = True
-        for k in counts.unique().tolist():
-            if k == 0:
-                continue
-            members = (counts == k).nonzero().flatten()
-            step = max(1, REFIT_BYTES // (8 * k * k))
-            for s in range(0, len(members), step):
-                r = members[s:s + step]
-                idx = keep[r].nonzero()[:, 1].view(len(r), k)  # each row's kept columns, in order
-                hs = h[idx[:, :, None], idx[:, None, :]]
-                rhs = torch.gather(target[r], 1, idx).unsqueeze(-1)
-                # LU, not Cholesky: torch's batched CPU Cholesky ran 17x slower than this (192 x 192, 1,536 rows)
-                sol, info = torch.linalg.solve_ex(hs, rhs)
-                if bool((info != 0).any()) or not bool(torch.isfinite(sol).all()):
-                    ok = False
-                    break
-                out[r[:, None], idx] = sol.squeeze(-1)
-            if not ok:
-                break
-        if ok:
+        try:
+            for r in range(w0.shape[0]):
+                s = keep[r].nonzero().flatten()
+                if len(s):
+                    chol = torch.linalg.cholesky(h[s][:, s])
+                    out[r, s] = torch.cholesky_solve(target[r, s, None], chol).flatten()
             return out.to(torch.float32)
-        damp *= 10
+        except RuntimeError:  # torch.linalg.LinAlgError: not positive definite yet
+            damp *= 10
     raise RuntimeError("SparseGPT refit: the calibration Hessian stays singular even with strong dampening")
 
 
