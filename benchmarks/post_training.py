@@ -77,8 +77,9 @@ def accuracy_goal(d, base_acc: float, test: str | None) -> dict:
 
 def accuracy_goals(df, base_acc: float) -> dict:
     rows = {r: df[df["recipe"] == Recipe.parse(r).name] for r, _, _ in ACCURACY_GOALS}
-    return {f"{goal} [{r}]": accuracy_goal(rows[r].iloc[0], base_acc, test)
-            for r, goal, test in ACCURACY_GOALS if len(rows[r])}
+    return {f"{goal} [{r}]": accuracy_goal(rows[r].iloc[0], base_acc, test) if len(rows[r]) else
+            {"met": False, "verdict": "no result: the job failed; see its error in the store (results, Jobs page)"}
+            for r, goal, test in ACCURACY_GOALS}
 
 
 if has_openvino():  # the optional runtime

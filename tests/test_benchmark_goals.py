@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from post_training import ACCURACY_GOALS, accuracy_goal  # noqa: E402
+from post_training import ACCURACY_GOALS, accuracy_goal, accuracy_goals  # noqa: E402
 
 from compression.recipes import Recipe  # noqa: E402
 
@@ -38,3 +38,10 @@ def test_a_simulated_latency_fails_the_4_bit_goal_and_report_rows_carry_no_verdi
     assert "met" not in accuracy_goal(row(0.78, -0.05, -0.01), 0.8118, None)
     for recipe, _, _ in ACCURACY_GOALS:  # every setting parses and passes its spec's checks
         Recipe.parse(recipe)
+
+
+def test_a_setting_whose_job_failed_is_reported_not_left_out():
+    df = pd.DataFrame([{**row(0.8102, -0.0118, 0.0086), "recipe": Recipe.parse(ACCURACY_GOALS[0][0]).name}])
+    goals = accuracy_goals(df, 0.8118)
+    assert len(goals) == len(ACCURACY_GOALS)
+    assert sum(v["verdict"].startswith("no result") for v in goals.values()) == len(ACCURACY_GOALS) - 1
