@@ -213,7 +213,7 @@ class PruneSpec(Spec):
     refit: str = knob("off", choices=("off", "on"),
                       help="sparsegpt: after the mask is chosen, solve each row's kept weights exactly (least squares "
                            "on the same calibration text) instead of SparseGPT's one-pass updates (slower; on validation "
-                           "fewer changed answers at 2:4 and 70%, within noise at 50%)")
+                           "fewer changed answers at 2:4 and at 0.7, within noise at 0.5)")
     allocation: str = knob("uniform", choices=("uniform", "owl"),
                            help="wanda, sparsegpt: the same sparsity in every layer (uniform), or less in the layers "
                                 "with more outlier weights and more elsewhere, in a band 16 points wide, same overall share "
