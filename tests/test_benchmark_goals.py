@@ -45,3 +45,16 @@ def test_a_setting_whose_job_failed_is_reported_not_left_out():
     goals = accuracy_goals(df, 0.8118)
     assert len(goals) == len(ACCURACY_GOALS)
     assert sum(v["verdict"].startswith("no result") for v in goals.values()) == len(ACCURACY_GOALS) - 1
+
+
+@pytest.mark.parametrize("flags,says", [("fpu sse2 avx2 fma", "no VNNI"), ("sse2 avx2 avx512f avx512_vnni", "VNNI)")])
+def test_the_peer_benchmark_names_the_cpu_family_model_and_vnni(monkeypatch, flags, says):
+    """Every speed figure is read with the CPU it ran on: an AVX2-only Zen 3 and Zen 1 share a model name."""
+    from _peer import cpu_note
+
+    from compression import config
+
+    info = f"processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n"
+    monkeypatch.setattr(config, "_cpuinfo", lambda: info)
+    note = cpu_note()
+    assert "AMD EPYC (family 25 model 1," in note and says in note
