@@ -33,11 +33,12 @@ def cpu_note() -> str:
         m = re.search(rf"^{name}\s*:\s*(.*)$", info, re.M)
         return m.group(1).strip() if m else "?"
 
-    int8 = ("VNNI" if config.VNNI & config.cpu_flags() else
-            "no VNNI: our ONNX Runtime and OpenVINO int8 weights keep to 7 bits, the peer's do not")
+    # the rule that decides 7-bit weights (quant.seven_bit_weights): an x86 CPU without VNNI
+    int8 = (", no VNNI: our ONNX Runtime and OpenVINO int8 weights keep to 7 bits, the peer's do not"
+            if config.int8_saturates() else ", VNNI" if config.VNNI & config.cpu_flags() else "")
     la = os.getloadavg()
     return (f"CPU: {config.cpu_model()} (family {field('cpu family')} model {field('model')}, class "
-            f"{config.hardware_id()}, {int8}); load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on "
+            f"{config.hardware_id()}{int8}); load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on "
             f"{os.cpu_count()} cores")
 
 
