@@ -14,6 +14,7 @@ import pandas as pd
 from compression import api, config
 from compression.artifacts import CompressedModel, weight_bytes
 from compression.recipes import Recipe
+from compression.timing import CONTENTION_CORES
 
 TORCH = "quant(bits=8,kernel=torch)"
 OURS = ["quant(bits=8,kernel=ort,embeddings=8)", "quant(bits=8,kernel=ort-fused,embeddings=8)",
@@ -40,6 +41,42 @@ def cpu_note() -> str:
     return (f"CPU: {config.cpu_model()} (family {field('cpu family')} model {field('model')}, class "
             f"{config.hardware_id()}{int8}); load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on "
             f"{os.cpu_count()} cores")
+
+
+def timing_clean(t) -> bool:
+    """One batch size's timing is clean where no other process used the CPU while it ran and its interleaved
+    baseline was checked against the solo one and matched it (the row's label joins both batch sizes)."""
+    return bool(t.base_clean is True and (t.other_cores or 0.0) <= CONTENTION_CORES)
+
+
+def peer_goal(df: pd.DataFrame) -> dict:
+    """Adds the ratios to the peer (row 0) to ``df`` and returns the batch-1 goal: our fastest int8 single
+    setting within 0.5 pt is >= 1.3x the peer, read both ways (the two medians directly, and each speedup over
+    its own interleaved baseline, which cancels a drift of the machine between rows), at <= 0.26x the size.
+    A batch-1 goal is judged on batch-1 timings: both the peer's and ours must be clean there."""
+    peer = df.iloc[0]
+    for b in (1, 32):
+        df[f"vs_peer_b{b}"] = peer[f"b{b}_ms"] / df[f"b{b}_ms"]  # the two medians, same session
+        # each speedup to its own interleaved baseline: cancels a drift of the machine, adds the baseline's noise
+        df[f"vs_peer_via_base_b{b}"] = df[f"speedup_b{b}"] / peer[f"speedup_b{b}"]
+    ours = df[df["setting"].isin(OURS) & (df["acc_delta_pts"] >= -0.5)]
+    if not len(ours):
+        return {"met": False, "verdict": "MISSED: none of ours keeps the drop within 0.5 pt"}
+    best = ours.loc[ours["speedup_b1"].idxmax()]
+    ratio = min(best["vs_peer_b1"], best["vs_peer_via_base_b1"])
+    clean = bool(best["clean_b1"] and peer["clean_b1"])
+    why = ("" if clean else "not comparable: " + " and ".join(
+        w for w, ok in (("the peer's", peer["clean_b1"]), ("ours", best["clean_b1"])) if not ok)
+        + " batch-1 timing was contended")
+    out = {"met": bool(clean and ratio >= 1.3 and best["size_ratio"] <= 0.26),
+           "best": best["setting"], "vs_peer_b1": float(best["vs_peer_b1"]),
+           "vs_peer_via_base_b1": float(best["vs_peer_via_base_b1"]), "vs_peer_b32": float(best["vs_peer_b32"]),
+           "acc_delta_pts": float(best["acc_delta_pts"]), "size_ratio": float(best["size_ratio"]),
+           "b1_clean": clean, "latency_label": best["latency_label"]}
+    out["verdict"] = ("met" if out["met"] else why if not clean else
+                      f"MISSED: {ratio:.2f}x (the lower of the two readings)" if ratio < 1.3 else
+                      f"MISSED: size {best['size_ratio']:.3f}x")
+    return out
 
 
 def has_openvino() -> bool:
@@ -97,24 +134,12 @@ def side_by_side(store, fp: str) -> dict:
             t = m.timing("cpu", b)
             row.update({f"b{b}_ms": t.p50_ms, f"speedup_b{b}": t.speedup, f"base_b{b}_ms": t.base_p50_ms,
                         f"base_solo_b{b}_ms": t.base_solo_p50_ms, f"base_clean_b{b}": t.base_clean,
-                        f"note_b{b}": t.note})
+                        f"note_b{b}": t.note, f"other_cores_b{b}": t.other_cores,
+                        f"clean_b{b}": timing_clean(t)})
         rows.append(row)
         del cm
     df = pd.DataFrame(rows)
-    peer = df.iloc[0]
-    for b in (1, 32):
-        df[f"vs_peer_b{b}"] = peer[f"b{b}_ms"] / df[f"b{b}_ms"]  # the two medians, same session
-        # each speedup to its own interleaved baseline: cancels a drift of the machine, adds the baseline's noise
-        df[f"vs_peer_via_base_b{b}"] = df[f"speedup_b{b}"] / peer[f"speedup_b{b}"]
-    ours = df[df["setting"].isin(OURS) & (df["acc_delta_pts"] >= -0.5)]
-    best = ours.loc[ours["speedup_b1"].idxmax()] if len(ours) else None
-    # met only where both readings of the ratio agree, on a measured (not contended) timing
-    goal = ({"met": False, "why": "none of ours keeps the drop within 0.5 pt"} if best is None else
-            {"met": bool(min(best["vs_peer_b1"], best["vs_peer_via_base_b1"]) >= 1.3 and best["size_ratio"] <= 0.26 and best["latency_label"] == "measured"),
-             "best": best["setting"], "vs_peer_b1": best["vs_peer_b1"], "vs_peer_b32": best["vs_peer_b32"],
-             "vs_peer_via_base_b1": best["vs_peer_via_base_b1"],
-             "acc_delta_pts": best["acc_delta_pts"], "size_ratio": best["size_ratio"],
-             "latency_label": best["latency_label"]})
+    goal = peer_goal(df)
     with pd.option_context("display.width", 250, "display.max_columns", 40):
         print("\nthe peer side by side (one session; ratios to the interleaved torch fp32 baseline):")
         print(df.drop(columns=["note_b1", "note_b32", "kernel"]).to_string(

@@ -58,3 +58,42 @@ def test_the_peer_benchmark_names_the_cpu_family_model_and_vnni(monkeypatch, fla
     monkeypatch.setattr(config, "_cpuinfo", lambda: info)
     note = cpu_note()
     assert "AMD EPYC (family 25 model 1," in note and says in note
+
+
+def peer_table(peer_ms=11.0, ours_ms=8.0, peer_speedup=2.6, ours_speedup=2.9, peer_clean=True, ours_clean=True,
+               size=0.253):
+    """Injected rows of the side-by-side table: the peer first, then our fused int8 and a slower one of ours."""
+    from _peer import OURS, PEER
+
+    def r(name, ms, speedup, clean, size_ratio, delta=-0.39):
+        return {"setting": name, "acc_delta_pts": delta, "size_ratio": size_ratio, "latency_label": "contended",
+                "b1_ms": ms, "speedup_b1": speedup, "clean_b1": clean, "b32_ms": 200.0, "speedup_b32": 1.8}
+    return pd.DataFrame([r(PEER, peer_ms, peer_speedup, peer_clean, 0.259), r(OURS[1], ours_ms, ours_speedup,
+                         ours_clean, size), r(OURS[0], 14.0, 2.0, True, 0.26, delta=0.0)])
+
+
+@pytest.mark.parametrize("kw,met,says", [
+    ({}, False, "MISSED: 1.12x"),  # 1.38x directly, but the machine drifted: 1.12x through the baselines
+    ({"ours_speedup": 3.5}, True, "met"),  # 1.38x and 1.35x: both readings pass; batch 32 plays no part
+    ({"ours_speedup": 3.5, "peer_clean": False}, False, "the peer's batch-1 timing was contended"),
+    ({"ours_speedup": 3.5, "ours_clean": False}, False, "ours batch-1 timing was contended"),
+    ({"ours_speedup": 3.5, "size": 0.27}, False, "MISSED: size"),
+])
+def test_the_peer_goal_needs_both_readings_and_both_batch_1_timings_clean(kw, met, says):
+    """The batch-1 goal against the peer: the lower of the direct and the through-the-baselines ratio, and only
+    where the peer's batch-1 timing and ours are both clean (a row labelled contended for batch 32 alone counts)."""
+    from _peer import peer_goal
+
+    df = peer_table(**kw)
+    goal = peer_goal(df)
+    assert goal["met"] is met and says in goal["verdict"]
+    assert goal["best"] == df["setting"][1] and goal["vs_peer_b1"] == pytest.approx(11.0 / 8.0)
+    assert list(df["vs_peer_b1"].round(3)) == [1.0, 1.375, 0.786]
+
+
+def test_no_peer_goal_when_none_of_ours_keeps_the_drop_within_half_a_point():
+    from _peer import peer_goal
+
+    df = peer_table()
+    df.loc[1:, "acc_delta_pts"] = -0.8
+    assert peer_goal(df) == {"met": False, "verdict": "MISSED: none of ours keeps the drop within 0.5 pt"}
