@@ -25,13 +25,16 @@ def parser(desc: str) -> argparse.ArgumentParser:
     ap.add_argument("--workspace", help="workspace (default: as the CLI resolves it)")
     ap.add_argument("--store", help="store URL (default: as the CLI resolves it)")
     ap.add_argument("--remeasure", action="store_true", help="measure settings again even if stored")
+    ap.add_argument("--seed", type=int, default=api.TRAIN_SEED,
+                    help="seed of the default's split and fine-tune (default: the embedded default's own): "
+                         "another seed is a replication on another test split and another fine-tune")
     return ap
 
 
 def default_baseline(args) -> tuple[api.Paths, api.Store, str]:
     """Open the workspace and make sure the embedded default is prepared (fine-tunes once, ~4-7 min)."""
     paths, store = api.open_workspace(args.workspace, args.store)
-    fp, prep, _ = api.prepare_baseline(store, api.baseline_request())
+    fp, prep, _ = api.prepare_baseline(store, api.baseline_request(seed=getattr(args, "seed", api.TRAIN_SEED)))
     api.run_jobs(paths, store, prep, _progress_printer())
     return paths, store, fp
 
