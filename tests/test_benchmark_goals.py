@@ -97,3 +97,20 @@ def test_no_peer_goal_when_none_of_ours_keeps_the_drop_within_half_a_point():
     df = peer_table()
     df.loc[1:, "acc_delta_pts"] = -0.8
     assert peer_goal(df) == {"met": False, "verdict": "MISSED: none of ours keeps the drop within 0.5 pt"}
+
+
+def test_the_batch_32_goal_counts_clean_timings_within_a_point_only():
+    """The side-by-side run's batch-32 goal: the fastest clean setting within 1 pt, never the peer's row."""
+    from _peer import OURS, TORCH, b32_goal
+
+    def r(name, speedup, clean, delta=-0.3):
+        return {"setting": name, "acc_delta_pts": delta, "speedup_b32": speedup, "clean_b32": clean}
+    rows = [r("peer: ORT dynamic int8, defaults", 4.0, True), r(TORCH, 1.7, True), r(OURS[1], 2.3, True),
+            r(OURS[3], 3.9, False), r(OURS[2], 5.0, True, delta=-1.2)]
+    got = b32_goal(pd.DataFrame(rows))
+    assert got["met"] and got["best"] == OURS[1] and got["speedup_b32"] == pytest.approx(2.3)
+    rows[2]["speedup_b32"] = 1.75
+    assert b32_goal(pd.DataFrame(rows))["verdict"] == "MISSED: 1.75x"
+    rows[1]["clean_b32"] = rows[2]["clean_b32"] = False
+    got = b32_goal(pd.DataFrame(rows))
+    assert not got["met"] and got["verdict"].startswith("not comparable") and got["best"] == OURS[3]
