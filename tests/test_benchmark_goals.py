@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from post_training import ACCURACY_GOALS, accuracy_goal, accuracy_goals  # noqa: E402
 
+from compression import api  # noqa: E402
 from compression.recipes import Recipe  # noqa: E402
 
 
@@ -114,3 +116,42 @@ def test_the_batch_32_goal_counts_clean_timings_within_a_point_only():
     rows[1]["clean_b32"] = rows[2]["clean_b32"] = False
     got = b32_goal(pd.DataFrame(rows))
     assert not got["met"] and got["verdict"].startswith("not comparable") and got["best"] == OURS[3]
+
+
+def test_the_kl_of_the_4_bit_scan_is_zero_for_equal_outputs_and_grows_as_they_part():
+    from nbits_scan import kl_from
+
+    base = np.array([[2.0, 0.0], [0.0, 1.0]])
+    assert kl_from(base, base + 5.0) == pytest.approx(0.0, abs=1e-12)  # a shift of all logits changes nothing
+    p, q = np.exp(base) / np.exp(base).sum(1, keepdims=True), np.full((2, 2), 0.5)
+    assert kl_from(base, np.zeros((2, 2))) == pytest.approx(float((p * np.log(p / q)).sum(1).mean()))
+    assert 0 < kl_from(base, base * 0.5) < kl_from(base, -base)
+
+
+def test_the_4_bit_scan_reads_validation_only_and_sets_the_kernel_level_for_its_variant(prepared, monkeypatch):
+    import nbits_scan
+
+    from compression import sensitivity
+    from compression.methods import nbits as nbits_module
+
+    ws, _ = prepared
+    store = api.open_workspace(str(ws))[1]
+    fp = next(b["fingerprint"] for b in store.baselines() if b.get("prepared"))
+    read, levels = [], []
+    real_load, real_compress = sensitivity.load_split, nbits_scan.compress
+    monkeypatch.setattr(sensitivity, "load_split", lambda f, name, n=None: read.append(name) or real_load(f, name, n))
+    monkeypatch.setattr(nbits_scan, "compress",
+                        lambda m, r, w: levels.append(nbits_module.ACCURACY_LEVEL) or real_compress(m, r, w))
+    bench = sensitivity.ValBench(store, fp)
+    try:
+        chosen = [v for v in nbits_scan.variants(32) if v[0] in ("RTN, symmetric", "RTN, symmetric, fp32 activations (accuracy level 0)",
+                                                          "GPTQ, symmetric")]
+        rows = nbits_scan.scan(bench, chosen, log=lambda s: None)
+    finally:
+        bench.close()
+    assert "test" not in read and {"train", "val"} <= set(read)
+    assert [r["accuracy_level"] for r in rows] == [None, 0, None]
+    assert levels[1:] == [nbits_module.ACCURACY_LEVEL, 0, nbits_module.ACCURACY_LEVEL]  # restored after
+    for r in rows:
+        assert r["rows"] == len(bench.val.y) and r["kl_e3"] >= 0 and r["ci_lo_pts"] <= r["change_pts"] <= r["ci_hi_pts"]
+        assert r["flips"] <= r["rows"]
