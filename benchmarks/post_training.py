@@ -19,7 +19,8 @@ Goals checked (reported as met or MISSED, with the numbers):
 - the best post-training batch-32 setting with a drop <= 1 pt, casts excluded: >= 1.8x the baseline;
 - issue 13's accuracy goals (``--accuracy-goals`` runs only these settings): 50% Wanda or SparseGPT without
   fine-tuning keeps >= 99% (2:4 and 70% reported beside magnitude's 70%); 4-bit weights in groups of 128 on
-  MatMulNBits drop <= 0.5 pt with latency measured, not simulated; 3-bit drop <= 2 pts. A goal is met only when
+  MatMulNBits (GPTQ, chosen on validation by nbits_scan.py; RTN reported beside it) drop <= 0.5 pt with
+  latency measured, not simulated; 3-bit drop <= 2 pts. A goal is met only when
   the point estimate meets it and the paired 95% interval's lower bound of the change is >= -1.0 pt; each setting
   is reported on its own (none is picked on the test split).
 """
@@ -52,7 +53,11 @@ ACCURACY_GOALS = [
     ("prune(sparsity=0.7)", "70% magnitude: report", None),
     ("prune(sparsity=0.7,criterion=sparsegpt)", "70%: report next to magnitude", None),
     ("prune(sparsity=0.7,criterion=sparsegpt,refit=on)", "70%: report next to magnitude", None),
-    ("quant(bits=4,kernel=nbits,group_size=128)", "4-bit g128 on MatMulNBits: drop <= 0.5 pt, measured", "drop05"),
+    # 4-bit: GPTQ was chosen on validation (benchmarks/nbits_scan.py: the closest outputs on two fine-tunes);
+    # plain RTN, the earlier goal setting, stays on record beside it.
+    ("quant(bits=4,kernel=nbits,group_size=128,algorithm=gptq)", "4-bit g128 on MatMulNBits: drop <= 0.5 pt, measured",
+     "drop05"),
+    ("quant(bits=4,kernel=nbits,group_size=128)", "4-bit g128 RTN (the earlier setting): report", None),
     ("quant(bits=3,kernel=rtn,group_size=32,scheme=asym,algorithm=gptq,act_order=on,clip=mse)",
      "3-bit: drop <= 2 pts", "drop2"),
 ]
