@@ -256,7 +256,8 @@ def test_browser_prepare_sweep_frontier_constraint_screenshot(server, tiny_model
                 expect(page.get_by_role("heading", name=title).first).to_be_visible()
                 if check:
                     expect(page.get_by_text(check).first).to_be_visible()
-                assert "explain=1" in page.url, f"explain mode left the URL on the {title} page"
+                # the page writes its URL state as its script runs, after the heading can show: wait for it
+                expect(page, f"explain mode left the URL on the {title} page").to_have_url(re.compile(r"explain=1"))
                 time.sleep(1.5)
                 page.screenshot(path=str(ROOT / "docs" / f"explain-{title.lower()}.png"))
         except BaseException:
