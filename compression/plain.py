@@ -45,6 +45,7 @@ KNOB_WORDS: dict[str, dict[str, str] | str] = {
     "algorithm": {"gptq": "(rounding errors corrected, GPTQ)", "hqq": "(HQQ rounding)", "rtn": ""},
     "act_order": {"on": "(important inputs first)", "off": ""},
     "clip": {"mse": "with outliers clipped", "none": ""},
+    "smooth": "with large input values evened out first (SmoothQuant {v})",
     "criterion": {"wanda": "(Wanda)", "magnitude": "(by size)", "sparsegpt": "(SparseGPT)"},
     "calibration": {"sequential": "layer by layer", "block": ""},
     "refit": {"on": "then the kept ones solved exactly", "off": ""},

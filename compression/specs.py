@@ -55,10 +55,20 @@ class QuantSpec(Spec):
     clip: str = knob("none", choices=("none", "mse"),
                      help="mse = shrink each group's range a little where that rounds its weights closer "
                           "(a rare outlier is clipped instead of coarsening the step for all); rtn and gptq")
+    smooth: float = knob(0.0, lo=0.0, hi=1.0, step=0.05, unit="",
+                         help="SmoothQuant before int8 with one scale per activation tensor: move this share of each "
+                              "input channel's range from the activations into the weights (0 = off; 0.5 to 0.8 "
+                              "usual); kernel=ort, ort-fused or ort-static")
     per_layer: tuple = per_layer_knob("bit-widths (2..8, or 32 to keep a layer in fp32)")
 
     def check(self):
         canonical_per_layer(self, "bits", self._layer_bits)
+        if self.smooth and self.resolved_kernel not in ("ort", "ort-fused", "ort-static"):
+            raise SpecError(f"quant.smooth={self.smooth:g} rescales activations for ONNX Runtime's int8 kernels, "
+                            f"which give each activation tensor one scale: use kernel=ort, ort-fused or ort-static "
+                            f"(kernel={self.resolved_kernel} "
+                            + ("smooths on its own, inside NNCF)" if self.resolved_kernel == "openvino"
+                               else "quantizes no activations with one scale)"))
         levels = {b for _, b in self.per_layer}
         if self.group_size and self.group_size & (self.group_size - 1):
             raise SpecError(f"quant.group_size={self.group_size} must be a power of two (or 0 for per-channel)")

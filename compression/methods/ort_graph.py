@@ -35,6 +35,7 @@ from ..families import family
 from ..specs import QuantSpec, RuntimeSpec, SpecError
 from ..runtimes import DISABLED_OPTIMIZERS_KEY
 from .quant import _Logits, _quiet_ort_quantizer, export_onnx, seven_bit_weights
+from .smooth import int8_source
 
 FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization", "SkipLayerNormalization", "BiasGelu",
              "FastGelu", "Gelu", "SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization")
@@ -165,6 +166,7 @@ def fused_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedM
     out = Path(workload.scratch) / "model.int8-fused.onnx"
     types = ["MatMul", "Attention"] + (["EmbedLayerNormalization", "Gather"] if spec.embeddings == "8" else [])
     seven, why = seven_bit_weights()
+    src, source_note, source_info = int8_source(src, spec, workload)
     with _quiet_ort_quantizer():
         # the fused graph's contrib ops carry no type information the quantizer can read without this
         quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=types,
@@ -172,8 +174,8 @@ def fused_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedM
     _keep_unfused(out)
     cm = onnx_model(out, "int8 fused transformer kernels (ONNX Runtime, dynamic activations)")
     cm.notes.append("exported to ONNX, " + _fused_note(ops, how) + "; MatMul and Attention weights in int8"
-                    + ("; word embeddings in 8 bits" if spec.embeddings == "8" else "") + why)
-    cm.info.update(bits=8, kernel="ort-fused", fused_ops=ops, weight_range_bits=7 if seven else 8)
+                    + ("; word embeddings in 8 bits" if spec.embeddings == "8" else "") + source_note + why)
+    cm.info.update(bits=8, kernel="ort-fused", fused_ops=ops, weight_range_bits=7 if seven else 8, **source_info)
     return cm
 
 
@@ -203,7 +205,7 @@ def static_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> Compressed
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    src = plain_fp32(model, workload)
+    src, source_note, source_info = int8_source(plain_fp32(model, workload), spec, workload)
     graph = onnx.load(str(src), load_external_data=False).graph
     tables = {i.name for i in graph.initializer if len(i.dims) == 2}
     ops = ("MatMul", "Gather") if spec.embeddings == "8" else ("MatMul",)
@@ -222,6 +224,6 @@ def static_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> Compressed
     cm = onnx_model(out, "int8 QDQ MatMul (ONNX Runtime, static activation scales)")
     cm.notes.append(f"exported to ONNX; {len(nodes)} weight MatMuls in int8 with activation scales calibrated on "
                     f"{min(CALIBRATION_ROWS, len(workload.train))} training sentences"
-                    + ("; word embeddings in 8 bits" if spec.embeddings == "8" else "") + why)
-    cm.info.update(bits=8, kernel="ort-static", weight_range_bits=7 if seven else 8)
+                    + ("; word embeddings in 8 bits" if spec.embeddings == "8" else "") + source_note + why)
+    cm.info.update(bits=8, kernel="ort-static", weight_range_bits=7 if seven else 8, **source_info)
     return cm

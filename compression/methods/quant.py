@@ -252,13 +252,16 @@ def onnx_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMo
     out = scratch / "model.int8.onnx"
     ops = ["MatMul", "Gather"] if spec.embeddings == "8" else ["MatMul"]
     seven, why = seven_bit_weights()
+    from .smooth import int8_source
+
+    fp32, source_note, source_info = int8_source(fp32, spec, workload)
     with _quiet_ort_quantizer():
         quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=ops, reduce_range=seven)
     cm = onnx_model(out, "int8 MatMulInteger (ONNX Runtime, dynamic activations)")
     cm.notes.append("exported to ONNX; MatMul weights in int8 on ONNX Runtime's int8 kernel"
-                    + ("; word embeddings in 8 bits" if spec.embeddings == "8" else "") + why)
-    cm.info.update(bits=8, kernel="ort", weight_range_bits=7 if seven else 8)
+                    + ("; word embeddings in 8 bits" if spec.embeddings == "8" else "") + source_note + why)
+    cm.info.update(bits=8, kernel="ort", weight_range_bits=7 if seven else 8, **source_info)
     return cm
 
 

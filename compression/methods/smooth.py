@@ -1,0 +1,282 @@
+"""SmoothQuant-style scale migration on an ONNX graph, before int8 with one scale per activation tensor.
+
+ONNX Runtime's int8 paths (``quant(kernel=ort | ort-fused | ort-static)``) quantize each activation tensor
+with one scale. A transformer's hidden states carry a few input channels tens of times larger than the rest,
+so that one scale rounds every other channel coarsely. Smoothing (Xiao et al., 2023, "SmoothQuant") divides
+input channel ``k`` of each weight MatMul's activation by ``s_k = amax_k^alpha / wmax_k^(1 - alpha)`` and
+multiplies row ``k`` of its weight by the same ``s_k``: the fp32 product is unchanged, and the int8 one
+shares the range between activations (``amax``: the channel's largest magnitude on 128 train-split
+sentences, never the test split) and weights (``wmax``: the largest weight that reads it). ``alpha = 0``
+changes nothing; larger values move more of the outliers into the weights, which have a scale per output
+channel and so absorb them better.
+
+Where the division can be folded into the op that makes the activation, it costs nothing: the attention
+output projection's input is ``softmax(QK^T) V``, so on the fused graph its ``1/s`` goes into V's columns of
+the Attention op's packed weights and bias. Elsewhere (the inputs of Q/K/V and of the feed-forward layers,
+whose producers also feed the residual path or are nonlinear) a per-channel Mul is inserted before the
+MatMul; ONNX Runtime quantizes that Mul's output. Nothing else in the graph changes, so this works on any
+family's export.
+
+Example::
+
+    >>> info = smooth_graph(Path("fp32-fused.onnx"), Path("smoothed.onnx"), 0.8, workload)
+    >>> info        # {'alpha': 0.8, 'smoothed': 18, 'folded': 6, 'muls': 12}
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+# below this a channel's statistic counts as zero: it keeps s = 1 (nothing to migrate)
+TINY = 1e-8
+# s stays within this factor of 1 either way: a channel idle in calibration but not in use must not blow up
+S_RANGE = 1e4
+
+
+def _weight_consumers(graph, init) -> dict[str, list]:
+    """Activation tensor -> the weight MatMuls (and fused Attention ops) that read it as their first input, with
+    a float 2-D weight initializer that nothing else reads (a tied or shared weight is left alone)."""
+    import onnx
+
+    uses = Counter(x for n in graph.node for x in n.input)
+    groups: dict[str, list] = defaultdict(list)
+    for n in graph.node:
+        if not (n.op_type == "MatMul" or (n.op_type == "Attention" and n.domain == "com.microsoft")):
+            continue
+        if len(n.input) < 2 or n.input[0] in init:
+            continue
+        w = init.get(n.input[1])
+        if w is None or len(w.dims) != 2 or w.data_type != onnx.TensorProto.FLOAT or uses[n.input[1]] != 1:
+            continue
+        groups[n.input[0]].append(n)
+    return groups
+
+
+def _activation_amax(model, names: list[str], workload) -> tuple[dict[str, np.ndarray], int]:
+    """Per-channel max |x| of each named tensor over the train-split calibration sentences, read by running the
+    fp32 graph with those tensors made outputs; and how many sentences."""
+    import onnx
+    import onnxruntime as ort
+
+    from .ort_graph import _Calibration
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    have = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(a, onnx.TensorProto.FLOAT, None)
+                              for a in names if a not in have)
+    path = Path(workload.scratch) / "smooth-probe.onnx"
+    big = probe.ByteSize() > 1_500_000_000  # protobuf's 2 GiB limit: keep large weights beside the graph
+    onnx.save(probe, str(path), save_as_external_data=big, location=path.name + ".data" if big else None)
+    del probe
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed_names = [i.name for i in sess.get_inputs()]
+    amax: dict[str, np.ndarray] = {}
+    rows = 0
+    for batch in _Calibration(workload, feed_names).batches:
+        rows += len(next(iter(batch.values())))
+        outs = sess.run(names, batch)
+        for a, x in zip(names, outs):
+            m = np.abs(x).reshape(-1, x.shape[-1]).max(axis=0)
+            amax[a] = m if a not in amax else np.maximum(amax[a], m)
+    del sess
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".data").unlink(missing_ok=True)
+    return amax, rows
+
+
+def scales(amax: np.ndarray, wmax: np.ndarray, alpha: float) -> np.ndarray:
+    """SmoothQuant's per-channel factor, 1 where either statistic is zero, kept within S_RANGE of 1."""
+    ok = (amax > TINY) & (wmax > TINY)
+    s = np.ones_like(amax, dtype=np.float64)
+    s[ok] = amax[ok].astype(np.float64) ** alpha / wmax[ok].astype(np.float64) ** (1.0 - alpha)
+    return np.clip(s, 1.0 / S_RANGE, S_RANGE)
+
+
+def _fold_target(graph, init, uses, producer, act, consumers, k):
+    """The fused Attention op whose output is ``act``, when ``act`` feeds only ``consumers`` and V's columns of its
+    packed weights and bias (the last ``k`` of ``3k``) can take ``1/s``; else None."""
+    p = producer.get(act)
+    if p is None or p.op_type != "Attention" or p.domain != "com.microsoft" or p.output[0] != act:
+        return None
+    if uses[act] != len(consumers) or any(a.name == "qkv_hidden_sizes" for a in p.attribute):
+        return None
+    if len(p.input) < 3 or p.input[1] not in init or p.input[2] not in init:
+        return None
+    w, b = init[p.input[1]], init[p.input[2]]
+    if list(w.dims)[1:] != [3 * k] or list(b.dims) != [3 * k] or uses[p.input[1]] != 1 or uses[p.input[2]] != 1:
+        return None
+    return p
+
+
+def smooth_graph(src: Path, out: Path, alpha: float, workload) -> dict:
+    """Write ``src`` with SmoothQuant's scales migrated (see the module docstring) to ``out``; returns what changed."""
+    import onnx
+
+    model = onnx.load(str(src))
+    info = _smooth(model, alpha, workload)
+    _save(model, out)
+    return info
+
+
+def _save(model, out: Path) -> None:
+    import onnx
+
+    big = model.ByteSize() > 1_500_000_000  # protobuf's 2 GiB limit: keep large weights beside the graph
+    onnx.save(model, str(out), save_as_external_data=big, location=out.name + ".data" if big else None)
+
+
+def gemm_as_matmul(model) -> int:
+    """Rewrite, in place, each Gemm with a constant 2-D weight (alpha = beta = 1, A not transposed) as MatMul
+    plus an Add for its bias; returns how many. ONNX Runtime's dynamic int8 quantizes MatMul and not Gemm, and
+    the dynamo export makes Gemm of every linear layer applied to a 2-D tensor: the classifier head of every
+    encoder, and all of GPT-2's Conv1D layers, which would otherwise stay in fp32."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    init = {i.name: i for i in graph.initializer}
+    uses = Counter(x for n in graph.node for x in n.input)
+    taken = {t for n in graph.node for t in (*n.input, *n.output)} | set(init)
+    attr = lambda n, k, d: next((helper.get_attribute_value(a) for a in n.attribute if a.name == k), d)
+    nodes, done = [], 0
+    for j, n in enumerate(graph.node):
+        w = init.get(n.input[1]) if n.op_type == "Gemm" and n.domain in ("", "ai.onnx") else None
+        if (w is None or len(w.dims) != 2 or attr(n, "transA", 0) or attr(n, "alpha", 1.0) != 1.0
+                or attr(n, "beta", 1.0) != 1.0 or (attr(n, "transB", 0) and uses[n.input[1]] != 1)):
+            nodes.append(n)
+            continue
+        weight = n.input[1]
+        if attr(n, "transB", 0):  # MatMul reads [in, out]: store the transposed weight under a new name
+            weight = w.name + "_t"
+            while weight in taken:
+                weight += "_"
+            taken.add(weight)
+            graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(w).T.copy(), weight))
+            graph.initializer.remove(w)
+        name = n.name or f"gemm_{j}"
+        bias = n.input[2] if len(n.input) > 2 and n.input[2] else ""
+        if not bias:
+            nodes.append(helper.make_node("MatMul", [n.input[0], weight], [n.output[0]], name=name + "_matmul"))
+        else:
+            mid = n.output[0] + "_matmul"
+            while mid in taken:
+                mid += "_"
+            taken.add(mid)
+            nodes.append(helper.make_node("MatMul", [n.input[0], weight], [mid], name=name + "_matmul"))
+            nodes.append(helper.make_node("Add", [mid, bias], [n.output[0]], name=name + "_bias"))
+        done += 1
+    if done:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return done
+
+
+def _smooth(model, alpha: float, workload) -> dict:
+    """:func:`smooth_graph` on a loaded graph, in place."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    init = {i.name: i for i in graph.initializer}
+    groups = _weight_consumers(graph, init)
+    info = {"alpha": alpha, "smoothed": 0, "folded": 0, "muls": 0}
+    if not groups:
+        return info
+    amax, info["rows"] = _activation_amax(model, list(groups), workload)
+    arrays = {}  # initializer name -> its new value
+
+    def value(name):
+        if name not in arrays:
+            arrays[name] = numpy_helper.to_array(init[name]).astype(np.float32).copy()
+        return arrays[name]
+
+    names = {n.name for n in graph.node}
+    for j, n in enumerate(graph.node):  # every node named, so that a Mul can be placed before its consumer
+        if not n.name:
+            n.name = f"node_{j}"
+            while n.name in names:
+                n.name += "_"
+            names.add(n.name)
+    uses = Counter(x for n in graph.node for x in n.input)
+    producer = {o: n for n in graph.node for o in n.output}
+    muls = {}  # first consumer's name -> the Mul to insert before it
+    taken = {t for n in graph.node for t in (*n.input, *n.output)} | set(init)
+    for i, (act, consumers) in enumerate(groups.items()):
+        k = value(consumers[0].input[1]).shape[0]
+        if any(value(c.input[1]).shape[0] != k for c in consumers) or amax[act].shape[0] != k:
+            continue  # a MatMul that broadcasts differently: leave it
+        wmax = np.max([np.abs(value(c.input[1])).max(axis=1) for c in consumers], axis=0)
+        s = scales(amax[act], wmax, alpha)
+        for c in consumers:
+            arrays[c.input[1]] = (value(c.input[1]) * s[:, None]).astype(np.float32)
+        att = _fold_target(graph, init, uses, producer, act, consumers, k)
+        if att is not None:
+            w, b = value(att.input[1]), value(att.input[2])
+            w[:, 2 * k:] /= s
+            b[2 * k:] /= s
+            info["folded"] += 1
+        else:
+            name = f"smooth_{i}_inv"
+            while name in taken:
+                name += "_"
+            smoothed = name + "_out"
+            graph.initializer.append(numpy_helper.from_array((1.0 / s).astype(np.float32), name))
+            muls[consumers[0].name] = onnx.helper.make_node(
+                "Mul", [act, name], [smoothed], name=f"SmoothQuant_{i}")
+            for c in consumers:
+                c.input[0] = smoothed
+            info["muls"] += 1
+        info["smoothed"] += 1
+    for t in graph.initializer:
+        if t.name in arrays:
+            t.CopyFrom(numpy_helper.from_array(arrays[t.name], t.name))
+    if muls:
+        nodes = []
+        for n in graph.node:
+            mul = muls.pop(n.name, None)
+            if mul is not None:
+                nodes.append(mul)
+            nodes.append(n)
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return info
+
+
+def smooth_note(info: dict) -> str:
+    """The notes' words for what :func:`smooth_graph` did."""
+    if not info.get("smoothed"):
+        return "; smoothing found no weight MatMul to smooth"
+    how = []
+    if info["folded"]:
+        how.append(f"{info['folded']} folded into attention's V weights")
+    if info["muls"]:
+        how.append(f"{info['muls']} through an inserted per-channel Mul")
+    return (f"; activation outliers moved into the weights (SmoothQuant, alpha {info['alpha']:g}) before "
+            f"{info['smoothed']} weight inputs, scales from {info['rows']} training sentences: "
+            + ", ".join(how))
+
+
+def int8_source(src: Path, spec, workload) -> tuple[Path, str, dict]:
+    """The fp32 graph an ONNX Runtime int8 kernel quantizes: ``src`` with its Gemm ops as MatMul (see
+    :func:`gemm_as_matmul`) and, with ``spec.smooth``, SmoothQuant's scales migrated (a copy in the scratch
+    folder; ``src`` itself when neither changes anything); the words for its notes, and the info for ``cm.info``."""
+    import onnx
+
+    model = onnx.load(str(src))
+    gemms = gemm_as_matmul(model)
+    alpha = float(getattr(spec, "smooth", 0) or 0)
+    if not gemms and not alpha:
+        return src, "", {}
+    note = (f"; {gemms} Gemm op{'s' * (gemms != 1)} rewritten as MatMul + Add so that the int8 kernel takes "
+            f"{'their' if gemms != 1 else 'its'} weights too" if gemms else "")
+    info = {"gemm_as_matmul": gemms}
+    if alpha:
+        info["smooth"] = _smooth(model, alpha, workload)
+        note += smooth_note(info["smooth"])
+    out = Path(workload.scratch) / (src.stem + ".int8-source.onnx")
+    _save(model, out)
+    return out, note, info
