@@ -31,33 +31,40 @@ def _rel(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-@pytest.mark.parametrize("graph", ["fused", "plain"])
-def test_smoothing_alone_leaves_the_fp32_outputs_unchanged(graph, tmp_path):
+@pytest.mark.parametrize("name,graph", [("bert", "fused"), ("bert", "plain"), ("gpt2", "plain"), ("qwen2", "plain")])
+def test_smoothing_alone_leaves_the_fp32_outputs_unchanged(name, graph, tmp_path):
     """The migration divides each activation channel by s and multiplies the weight row by s: in fp32 the graph
-    computes the same logits, whether s went through an inserted Mul or was folded into attention's V."""
+    computes the same logits, whether s went through an inserted Mul, into attention's V (BERT's fused graph) or
+    into a pre-LN block's norm (GPT-2's LayerNorm, Qwen2's RMSNorm gain, found through GPT-2's Reshapes)."""
+    import onnx
     import onnxruntime as ort
 
     from compression.methods.ort_graph import fused_fp32, plain_fp32
-    from compression.methods.smooth import smooth_graph
+    from compression.methods.smooth import gemm_as_matmul, smooth_graph
 
-    model, wl, batch, _ = _setup(tmp_path)
-    _with_outliers(model, "bert")
+    model, wl, batch, _ = _setup(tmp_path, name=name)
+    if name == "bert":
+        _with_outliers(model, "bert")
     with torch.no_grad():
         ref = model(**batch).logits.numpy()
     src = fused_fp32(model, wl)[0] if graph == "fused" else plain_fp32(model, wl)
+    g = onnx.load(str(src))
+    gemm_as_matmul(g)
+    src = tmp_path / "matmul.onnx"
+    onnx.save(g, str(src))
     out = tmp_path / "smoothed.onnx"
     info = smooth_graph(src, out, 0.8, wl, min_ratio=0)  # every input, outliers or not
     assert info["smoothed"] >= 6 and info["rows"] == len(TEXTS), info  # 2 layers x (qkv, attn out, ffn in, ffn out)
-    if graph == "fused":
-        assert info["folded"] == 2, info  # each layer's attention output scale went into its V weights
+    if name == "bert":
+        assert info["folded"] == (2 if graph == "fused" else 0), info  # each layer's attention output into its V
+    else:
+        assert info["folded_into"].get("a layer norm's gain" if name == "gpt2" else "a norm's gain", 0) >= 4, info
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     names = {i.name for i in sess.get_inputs()}
     got = sess.run(["logits"], {k: v.numpy() for k, v in batch.items() if k in names})[0]
     assert _rel(got, ref) < 1e-4, _rel(got, ref)
-    base = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
-    assert sum(n.op_type == "Mul" for n in __import__("onnx").load(str(out)).graph.node) == \
-        sum(n.op_type == "Mul" for n in __import__("onnx").load(str(src)).graph.node) + info["muls"]
-    del base
+    assert sum(n.op_type == "Mul" for n in onnx.load(str(out)).graph.node) == \
+        sum(n.op_type == "Mul" for n in onnx.load(str(src)).graph.node) + info["muls"]
 
 
 def _with_outliers(model, name, factor=100.0, channels=(3, 11)):
@@ -122,8 +129,8 @@ def test_gemm_layers_reach_the_int8_kernel(tmp_path):
 
 
 def test_smoothing_runs_on_a_family_without_fused_attention(tmp_path):
-    """A decoder's export has no Attention op to fold into: each weight input with outlier channels gets its Mul,
-    and the saved artifact reloads to the same numbers."""
+    """A decoder's export has no Attention op to fold into, but its pre-LN norms feed only the next Linear, so
+    their gains take 1/s; the saved artifact reloads to the same numbers."""
     from compression.artifacts import load
 
     model, wl, batch, _ = _setup(tmp_path, name="gpt2")
@@ -131,7 +138,8 @@ def test_smoothing_runs_on_a_family_without_fused_attention(tmp_path):
     with torch.no_grad():
         ref = model(**batch).logits.numpy()
     cm = compress(model, Recipe.parse("quant(bits=8,kernel=ort,smooth=0.5)"), wl)
-    assert cm.info["smooth"]["muls"] >= 4 and cm.info["smooth"]["folded"] == 0, cm.info  # 2 blocks x (qkv, ffn in)
+    assert cm.info["smooth"]["folded_into"]["a layer norm's gain"] == 5, cm.info  # 2 x (ln_1, ln_2), ln_f
+    assert any("5 folded into a layer norm's gain" in n for n in cm.notes), cm.notes
     out = cm.predict(batch)
     assert _rel(out, ref) < 0.15
     cm.save(tmp_path / "art")
@@ -140,22 +148,25 @@ def test_smoothing_runs_on_a_family_without_fused_attention(tmp_path):
 
 def test_inputs_without_outlier_channels_get_no_mul(tmp_path):
     """A Mul costs time at batch 1 (about 16 us each on a 2-core EPYC); where no channel stands out it buys nothing,
-    so such inputs are left alone and the notes count them. With the threshold at 0 every input is smoothed."""
+    so such inputs are left alone and the notes count them. With the threshold at 0 every input is smoothed.
+    BERT's plain export folds nothing (post-LN: each norm also feeds the residual path), so each input is one or
+    the other."""
     import onnx
 
     from compression.methods import smooth
     from compression.methods.ort_graph import plain_fp32
 
-    model, wl, batch, _ = _setup(tmp_path, name="gpt2")
-    _with_outliers(model, "gpt2", channels=(3,))
+    model, wl, batch, _ = _setup(tmp_path)
+    _with_outliers(model, "bert")  # outliers in each layer's attention output only
     graph = onnx.load(str(plain_fp32(model, wl)))
-    assert smooth.gemm_as_matmul(graph) >= 8  # GPT-2's Conv1D layers, exported as Gemm
+    smooth.gemm_as_matmul(graph)
     src = tmp_path / "matmul.onnx"
     onnx.save(graph, str(src))
     picky = smooth.smooth_graph(src, tmp_path / "picky.onnx", 0.8, wl)
     every = smooth.smooth_graph(src, tmp_path / "every.onnx", 0.8, wl, min_ratio=0)
-    assert every["skipped"] == 0 and every["muls"] == picky["muls"] + picky["skipped"], (picky, every)
-    assert picky["skipped"] >= 1 and picky["muls"] >= 4, picky  # the outlier inputs (ln_1, ln_2 outputs) kept
+    assert every["skipped"] == 0 and every["folded"] == picky["folded"] == 0, (picky, every)
+    assert every["muls"] == picky["muls"] + picky["skipped"], (picky, every)
+    assert picky["skipped"] >= 1 and picky["muls"] >= 2, picky  # the two attention outputs kept
     muls = lambda p: sum(n.op_type == "Mul" for n in onnx.load(str(p)).graph.node)
     assert muls(tmp_path / "every.onnx") - muls(tmp_path / "picky.onnx") == picky["skipped"]
     assert "left as they were" in smooth.smooth_note(picky)

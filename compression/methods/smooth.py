@@ -12,9 +12,11 @@ channel and so absorb them better.
 
 Where the division can be folded into the op that makes the activation, it costs nothing: the attention
 output projection's input is ``softmax(QK^T) V``, so on the fused graph its ``1/s`` goes into V's columns of
-the Attention op's packed weights and bias. Elsewhere (the inputs of Q/K/V and of the feed-forward layers,
-whose producers also feed the residual path or are nonlinear) a per-channel Mul is inserted before the
-MatMul; ONNX Runtime quantizes that Mul's output. Nothing else in the graph changes, so this works on any
+the Attention op's packed weights and bias; in a pre-LN block (GPT-2, Llama, Qwen2) the norm before Q/K/V and
+before the feed-forward layer takes it in its gain and bias. Elsewhere (in a post-LN BERT the inputs of Q/K/V
+and of the feed-forward layers, whose norms also feed the residual path; the GELU's output) a per-channel Mul is
+inserted before the MatMul, only where a channel stands out (``MIN_OUTLIER_RATIO``); ONNX Runtime quantizes that
+Mul's output. Nothing else in the graph changes, so this works on any
 family's export.
 
 Example::
@@ -103,19 +105,46 @@ def scales(amax: np.ndarray, wmax: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def _fold_target(graph, init, uses, producer, act, consumers, k):
-    """The fused Attention op whose output is ``act``, when ``act`` feeds only ``consumers`` and V's columns of its
-    packed weights and bias (the last ``k`` of ``3k``) can take ``1/s``; else None."""
+    """Where ``1/s`` can go into the op that makes ``act`` at no cost: a list of ``(node, input index, columns)``
+    whose initializer to divide by ``s`` (``columns``: a slice of its last axis), and the words for the notes;
+    else None. A norm's gain that the export shares between norms (equal tensors are deduplicated: every fresh
+    LayerNorm's ones) is copied for this node first.
+
+    - a fused Attention op whose output is ``act``: V's columns (the last ``k`` of ``3k``) of its packed weights
+      and bias;
+    - a LayerNormalization over the last axis, or a Mul by a per-channel constant (an RMSNorm's gain), whose
+      output feeds only these MatMuls, possibly through Reshapes that keep the last axis (``k`` channels before and
+      after, so each element keeps its channel): its gain and bias. This is a pre-LN block's norm (GPT-2, Llama,
+      Qwen2); in a post-LN BERT the norm's output also feeds the residual path, and a Mul is needed."""
+    if uses[act] != len(consumers):
+        return None
     p = producer.get(act)
-    if p is None or p.op_type != "Attention" or p.domain != "com.microsoft" or p.output[0] != act:
+    if p is not None and p.op_type == "Attention" and p.domain == "com.microsoft" and p.output[0] == act:
+        if any(a.name == "qkv_hidden_sizes" for a in p.attribute) or len(p.input) < 3:
+            return None
+        w, b = init.get(p.input[1]), init.get(p.input[2])
+        if (w is None or b is None or list(w.dims)[1:] != [3 * k] or list(b.dims) != [3 * k]
+                or uses[p.input[1]] != 1 or uses[p.input[2]] != 1):
+            return None
+        return [(p, 1, slice(2 * k, None)), (p, 2, slice(2 * k, None))], "attention's V weights"
+    cur = act
+    while p is not None and p.op_type == "Reshape" and p.domain in ("", "ai.onnx") and uses[p.input[0]] == 1:
+        cur = p.input[0]
+        p = producer.get(cur)
+    if p is None or p.output[0] != cur or p.domain not in ("", "ai.onnx"):
         return None
-    if uses[act] != len(consumers) or any(a.name == "qkv_hidden_sizes" for a in p.attribute):
-        return None
-    if len(p.input) < 3 or p.input[1] not in init or p.input[2] not in init:
-        return None
-    w, b = init[p.input[1]], init[p.input[2]]
-    if list(w.dims)[1:] != [3 * k] or list(b.dims) != [3 * k] or uses[p.input[1]] != 1 or uses[p.input[2]] != 1:
-        return None
-    return p
+    per_channel = lambda name: name in init and list(init[name].dims) == [k]
+    if p.op_type == "LayerNormalization":
+        axis = next((a.i for a in p.attribute if a.name == "axis"), -1)
+        params = [j for j in (1, 2) if j < len(p.input) and p.input[j]]
+        if axis != -1 or not params or not all(per_channel(p.input[j]) for j in params):
+            return None
+        return [(p, j, slice(None)) for j in params], "a layer norm's gain"
+    if p.op_type == "Mul" and len(p.input) == 2:
+        const = [j for j in (0, 1) if per_channel(p.input[j])]
+        if len(const) == 1 and p.input[1 - const[0]] not in init:
+            return [(p, const[0], slice(None))], "a norm's gain"
+    return None
 
 
 def smooth_graph(src: Path, out: Path, alpha: float, workload, min_ratio: float | None = None) -> dict:
@@ -197,7 +226,7 @@ def _smooth(model, alpha: float, workload, min_ratio: float | None = None) -> di
     graph = model.graph
     init = {i.name: i for i in graph.initializer}
     groups = _weight_consumers(graph, init)
-    info = {"alpha": alpha, "smoothed": 0, "folded": 0, "muls": 0, "skipped": 0}
+    info = {"alpha": alpha, "smoothed": 0, "folded": 0, "folded_into": {}, "muls": 0, "skipped": 0}
     if not groups:
         return info
     amax, info["rows"] = _activation_amax(model, list(groups), workload)
@@ -223,19 +252,31 @@ def _smooth(model, alpha: float, workload, min_ratio: float | None = None) -> di
         k = value(consumers[0].input[1]).shape[0]
         if any(value(c.input[1]).shape[0] != k for c in consumers) or amax[act].shape[0] != k:
             continue  # a MatMul that broadcasts differently: leave it
-        att = _fold_target(graph, init, uses, producer, act, consumers, k)
-        if att is None and outlier_ratio(amax[act]) < min_ratio:
+        fold = _fold_target(graph, init, uses, producer, act, consumers, k)
+        if fold is None and outlier_ratio(amax[act]) < min_ratio:
             info["skipped"] += 1  # no outlier channels: a Mul here would cost time and buy nothing
             continue
         wmax = np.max([np.abs(value(c.input[1])).max(axis=1) for c in consumers], axis=0)
         s = scales(amax[act], wmax, alpha)
         for c in consumers:
             arrays[c.input[1]] = (value(c.input[1]) * s[:, None]).astype(np.float32)
-        if att is not None:
-            w, b = value(att.input[1]), value(att.input[2])
-            w[:, 2 * k:] /= s
-            b[2 * k:] /= s
+        if fold is not None:
+            targets, where = fold
+            for node, j, cols in targets:
+                name = node.input[j]
+                if uses[name] > 1:  # shared with other nodes: this one gets its own copy
+                    copy = name + "_smoothed"
+                    while copy in taken:
+                        copy += "_"
+                    taken.add(copy)
+                    graph.initializer.append(numpy_helper.from_array(value(name).copy(), copy))
+                    init[copy] = graph.initializer[-1]
+                    uses[name] -= 1
+                    uses[copy] = 1
+                    node.input[j] = name = copy
+                value(name)[..., cols] /= s
             info["folded"] += 1
+            info["folded_into"][where] = info["folded_into"].get(where, 0) + 1
         else:
             name = f"smooth_{i}_inv"
             while name in taken:
@@ -272,8 +313,8 @@ def smooth_note(info: dict) -> str:
         return ("; smoothing found no weight MatMul to smooth" if not skipped else
                 "; smoothing (SmoothQuant) changed nothing" + left)
     how = []
-    if info["folded"]:
-        how.append(f"{info['folded']} folded into attention's V weights")
+    for where, n in info.get("folded_into", {}).items():
+        how.append(f"{n} folded into {where}")
     if info["muls"]:
         how.append(f"{info['muls']} through an inserted per-channel Mul")
     return (f"; activation outliers moved into the weights (SmoothQuant, alpha {info['alpha']:g}) before "
