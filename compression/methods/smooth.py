@@ -187,10 +187,7 @@ def gemm_as_matmul(model) -> int:
             continue
         weight = n.input[1]
         if attr(n, "transB", 0):  # MatMul reads [in, out]: store the transposed weight under a new name
-            weight = w.name + "_t"
-            while weight in taken:
-                weight += "_"
-            taken.add(weight)
+            weight = _fresh(w.name + "_t", taken)
             graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(w).T.copy(), weight))
             graph.initializer.remove(w)
         name = n.name or f"gemm_{j}"
@@ -198,10 +195,7 @@ def gemm_as_matmul(model) -> int:
         if not bias:
             nodes.append(helper.make_node("MatMul", [n.input[0], weight], [n.output[0]], name=name + "_matmul"))
         else:
-            mid = n.output[0] + "_matmul"
-            while mid in taken:
-                mid += "_"
-            taken.add(mid)
+            mid = _fresh(n.output[0] + "_matmul", taken)
             nodes.append(helper.make_node("MatMul", [n.input[0], weight], [mid], name=name + "_matmul"))
             nodes.append(helper.make_node("Add", [mid, bias], [n.output[0]], name=name + "_bias"))
         done += 1
@@ -215,6 +209,15 @@ def outlier_ratio(amax: np.ndarray) -> float:
     """How far an activation's largest channel stands out: its max |x| over the median channel's."""
     med = float(np.median(amax))
     return float(amax.max()) / med if med > TINY else float("inf") if amax.max() > TINY else 1.0
+
+
+def _fresh(base: str, taken: set) -> str:
+    """``base``, with underscores appended until no name in ``taken`` has it; reserved in ``taken``."""
+    name = base
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
 
 
 def _smooth(model, alpha: float, workload, min_ratio: float | None = None) -> dict:
@@ -240,10 +243,7 @@ def _smooth(model, alpha: float, workload, min_ratio: float | None = None) -> di
     names = {n.name for n in graph.node}
     for j, n in enumerate(graph.node):  # every node named, so that a Mul can be placed before its consumer
         if not n.name:
-            n.name = f"node_{j}"
-            while n.name in names:
-                n.name += "_"
-            names.add(n.name)
+            n.name = _fresh(f"node_{j}", names)
     uses = Counter(x for n in graph.node for x in n.input)
     producer = {o: n for n in graph.node for o in n.output}
     muls = {}  # first consumer's name -> the Mul to insert before it
@@ -265,11 +265,9 @@ def _smooth(model, alpha: float, workload, min_ratio: float | None = None) -> di
             for node, j, cols in targets:
                 name = node.input[j]
                 if uses[name] > 1:  # shared with other nodes: this one gets its own copy
-                    copy = name + "_smoothed"
-                    while copy in taken:
-                        copy += "_"
-                    taken.add(copy)
-                    graph.initializer.append(numpy_helper.from_array(value(name).copy(), copy))
+                    copy = _fresh(name + "_smoothed", taken)
+                    arrays[copy] = value(name).copy()
+                    graph.initializer.append(numpy_helper.from_array(arrays[copy], copy))
                     init[copy] = graph.initializer[-1]
                     uses[name] -= 1
                     uses[copy] = 1
@@ -278,10 +276,8 @@ def _smooth(model, alpha: float, workload, min_ratio: float | None = None) -> di
             info["folded"] += 1
             info["folded_into"][where] = info["folded_into"].get(where, 0) + 1
         else:
-            name = f"smooth_{i}_inv"
-            while name in taken:
-                name += "_"
-            smoothed = name + "_out"
+            name = _fresh(f"smooth_{i}_inv", taken)
+            smoothed = _fresh(name + "_out", taken)
             graph.initializer.append(numpy_helper.from_array((1.0 / s).astype(np.float32), name))
             muls[consumers[0].name] = onnx.helper.make_node(
                 "Mul", [act, name], [smoothed], name=f"SmoothQuant_{i}")
