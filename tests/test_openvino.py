@@ -75,6 +75,42 @@ def test_openvino_int8_embeddings_8_is_smaller_than_fp32_embeddings_and_fp32_on_
         < sizes["runtime(engine=openvino)"], sizes
 
 
+def _ov_tables(path) -> dict[int, str]:
+    """Rows of each 2-D table a Gather reads -> the element type it is stored in."""
+    import openvino as ov
+
+    found = {}
+    for op in ov.Core().read_model(str(path)).get_ops():
+        if op.get_type_name() == "Gather":
+            node = op.input_value(0).get_node()
+            while node.get_type_name() != "Constant" and node.get_input_size():  # through the dequantize ops
+                node = node.input_value(0).get_node()
+            shape = node.get_output_partial_shape(0)
+            if node.get_type_name() == "Constant" and len(shape) == 2:
+                found[shape[0].get_length()] = node.get_output_element_type(0).get_type_name()
+    return found
+
+
+def test_openvino_embeddings_8_stores_positions_in_8_bits_and_falls_back_where_position_ids_are_computed(bert, tmp_path):
+    from family_models import build, check
+
+    cm, out, ref, _, where = _run(bert, "quant(bits=8,kernel=openvino,embeddings=8)", "tables")
+    tables = _ov_tables(where / "model.openvino-int8.xml")
+    words, positions = sorted(tables)[-1], sorted(tables)[-2]
+    assert cm.info["tables_8bit"] == "tables" and "position embeddings in 8 bits" in " ".join(cm.notes)
+    assert tables[words] in ("i8", "u8") and tables[positions] in ("i8", "u8"), tables
+    assert _rel(out, ref) < 0.15
+    # RoBERTa computes its position ids from the padding: its position table stays fp32, the words go to 8 bits
+    model, tok, _ = check(build("roberta", tmp_path / "roberta"))
+    rob = (tmp_path, model, tok)
+    cm, out, ref, _, where = _run(rob, "quant(bits=8,kernel=openvino,embeddings=8)", "rob")
+    assert np.isfinite(out).all() and _rel(out, ref) < 0.15
+    tables = _ov_tables(where / "model.openvino-int8.xml")
+    if cm.info["tables_8bit"] == "words":
+        assert tables[sorted(tables)[-1]] in ("i8", "u8") and tables[sorted(tables)[-2]] == "f32", tables
+        assert "position table stays fp32" in " ".join(cm.notes)
+
+
 def test_openvino_refuses_what_it_cannot_run():
     for bad, words in (("bits=4", "runs only 8-bit"), ("bits=8,embeddings=4", "8 bits or fp32"),
                        ("bits=8,unseen=drop", "whole"), ("bits=8,per_layer=0:32", "every layer alike")):

@@ -5,7 +5,8 @@
   setting is not always lossless there; fp32 elsewhere. The notes say which it ran in.
 - ``quant(kernel=openvino)``: NNCF's post-training int8 (``nncf.quantize`` with its transformer preset: static
   activation scales from 128 train-split sentences, never the test split, SmoothQuant and bias correction);
-  the word embeddings in int8 with ``embeddings=8`` (NNCF's default), or left in fp32.
+  the word and position embeddings in int8 with ``embeddings=8`` (the position table stays fp32 where the graph
+  computes its position ids, as RoBERTa's does: OpenVINO cannot compile that), or left in fp32.
 
 It was added because it measured the fastest int8 path on an AMD EPYC with AVX-512 VNNI (README, Benchmarks).
 
@@ -48,18 +49,23 @@ def _precision(ov) -> str:
     return {"float32": "fp32", "f32": "fp32", "bfloat16": "bf16", "bf16": "bf16", "float16": "fp16", "f16": "fp16"}.get(name, name)
 
 
-def _lookups(ir, keep_words: bool) -> list[str]:
-    """The table lookups (Gather from a weight) NNCF must leave in fp32: all of them, or all but the word
-    embeddings (the largest table). Position and type tables stay fp32 either way: they are small, and RoBERTa's
-    computed position ids next to an int8 table fail OpenVINO's constant folding when it compiles."""
+def _lookups(ir, keep: str) -> list[str]:
+    """The table lookups (Gather from a weight) NNCF must leave in fp32: all of them (``keep="none"``), all but
+    the word embeddings, the largest table (``"words"``), or only the small ones (``"tables"``: the words and every
+    table as wide as theirs, the absolute positions, go to 8 bits; token types and per-head relative-position
+    buckets stay fp32)."""
     found = []
     for op in ir.get_ops():
         if op.get_type_name() == "Gather":
             table = op.input_value(0).get_node()
-            if table.get_type_name() == "Constant" and len(table.get_output_partial_shape(0)) == 2:
-                found.append((table.get_output_partial_shape(0)[0].get_length(), op.get_friendly_name()))
+            shape = table.get_output_partial_shape(0)
+            if table.get_type_name() == "Constant" and len(shape) == 2:
+                found.append((shape[0].get_length(), shape[1].get_length(), op.get_friendly_name()))
     found.sort()
-    return [name for _, name in (found[:-1] if keep_words and found else found)]
+    if keep == "tables" and found:  # 8 bits: the tables as wide as the words' (positions), but not token types
+        width = found[-1][1]
+        return [name for rows, cols, name in found if cols != width or rows <= 16]
+    return [name for *_, name in (found[:-1] if keep == "words" and found else found)]
 
 
 def _save(ov, model, out: Path) -> Path:
@@ -99,23 +105,40 @@ def ov_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMode
     # one sentence per item: NNCF's statistics (SmoothQuant's among them) are meant per sample
     items = [{k: v[i:i + 1] for k, v in b.items()} for b in _Calibration(workload, names).batches
              for i in range(len(next(iter(b.values()))))]
-    ignored = nncf.IgnoredScope(names=_lookups(ir, keep_words=spec.embeddings == "8"))
     workload.progress(0.05, f"NNCF: int8 scales from {len(items)} training sentences")
     logging.getLogger("nncf").setLevel(logging.ERROR)
     seven, why = seven_bit_weights()
     # NNCF's own fix for CPUs without VNNI: every MatMul's weights in half the int8 range (its default fixes
     # only the first layers after the inputs, which left a tiny ELECTRA's logits 31% off on an AVX2-only EPYC)
     advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE) if seven else None
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        q = nncf.quantize(ir, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items),
-                          ignored_scope=ignored, advanced_parameters=advanced)
+
+    def quantize(keep: str):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return nncf.quantize(ir, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
+                                 subset_size=len(items), ignored_scope=nncf.IgnoredScope(names=_lookups(ir, keep)),
+                                 advanced_parameters=advanced)
+
+    tables = "none"
+    if spec.embeddings == "8":
+        # words and positions in 8 bits; where the graph computes its position ids (RoBERTa's from the padding),
+        # OpenVINO's constant folding fails on the int8 table when it compiles: then only the words
+        q, tables = quantize("tables"), "tables"
+        try:
+            ov.Core().compile_model(q, "CPU")
+        except Exception:  # noqa: BLE001 - OpenVINO raises a bare RuntimeError from its plugin
+            workload.progress(0.5, "NNCF: the position table stays fp32 here; quantizing again")
+            q, tables = quantize("words"), "words"
+    else:
+        q = quantize("none")
     out = _save(ov, q, Path(workload.scratch) / "model.openvino-int8.xml")
     prec = _precision(ov)
     cm = openvino_model(out, _kernel(ov, "int8 MatMul, static activation scales"))
     cm.notes.append(f"exported to ONNX, quantized by NNCF: MatMuls in int8 with activation scales from "
                     f"{len(items)} training sentences (SmoothQuant, bias correction)"
-                    + ("; word embeddings in 8 bits" if spec.embeddings == "8" else "")
+                    + {"tables": "; word and position embeddings in 8 bits", "words": "; word embeddings in 8 bits (the "
+                       "position table stays fp32: this graph computes its position ids)", "none": ""}[tables]
                     + (f"; the layers left in floating point run in {prec}, OpenVINO's default on this CPU"
                        if prec != "fp32" else "") + why)
-    cm.info.update(bits=8, kernel="openvino", inference_precision=prec, weight_range_bits=7 if seven else 8)
+    cm.info.update(bits=8, kernel="openvino", inference_precision=prec, weight_range_bits=7 if seven else 8,
+                   tables_8bit=tables)
     return cm
