@@ -55,8 +55,8 @@ def timing_clean(t) -> bool:
 
 def peer_goal(df: pd.DataFrame) -> dict:
     """Adds the ratios to the peer (row 0) to ``df`` and returns the batch-1 goal: our fastest int8 single
-    setting within 0.5 pt (and the paired CI's lower bound of its change >= -1.0 pt) is >= 1.3x the peer, read both ways (the two medians directly, and each speedup over
-    its own interleaved baseline, which cancels a drift of the machine between rows), at <= 0.26x the size.
+    setting within 0.5 pt (and the paired CI's lower bound of its change >= -1.0 pt) is >= 1.3x the peer, read
+    both ways (the two medians directly, and each speedup over its own interleaved baseline, which cancels a drift of the machine between rows), at <= 0.26x the size.
     A batch-1 goal is judged on batch-1 timings: both the peer's and ours must be clean there."""
     peer = df.iloc[0]
     for b in (1, 32):

@@ -5,8 +5,8 @@
   setting is not always lossless there; fp32 elsewhere. The notes say which it ran in.
 - ``quant(kernel=openvino)``: NNCF's post-training int8 (``nncf.quantize`` with its transformer preset: static
   activation scales from 128 train-split sentences, never the test split, SmoothQuant and bias correction);
-  the word and position embeddings in int8 with ``embeddings=8`` (the position table stays fp32 where the graph
-  computes its position ids, as RoBERTa's does: OpenVINO cannot compile that), or left in fp32.
+  the word and position embeddings in int8 with ``embeddings=8`` (only the words where the int8 graph fails
+  to compile: a graph that computes its position ids can fail OpenVINO's constant folding), or left in fp32.
 
 It was added because it measured the fastest int8 path on an AMD EPYC with AVX-512 VNNI (README, Benchmarks).
 
@@ -120,8 +120,8 @@ def ov_int8(model: torch.nn.Module, spec: QuantSpec, workload) -> CompressedMode
 
     tables = "none"
     if spec.embeddings == "8":
-        # words and positions in 8 bits; where the graph computes its position ids (RoBERTa's from the padding),
-        # OpenVINO's constant folding fails on the int8 table when it compiles: then only the words
+        # words and positions in 8 bits; where computed position ids next to the int8 table fail OpenVINO's
+        # constant folding when it compiles (RoBERTa's did on an earlier OpenVINO), only the words
         q, tables = quantize("tables"), "tables"
         try:
             ov.Core().compile_model(q, "CPU")
