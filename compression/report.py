@@ -221,8 +221,14 @@ def recommendation_text(df: pd.DataFrame, pick: Pick, *, flips: tuple[int, int] 
     parts = [f"**{plain_name(r['recipe'])}**: "]
     if base is not None:
         speed = speed_ratio(r, base, latency_col, label_col)
-        speed = (_times(speed, "faster", "slower", "about as fast") + f" {where}{label}" if speed == speed else
-                 f"speed not comparable {where} (timed while the computer was busy)")
+        # the timing's own verdict wins: a ratio inside the baseline's run-to-run spread is no change, in words too
+        note = r.get(latency_col.replace("lat_", "speedup_").replace("_p50_ms", "_note"))
+        if speed == speed and note == "no measurable change":
+            speed = f"no measurable change in speed {where}{label}"
+        elif speed == speed:
+            speed = _times(speed, "faster", "slower", "about as fast") + f" {where}{label}"
+        else:
+            speed = f"speed not comparable {where} (timed while the computer was busy)"
         parts.append(_times(_num(base["size_mib"]) / _num(r["size_mib"]), "smaller", "bigger", "about the same size")
                      + f", {speed}, {r['accuracy'] * 100:.1f}% vs {base['accuracy'] * 100:.1f}% accurate")
     else:

@@ -62,6 +62,19 @@ def test_a_pick_slower_than_the_original_says_slower():
     assert "16-bit numbers (bf16)" in head and "3.4× slower on this computer" in head and "faster" not in head
 
 
+def test_a_ratio_inside_the_timing_noise_reads_no_measurable_change_as_in_the_details():
+    """The headline and the details table say the same: a 1.3x ratio the timing itself called noise is not
+    "1.3x slower" in the headline."""
+    noisy = {**row("quant(bits=8)", "quant", 0.815, 0.0, -0.004, 0.004, 26.0, 22.0, 0.77),
+             "speedup_b1_note": "no measurable change"}
+    df = table(BASE, noisy)
+    head, _ = recommendation_text(df, recommend(df, objective="size"), objective="size")
+    assert "no measurable change in speed on this computer" in head and "slower" not in head
+    noisy["speedup_b1_note"] = "1.30x slower"
+    head, _ = recommendation_text(table(BASE, noisy), recommend(table(BASE, noisy), objective="size"), objective="size")
+    assert "1.3× slower on this computer" in head
+
+
 def test_when_nothing_beats_the_original_within_noise_it_says_keep_the_original():
     df = table(BASE, FAST_BAD)
     head, _ = recommendation_text(df, recommend(df))
