@@ -169,6 +169,12 @@ def _num(v) -> float:
     return float(v) if pd.notna(v) else float("nan")
 
 
+def _speedup_col(latency_col: str) -> str:
+    """The same-session ratio stored beside a latency column: lat_b1_p50_ms -> speedup_b1 (its verdict in words
+    is that name + "_note")."""
+    return latency_col.replace("lat_", "speedup_").replace("_p50_ms", "")
+
+
 def speed_ratio(row: dict, base: dict | None, latency_col: str = "lat_b1_p50_ms",
                 label_col: str = "latency_label") -> float:
     """How many times faster than the original: the same-session ratio stored with the row where there is
@@ -176,7 +182,7 @@ def speed_ratio(row: dict, base: dict | None, latency_col: str = "lat_b1_p50_ms"
     stored note says "not comparable"), or the original was and no same-session ratio exists."""
     if row.get(label_col) == "contended":
         return float("nan")
-    s = _num(row.get(latency_col.replace("lat_", "speedup_").replace("_p50_ms", "")))
+    s = _num(row.get(_speedup_col(latency_col)))
     if s == s and s > 0:
         return s
     if (base or {}).get(label_col) == "contended":
@@ -221,14 +227,12 @@ def recommendation_text(df: pd.DataFrame, pick: Pick, *, flips: tuple[int, int] 
     parts = [f"**{plain_name(r['recipe'])}**: "]
     if base is not None:
         speed = speed_ratio(r, base, latency_col, label_col)
-        # the timing's own verdict wins: a ratio inside the baseline's run-to-run spread is no change, in words too
-        note = r.get(latency_col.replace("lat_", "speedup_").replace("_p50_ms", "_note"))
-        if speed == speed and note == "no measurable change":
-            speed = f"no measurable change in speed {where}{label}"
-        elif speed == speed:
-            speed = _times(speed, "faster", "slower", "about as fast") + f" {where}{label}"
-        else:
+        if speed != speed:
             speed = f"speed not comparable {where} (timed while the computer was busy)"
+        elif r.get(_speedup_col(latency_col) + "_note") == "no measurable change":  # the timing's own verdict
+            speed = f"no measurable change in speed {where}{label}"
+        else:
+            speed = _times(speed, "faster", "slower", "about as fast") + f" {where}{label}"
         parts.append(_times(_num(base["size_mib"]) / _num(r["size_mib"]), "smaller", "bigger", "about the same size")
                      + f", {speed}, {r['accuracy'] * 100:.1f}% vs {base['accuracy'] * 100:.1f}% accurate")
     else:

@@ -71,7 +71,8 @@ def test_a_ratio_inside_the_timing_noise_reads_no_measurable_change_as_in_the_de
     head, _ = recommendation_text(df, recommend(df, objective="size"), objective="size")
     assert "no measurable change in speed on this computer" in head and "slower" not in head
     noisy["speedup_b1_note"] = "1.30x slower"
-    head, _ = recommendation_text(table(BASE, noisy), recommend(table(BASE, noisy), objective="size"), objective="size")
+    df = table(BASE, noisy)
+    head, _ = recommendation_text(df, recommend(df, objective="size"), objective="size")
     assert "1.3× slower on this computer" in head
 
 
