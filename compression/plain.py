@@ -46,7 +46,7 @@ KNOB_WORDS: dict[str, dict[str, str] | str] = {
     "act_order": {"on": "(important inputs first)", "off": ""},
     "clip": {"mse": "with outliers clipped", "none": ""},
     "smooth": "with large input values evened out first (SmoothQuant {v})",
-    "criterion": {"wanda": "(Wanda)", "magnitude": "(by size)", "sparsegpt": "(SparseGPT)"},
+    "criterion": {"wanda": "(Wanda)", "magnitude": "(by size)", "sparsegpt": "(SparseGPT)", "obc": "(OBC)"},
     "calibration": {"sequential": "layer by layer", "block": ""},
     "refit": {"on": "then the kept ones solved exactly", "off": ""},
     "allocation": {"owl": "and fewer in layers with outliers", "uniform": ""},

@@ -27,7 +27,7 @@ from compression.engine import compress
 from compression.families import family_of
 from compression.recipes import Recipe
 from compression.registry import CATALOGUE
-from compression.specs import QuantSpec, SpecError
+from compression.specs import PruneSpec, QuantSpec, SpecError
 from compression.workload import Workload
 from conftest import baseline_args, make_csv, require
 from family_models import FAMILIES, LABELS, build, check
@@ -38,7 +38,9 @@ CASES = ([(m, "mild" if i == 0 else "aggressive", s) for m, e in CATALOGUE.items
          + [("quant", k, QuantSpec(bits=8, kernel=k)) for k in KERNELS]
          # SmoothQuant's graph surgery: a Mul before each weight MatMul the family's export holds (and on BERT's
          # fused graph, the attention output's scale folded into the Attention op's V weights)
-         + [("quant", "ort-fused-smooth", QuantSpec(bits=8, kernel="ort-fused", smooth=0.8))])
+         + [("quant", "ort-fused-smooth", QuantSpec(bits=8, kernel="ort-fused", smooth=0.8))]
+         # OBC's greedy per-row pruner on the same Hessians as the registry's SparseGPT example
+         + [("prune", "obc", PruneSpec(sparsity=0.2, criterion="obc", calibration="sequential", allocation="owl"))])
 MATRIX = [(f, m, w, s) for f in FAMILIES for m, w, s in CASES]
 # The matrix's share of the CI budget (12 minutes on 2 cores); the e2e cases are counted apart.
 BUDGET_S = 12 * 60
@@ -152,7 +154,7 @@ def test_family_method(family, method, which, spec, tmp_path):
     try:
         cm = compress(model, Recipe((spec,)), wl)
     except (SpecError, UserError) as e:
-        key = method if which in ("mild", "aggressive") else f"quant-{spec.kernel}"
+        key = f"quant-{spec.kernel}" if method == "quant" and which not in ("mild", "aggressive") else method
         listed = readme_refusals()
         if (name, key) not in listed and (name, method) not in listed:
             raise  # a refusal the README does not list is a failure

@@ -11,7 +11,7 @@ from compression.engine import compress
 from compression.methods.distill import hidden_mse, teacher_loss
 from compression.methods.hessian import layer_hessians
 from compression.methods.prune import masks_for
-from compression.methods.sparsegpt import sparsegpt_layer
+from compression.methods.sparsegpt import obc_layer, refit_kept, sparsegpt_layer
 from compression.methods.structured import recovery_loss
 from compression.recipes import Recipe
 from compression.specs import LayersSpec, PruneSpec, SpecError
@@ -222,3 +222,41 @@ def test_refit_stays_exact_on_a_bert_sized_layer_after_the_protocol_sets_the_thr
         assert len(s) == 307
         direct = np.linalg.solve(hd.numpy()[np.ix_(s, s)], (hd.numpy() @ w[r].numpy())[s])
         assert np.allclose(refit[r, s].numpy(), direct, atol=1e-4), r
+
+
+def test_obc_keeps_each_rows_share_solves_its_kept_weights_exactly_and_beats_sparsegpt_with_the_refit():
+    lin, x = correlated_layer(d_in=96, d_out=24)
+    w = lin.weight.detach()
+    h = x.T @ x / len(x)
+    obc = obc_layer(w, h, 0.5)
+    assert ((obc == 0).sum(1) == 48).all(), "half of every row is zero"
+    refit = sparsegpt_layer(w, h, 0.5, refit=True)
+    lam = 0.01 * float(torch.diag(h).mean())
+
+    def loss(v):  # the dampened objective both minimise: (w - w0)^T (H + lam I) (w - w0), summed over rows
+        d = (v - w).double()
+        return float(((d @ h.double()) * d).sum() + lam * (d ** 2).sum())
+
+    assert loss(obc) < 0.95 * loss(refit), "the greedy mask is closer than SparseGPT's one pass, even refitted"
+    # its kept weights are the least-squares optimum for its own mask: refitting them changes nothing
+    assert torch.allclose(refit_kept(w, obc, h), obc, atol=2e-4)
+
+
+def test_prune_with_obc_prunes_every_layer_to_its_share_from_train_text_and_refuses_what_it_cannot_do(tiny, tmp_path):
+    model, tok, df, batch = tiny
+    w = Recording(tok, df, Untouchable(), ["negative", "positive"], scratch=tmp_path)
+    spec = PruneSpec(sparsity=0.5, criterion="obc")
+    cm = compress(copy.deepcopy(model), Recipe((spec,)), w)
+    assert set(w.seen) <= set(df["text"]), "calibration read the train split only"
+    assert "OBC" in cm.notes[0] and "a few at a time" in spec.describe()
+    for name, p in cm.module.named_parameters():
+        if name.startswith("bert.encoder.layer.") and name.endswith(".weight") and p.dim() == 2:
+            assert ((p == 0).sum(1) == p.shape[1] // 2).all(), name
+    sg = compress(copy.deepcopy(model), Recipe((PruneSpec(sparsity=0.5, criterion="sparsegpt"),)), w)
+    name = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(dict(sg.module.named_parameters())[name] == 0, dict(cm.module.named_parameters())[name] == 0)
+    for bad, word in [(dict(refit="on"), "refit"), (dict(pattern="2:4"), "pattern"),
+                      (dict(schedule="poly", recover_steps=20), "schedule"),
+                      (dict(per_layer="0:0.3"), "per_layer")]:
+        with pytest.raises(SpecError, match=word):
+            PruneSpec(**{"sparsity": 0.5, "criterion": "obc", **bad})

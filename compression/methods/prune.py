@@ -1,5 +1,5 @@
 """Unstructured pruning of the Linear weights inside the blocks, by magnitude, by Wanda's activation-aware
-score or by SparseGPT (which also updates the surviving weights), in any pattern or N:M, optionally gradual
+score or by SparseGPT or OBC (which also update the surviving weights), in any pattern or N:M, optionally gradual
 with recovery.
 
 The zeros are stored as a bitmask plus the surviving values, so the file shrinks; the dense kernels
@@ -109,11 +109,12 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
     norms = input_norms(model, layers, workload) if spec.criterion == "wanda" or owl else None
     by_name = owl_levels(model, layers, norms, spec.sparsity, OWL_SPREAD, OWL_OUTLIER) if owl else None
     masks = functools.partial(masks_for, layers, scope=spec.scope, norms=norms, pattern=spec.pattern)
-    if spec.criterion == "sparsegpt" and spec.sparsity > 0:  # pruned and updated once; recovery holds the zeros
+    if spec.criterion in ("sparsegpt", "obc") and spec.sparsity > 0:  # pruned and updated once; recovery holds the zeros
+        span = 0.03 if spec.recover_steps else 0.7  # the bar's share: without recovery, pruning is the job
         sparsegpt_prune(model, layers, workload, spec.sparsity, spec.pattern,
-                        progress=lambda f, m: workload.progress(0.02 + 0.03 * f, m),
+                        progress=lambda f, m: workload.progress(0.02 + span * f, m),
                         sequential=spec.calibration == "sequential", levels=by_name,
-                        refit=spec.refit == "on")
+                        refit=spec.refit == "on", greedy=spec.criterion == "obc")
         kept = {n: m.weight.detach() != 0 for n, m in layers}
 
         def masks(_sparsity: float) -> dict[str, torch.Tensor]:  # schedule=poly is refused for sparsegpt
@@ -163,7 +164,9 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
     how = {"magnitude": f"{spec.scope} magnitude threshold", "wanda": "Wanda scores, per output row",
            "sparsegpt": "SparseGPT, the surviving weights updated to make up for the pruned ones, "
                         f"calibrated {unit} by {unit} on train-split text"
-                        + (", the kept weights then solved exactly by least squares" if spec.refit == "on" else "")}[spec.criterion]
+                        + (", the kept weights then solved exactly by least squares" if spec.refit == "on" else ""),
+           "obc": "OBC, each row's weights removed a few at a time and the rest solved exactly by least squares "
+                  f"after each, calibrated {unit} by {unit} on train-split text"}[spec.criterion]
     pat = f", {spec.pattern} pattern" if spec.pattern != "unstructured" else ""
     if owl:
         pat += (f", layers from {min(by_name.values()):.0%} to {max(by_name.values()):.0%} by their share of "

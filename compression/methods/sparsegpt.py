@@ -4,6 +4,11 @@ Hessian H = X^T X, applied lazily in blocks of columns).
 
 Blocks of the model are pruned in order, each calibrated on the outputs of the blocks already pruned
 before it, as in the paper.
+
+OBC (Frantar, Singh & Alistarh 2022, "Optimal Brain Compression", its ExactOBS pruner) uses the same Hessians
+but chooses each row's mask greedily instead of in one left-to-right pass: it removes the weights whose loss the
+row's other weights can best make up for, a small batch at a time, re-solving the survivors exactly after each
+batch. Slower (each row keeps its own inverse Hessian), and closer to the least-squares optimum.
 """
 from __future__ import annotations
 
@@ -12,6 +17,9 @@ import torch
 from ..families import family
 from .hessian import CALIBRATION_TEXTS, forward_stages, layer_hessians
 
+# OBC removes each row's weights in this many batches. Chosen on validation (Zen 4 seed-1 fine-tune, 50%): 8 gave
+# -0.39 pts, 45 changed answers, KL 7.91e-3; 16 gave -1.25, 44, KL 6.68e-3 (closer outputs, a worse accuracy)
+OBC_STEPS = 8
 BLOCK = 128  # columns per lazy-update block, and the width over which the mask is chosen (the paper's Bs)
 DAMP = 0.01  # dampening: this share of H's mean diagonal is added to the diagonal
 
@@ -119,6 +127,53 @@ def sparsegpt_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float
     return refit_kept(weight, w, hessian, damp) if refit else w
 
 
+def obc_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float, damp: float = DAMP, steps: int = OBC_STEPS, check=None) -> torch.Tensor:
+    """The pruned and updated weight (out x in) of one Linear by OBC's greedy OBS, row by row.
+
+    Each row starts from the full inverse Hessian H^-1 and removes its weights in ``steps`` batches. A batch is
+    the kept weights of lowest saliency w^2 / [H_S^-1]_cc for the row's current kept set S (the loss of
+    removing one, after the rest are re-solved). The batch R is removed at once with the exact group update
+    w_S' -= [H^-1]_S'R [H^-1]_RR^-1 w_R, and H_S^-1 is downdated to H_S'^-1 the same way, so after the last
+    batch the kept weights are the least-squares optimum for the row's mask (what ``refit=on`` solves for
+    SparseGPT's mask). Unstructured only: with N:M caps the batches fill groups early, and on a test layer
+    SparseGPT with the refit came closer at 2:4 and 4:8. Float32: the same layer error as float64 to 4 digits
+    on a test layer, 3x faster. ``check()`` is called every 64 rows (a cancel).
+
+    Example: ``obc_layer(lin.weight, H, 0.5)`` has half of each row zero, and on the calibration inputs its
+    output is closer to the original's than ``sparsegpt_layer(lin.weight, H, 0.5, refit=True)``'s.
+    """
+    w0 = weight.detach().float()
+    rows, cols = w0.shape
+    u = _inverse_cholesky(hessian, damp).double()  # H^-1 = U^T U (more dampening if H is singular)
+    hinv0 = (u.T @ u).float()
+    total = int(round(sparsity * cols))
+    out = torch.zeros_like(w0)
+    for r in range(rows):
+        if check is not None and r % 64 == 0:
+            check()
+        idx, hi, w, removed = torch.arange(cols), hinv0, w0[r], 0
+        for t in range(1, steps + 1):
+            need = int(round(total * t / steps)) - removed
+            if need <= 0:
+                continue
+            drop = (w ** 2 / torch.diag(hi)).topk(need, largest=False).indices  # the OBS saliency
+            keep = torch.ones(len(idx), dtype=torch.bool)
+            keep[drop] = False
+            kept = keep.nonzero().flatten()
+            h_kr = hi.index_select(0, kept).index_select(1, drop)
+            try:
+                chol = torch.linalg.cholesky(hi.index_select(0, drop).index_select(1, drop))
+            except RuntimeError:  # float32 lost definiteness: this batch in float64
+                chol = torch.linalg.cholesky(hi.index_select(0, drop).index_select(1, drop).double()).float()
+            sol = torch.cholesky_solve(torch.cat([w[drop, None], h_kr.T], 1), chol)
+            w = w[kept] - h_kr @ sol[:, 0]
+            hi = torch.addmm(hi.index_select(0, kept).index_select(1, kept), h_kr, sol[:, 1:], alpha=-1)
+            idx = idx[kept]
+            removed += need
+        out[r, idx] = w
+    return out
+
+
 def _by_block(model, layers):
     """The Linears grouped by the block that holds them, in the order the forward pass runs the blocks."""
     prefix = family(model).blocks_at + "."
@@ -132,25 +187,31 @@ def _by_block(model, layers):
 def sparsegpt_prune(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Linear]], workload,
                     sparsity: float, pattern: str = "unstructured", progress=None, n_texts: int = CALIBRATION_TEXTS,
                     damp: float = DAMP, mask: str = "row", sequential: bool = False,
-                    levels: dict[str, float] | None = None, refit: bool = False) -> None:
+                    levels: dict[str, float] | None = None, refit: bool = False, greedy: bool = False) -> None:
     """Prune ``layers`` of ``model`` in place with SparseGPT, block by block: each block's Hessians come from
     the train split's first ``n_texts`` calibration texts run through the model with every earlier block
     already pruned. ``damp`` and ``mask`` as in :func:`sparsegpt_layer`.
 
     ``sequential`` also orders the layers inside a block (the reference's --true-sequential): q/k/v, then the
     attention output, then the FFN's, each calibrated after the earlier ones are pruned. ``levels`` gives a
-    layer its own sparsity (OWL's, by name); ``refit`` solves each layer's kept weights exactly for its mask."""
+    layer its own sparsity (OWL's, by name); ``refit`` solves each layer's kept weights exactly for its mask;
+    ``greedy`` prunes each layer with OBC's greedy per-row OBS (:func:`obc_layer`) instead."""
     groups = _by_block(model, layers)
     early = not family(model).shared  # ALBERT calls its one block at every depth: each pass runs to the end
     for g, group in enumerate(groups):
         if progress is not None:
-            progress(g / len(groups), f"SparseGPT: block {g + 1} of {len(groups)} on calibration text")
+            progress(g / len(groups), f"{'OBC' if greedy else 'SparseGPT'}: block {g + 1} of {len(groups)} "
+                                      "on calibration text")
         for stage in forward_stages(model, group, workload) if sequential else [group]:
             workload.cancel.check()
             hessians = layer_hessians(model, stage, workload, n_texts, stop_early=early)
             with torch.no_grad():
                 for name, module in stage:
                     level = sparsity if levels is None else levels[name]
-                    new = sparsegpt_layer(module.weight, hessians[name], level, pattern, damp=damp, mask=mask,
-                                          refit=refit)
+                    if greedy:
+                        new = obc_layer(module.weight, hessians[name], level, damp=damp,
+                                        check=workload.cancel.check)
+                    else:
+                        new = sparsegpt_layer(module.weight, hessians[name], level, pattern, damp=damp, mask=mask,
+                                              refit=refit)
                     module.weight.copy_(new.to(module.weight.dtype))
