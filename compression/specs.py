@@ -263,7 +263,7 @@ class PruneSpec(Spec):
         if self.allocation == "owl" and (self.criterion == "magnitude" or self.per_layer
                                          or self.schedule != "none" or self.pattern != "unstructured"):
             raise SpecError("prune.allocation=owl sets each layer's sparsity from Wanda's scores: use it with "
-                            "criterion=wanda or sparsegpt, unstructured, schedule=none and no per_layer")
+                            "criterion=wanda, sparsegpt or obc, unstructured, schedule=none and no per_layer")
         if self.per_layer and solves:
             raise SpecError(f"prune.per_layer works with criterion=magnitude or wanda: {self.criterion} prunes every "
                             "layer to one sparsity")
