@@ -242,6 +242,29 @@ def test_obc_keeps_each_rows_share_solves_its_kept_weights_exactly_and_beats_spa
     assert torch.allclose(refit_kept(w, obc, h), obc, atol=2e-4)
 
 
+def test_obc_redoes_a_row_in_float64_where_its_float32_solve_breaks_down(monkeypatch):
+    lin, x = correlated_layer(d_in=64, d_out=8)
+    w = lin.weight.detach()
+    h = x.T @ x / len(x)
+    clean = obc_layer(w, h, 0.5)
+    real, calls = torch.linalg.cholesky, {"float32": 0}
+
+    def flaky(a, *args, **kwargs):  # float32 loses definiteness on row 3's first batch (an injected failure)
+        if a.dtype == torch.float32 and a.shape[0] < 64:
+            calls["float32"] += 1
+            if calls["float32"] == 3 * 8 + 1:
+                raise torch.linalg.LinAlgError("not positive definite")
+        return real(a, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "cholesky", flaky)
+    out = obc_layer(w, h, 0.5)
+    assert calls["float32"] > 3 * 8 + 1, "the rows after the failed one went on in float32"
+    assert ((out == 0).sum(1) == 32).all(), "every row, the redone one too, keeps its share"
+    assert torch.equal(out != 0, clean != 0), "the float64 redo chooses the same zeros"
+    assert torch.allclose(out, clean, atol=1e-4)
+    assert torch.allclose(refit_kept(w, out, h), out, atol=2e-4), "and solves the redone row's kept weights exactly"
+
+
 def test_prune_with_obc_prunes_every_layer_to_its_share_from_train_text_and_refuses_what_it_cannot_do(tiny, tmp_path):
     model, tok, df, batch = tiny
     w = Recording(tok, df, Untouchable(), ["negative", "positive"], scratch=tmp_path)

@@ -35,13 +35,13 @@ def _damped(h: torch.Tensor, damp: float) -> torch.Tensor:
     return h
 
 
-def _inverse_cholesky(h: torch.Tensor, damp: float) -> torch.Tensor:
-    """The upper Cholesky factor of H^-1 (after dampening), in float64 for stability; more dampening if H
-    is still not positive definite."""
+def _damped_inverse(h: torch.Tensor, damp: float, factor: bool = False) -> torch.Tensor:
+    """H^-1 after dampening, in float64 for stability; with ``factor`` its upper Cholesky factor U instead
+    (H^-1 = U^T U, float32, what SparseGPT's updates use). More dampening while H is not positive definite."""
     for _ in range(4):
         try:
             inv = torch.cholesky_inverse(torch.linalg.cholesky(_damped(h, damp)))
-            return torch.linalg.cholesky(inv, upper=True).float()
+            return torch.linalg.cholesky(inv, upper=True).float() if factor else inv
         except RuntimeError:  # torch.linalg.LinAlgError: not positive definite yet
             damp *= 10
     raise RuntimeError("SparseGPT: the calibration Hessian stays singular even with strong dampening")
@@ -95,7 +95,7 @@ def sparsegpt_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float
     """
     w = weight.detach().float().clone()
     rows, cols = w.shape
-    hinv = _inverse_cholesky(hessian, damp)
+    hinv = _damped_inverse(hessian, damp, factor=True)
     nm = tuple(int(x) for x in pattern.split(":")) if pattern != "unstructured" else None
     usable = cols - cols % nm[1] if nm else cols
     for i1 in range(0, cols, block):
@@ -137,41 +137,52 @@ def obc_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float, damp
     batch the kept weights are the least-squares optimum for the row's mask (what ``refit=on`` solves for
     SparseGPT's mask). Unstructured only: with N:M caps the batches fill groups early, and on a test layer
     SparseGPT with the refit came closer at 2:4 and 4:8. Float32: the same layer error as float64 to 4 digits
-    on a test layer, 3x faster. ``check()`` is called every 64 rows (a cancel).
+    on a test layer, 3x faster; a row whose float32 solve breaks down is redone in float64. The cost grows with
+    rows x steps x cols^2, the cube of the model's width. ``check()`` is called every 64 rows (a cancel).
 
     Example: ``obc_layer(lin.weight, H, 0.5)`` has half of each row zero, and on the calibration inputs its
     output is closer to the original's than ``sparsegpt_layer(lin.weight, H, 0.5, refit=True)``'s.
     """
-    w0 = weight.detach().float()
+    w0 = weight.detach()
     rows, cols = w0.shape
-    u = _inverse_cholesky(hessian, damp).double()  # H^-1 = U^T U (more dampening if H is singular)
-    hinv0 = (u.T @ u).float()
+    hinv = _damped_inverse(hessian, damp)  # float64 (more dampening if H is singular)
+    hinv32 = hinv.float()
     total = int(round(sparsity * cols))
-    out = torch.zeros_like(w0)
+    out = torch.zeros(rows, cols, dtype=torch.float32)
     for r in range(rows):
         if check is not None and r % 64 == 0:
             check()
-        idx, hi, w, removed = torch.arange(cols), hinv0, w0[r], 0
-        for t in range(1, steps + 1):
-            need = int(round(total * t / steps)) - removed
-            if need <= 0:
-                continue
-            drop = (w ** 2 / torch.diag(hi)).topk(need, largest=False).indices  # the OBS saliency
-            keep = torch.ones(len(idx), dtype=torch.bool)
-            keep[drop] = False
-            kept = keep.nonzero().flatten()
-            h_kr = hi.index_select(0, kept).index_select(1, drop)
-            try:
-                chol = torch.linalg.cholesky(hi.index_select(0, drop).index_select(1, drop))
-            except RuntimeError:  # float32 lost definiteness: this batch in float64
-                chol = torch.linalg.cholesky(hi.index_select(0, drop).index_select(1, drop).double()).float()
-            sol = torch.cholesky_solve(torch.cat([w[drop, None], h_kr.T], 1), chol)
-            w = w[kept] - h_kr @ sol[:, 0]
-            hi = torch.addmm(hi.index_select(0, kept).index_select(1, kept), h_kr, sol[:, 1:], alpha=-1)
-            idx = idx[kept]
-            removed += need
-        out[r, idx] = w
+        try:
+            idx, w = _obc_row(w0[r].float(), hinv32, total, steps)
+        except RuntimeError:  # float32 lost definiteness on this row: the whole row again in float64
+            idx, w = _obc_row(w0[r].double(), hinv, total, steps)
+        out[r, idx] = w.float()
     return out
+
+
+def _obc_row(w: torch.Tensor, hi: torch.Tensor, total: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One row of :func:`obc_layer` in the dtype of ``w`` and ``hi`` (the row and the full H^-1): the columns it
+    keeps and their values. Raises RuntimeError where a batch's [H_S^-1]_RR is not positive definite or the
+    update is not finite, so that the caller can redo the row in float64."""
+    idx, removed = torch.arange(len(w)), 0
+    for t in range(1, steps + 1):
+        need = int(round(total * t / steps)) - removed
+        if need <= 0:
+            continue
+        drop = (w ** 2 / torch.diag(hi)).topk(need, largest=False).indices  # the OBS saliency
+        keep = torch.ones(len(idx), dtype=torch.bool)
+        keep[drop] = False
+        kept = keep.nonzero().flatten()
+        h_kr = hi.index_select(0, kept).index_select(1, drop)
+        chol = torch.linalg.cholesky(hi.index_select(0, drop).index_select(1, drop))
+        sol = torch.cholesky_solve(torch.cat([w[drop, None], h_kr.T], 1), chol)
+        w = w[kept] - h_kr @ sol[:, 0]
+        hi = torch.addmm(hi.index_select(0, kept).index_select(1, kept), h_kr, sol[:, 1:], alpha=-1)
+        idx = idx[kept]
+        removed += need
+    if not torch.isfinite(w).all():
+        raise RuntimeError("OBC: the row's update is not finite")
+    return idx, w
 
 
 def _by_block(model, layers):
