@@ -267,10 +267,17 @@ def test_obc_redoes_a_row_in_float64_where_its_float32_solve_breaks_down(monkeyp
 
 def test_prune_with_obc_prunes_every_layer_to_its_share_from_train_text_and_refuses_what_it_cannot_do(tiny, tmp_path):
     model, tok, df, batch = tiny
-    w = Recording(tok, df, Untouchable(), ["negative", "positive"], scratch=tmp_path)
+    bar = []
+    w = Recording(tok, df, Untouchable(), ["negative", "positive"], scratch=tmp_path,
+                  progress=lambda f, m: bar.append((f, m)))
     spec = PruneSpec(sparsity=0.5, criterion="obc")
     cm = compress(copy.deepcopy(model), Recipe((spec,)), w)
     assert set(w.seen) <= set(df["text"]), "calibration read the train split only"
+    obc = [(f, m) for f, m in bar if m.startswith("OBC")]
+    assert [f for f, _ in obc] == sorted(f for f, _ in obc), "the bar only moves forward"
+    first = {f for f, m in obc if "block 1 of" in m}
+    assert len(first) > 2 and any("intermediate.dense: 0% of its rows" in m for _, m in obc), \
+        "the bar moves inside a block, layer by layer, and names the layer"
     assert "OBC" in cm.notes[0] and "a few at a time" in spec.describe()
     for name, p in cm.module.named_parameters():
         if name.startswith("bert.encoder.layer.") and name.endswith(".weight") and p.dim() == 2:

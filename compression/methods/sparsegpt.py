@@ -127,7 +127,8 @@ def sparsegpt_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float
     return refit_kept(weight, w, hessian, damp) if refit else w
 
 
-def obc_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float, damp: float = DAMP, steps: int = OBC_STEPS, check=None) -> torch.Tensor:
+def obc_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float, damp: float = DAMP, steps: int = OBC_STEPS,
+              check=None) -> torch.Tensor:
     """The pruned and updated weight (out x in) of one Linear by OBC's greedy OBS, row by row.
 
     Each row starts from the full inverse Hessian H^-1 and removes its weights in ``steps`` batches. A batch is
@@ -138,7 +139,8 @@ def obc_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float, damp
     SparseGPT's mask). Unstructured only: with N:M caps the batches fill groups early, and on a test layer
     SparseGPT with the refit came closer at 2:4 and 4:8. Float32: the same layer error as float64 to 4 digits
     on a test layer, 3x faster; a row whose float32 solve breaks down is redone in float64. The cost grows with
-    rows x steps x cols^2, the cube of the model's width. ``check()`` is called every 64 rows (a cancel).
+    rows x steps x cols^2, the cube of the model's width. ``check(done)`` is called every 64 rows with the share
+    of rows done (a cancel, and the progress bar).
 
     Example: ``obc_layer(lin.weight, H, 0.5)`` has half of each row zero, and on the calibration inputs its
     output is closer to the original's than ``sparsegpt_layer(lin.weight, H, 0.5, refit=True)``'s.
@@ -151,7 +153,7 @@ def obc_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float, damp
     out = torch.zeros(rows, cols, dtype=torch.float32)
     for r in range(rows):
         if check is not None and r % 64 == 0:
-            check()
+            check(r / rows)
         try:
             idx, w = _obc_row(w0[r].float(), hinv32, total, steps)
         except RuntimeError:  # float32 lost definiteness on this row: the whole row again in float64
@@ -185,6 +187,17 @@ def _obc_row(w: torch.Tensor, hi: torch.Tensor, total: int, steps: int) -> tuple
     return idx, w
 
 
+def _ticker(workload, progress, block: tuple[int, int], label: str, name: str, start: float, share: float):
+    """The ``check(done)`` that :func:`obc_layer` calls as its rows finish: a cancel, then the bar moved to
+    ``start + done * share`` of block ``block[0]`` of ``block[1]``."""
+    def check(done: float) -> None:
+        workload.cancel.check()
+        if progress is not None:
+            progress((block[0] + start + done * share) / block[1],
+                     f"{label}: block {block[0] + 1} of {block[1]}, {name}: {done:.0%} of its rows")
+    return check
+
+
 def _by_block(model, layers):
     """The Linears grouped by the block that holds them, in the order the forward pass runs the blocks."""
     prefix = family(model).blocks_at + "."
@@ -208,11 +221,15 @@ def sparsegpt_prune(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Lin
     layer its own sparsity (OWL's, by name); ``refit`` solves each layer's kept weights exactly for its mask;
     ``greedy`` prunes each layer with OBC's greedy per-row OBS (:func:`obc_layer`) instead."""
     groups = _by_block(model, layers)
+    label = "OBC" if greedy else "SparseGPT"
+    prefix = family(model).blocks_at + "."
     early = not family(model).shared  # ALBERT calls its one block at every depth: each pass runs to the end
     for g, group in enumerate(groups):
         if progress is not None:
-            progress(g / len(groups), f"{'OBC' if greedy else 'SparseGPT'}: block {g + 1} of {len(groups)} "
-                                      "on calibration text")
+            progress(g / len(groups), f"{label}: block {g + 1} of {len(groups)} on calibration text")
+        # OBC's time per layer grows as rows x cols^2: the bar moves by that share of the block as its rows finish
+        cost = {name: m.weight.shape[0] * m.weight.shape[1] ** 2 for name, m in group}
+        done = 0.0
         for stage in forward_stages(model, group, workload) if sequential else [group]:
             workload.cancel.check()
             hessians = layer_hessians(model, stage, workload, n_texts, stop_early=early)
@@ -220,8 +237,11 @@ def sparsegpt_prune(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Lin
                 for name, module in stage:
                     level = sparsity if levels is None else levels[name]
                     if greedy:
+                        short = name[len(prefix):].split(".", 1)[-1] if name.startswith(prefix) else name
+                        share = cost[name] / sum(cost.values())
                         new = obc_layer(module.weight, hessians[name], level, damp=damp,
-                                        check=workload.cancel.check)
+                                        check=_ticker(workload, progress, (g, len(groups)), label, short, done, share))
+                        done += share
                     else:
                         new = sparsegpt_layer(module.weight, hessians[name], level, pattern, damp=damp, mask=mask,
                                               refit=refit)
