@@ -198,9 +198,9 @@ def _ticker(workload, progress, block: tuple[int, int], label: str, name: str, s
     return check
 
 
-def _by_block(model, layers):
-    """The Linears grouped by the block that holds them, in the order the forward pass runs the blocks."""
-    prefix = family(model).blocks_at + "."
+def _by_block(prefix: str, layers):
+    """The Linears grouped by the block that holds them (``prefix``: the blocks' path and a dot), in the order
+    the forward pass runs the blocks."""
     groups: dict[str, list] = {}
     for name, module in layers:
         key = name[len(prefix):].split(".")[0] if name.startswith(prefix) else name
@@ -220,15 +220,15 @@ def sparsegpt_prune(model: torch.nn.Module, layers: list[tuple[str, torch.nn.Lin
     attention output, then the FFN's, each calibrated after the earlier ones are pruned. ``levels`` gives a
     layer its own sparsity (OWL's, by name); ``refit`` solves each layer's kept weights exactly for its mask;
     ``greedy`` prunes each layer with OBC's greedy per-row OBS (:func:`obc_layer`) instead."""
-    groups = _by_block(model, layers)
-    label = "OBC" if greedy else "SparseGPT"
     prefix = family(model).blocks_at + "."
+    groups = _by_block(prefix, layers)
+    label = "OBC" if greedy else "SparseGPT"
     early = not family(model).shared  # ALBERT calls its one block at every depth: each pass runs to the end
     for g, group in enumerate(groups):
         if progress is not None:
             progress(g / len(groups), f"{label}: block {g + 1} of {len(groups)} on calibration text")
         # OBC's time per layer grows as rows x cols^2: the bar moves by that share of the block as its rows finish
-        cost = {name: m.weight.shape[0] * m.weight.shape[1] ** 2 for name, m in group}
+        cost = {name: m.weight.shape[0] * m.weight.shape[1] ** 2 for name, m in group} if greedy else {}
         done = 0.0
         for stage in forward_stages(model, group, workload) if sequential else [group]:
             workload.cancel.check()
