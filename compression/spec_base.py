@@ -21,14 +21,16 @@ class SpecError(ValueError):
 
 
 def knob(default, *, help: str, lo=None, hi=None, step=None, choices=None, unit: str = "",
-         lo_open: bool = False, sweep: str = "", aliases: tuple[str, ...] = ()):
+         lo_open: bool = False, sweep: str = "", aliases: tuple[str, ...] = (), cost: bool = False):
     """A spec field with the metadata the CLI, the UI and the validator read.
 
     ``lo_open`` excludes ``lo`` itself (e.g. temperature > 0). ``sweep`` is a default sweep range
-    for the UI ("0.3:0.9:0.1" or "2,4,8").
+    for the UI ("0.3:0.9:0.1" or "2,4,8"). ``cost`` marks a knob that changes how long a job takes
+    (prune's criterion, distill's steps): the Sweep page's time estimate only trusts stored jobs that share
+    these knobs' values.
     """
     meta = dict(help=help, lo=lo, hi=hi, step=step, choices=choices, unit=unit, lo_open=lo_open,
-                sweep=sweep, aliases=aliases)
+                sweep=sweep, aliases=aliases, cost=cost)
     return field(default=default, metadata=meta)
 
 

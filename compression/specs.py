@@ -30,7 +30,7 @@ class QuantSpec(Spec):
     bits: int = knob(8, lo=2, hi=8, step=1, unit="bits", sweep="2,4,8",
                      help="weight bit-width; 8 runs on a real int8 kernel, 2 and 4 on ONNX Runtime's n-bit "
                           "kernel with kernel=nbits, other widths are simulated here")
-    kernel: str = knob("auto", choices=("auto", "rtn", "torch", "ort", "ort-fused", "ort-static", "quanto", "nbits",
+    kernel: str = knob("auto", cost=True, choices=("auto", "rtn", "torch", "ort", "ort-fused", "ort-static", "quanto", "nbits",
                                         "openvino"),
                        help="auto = real int8 for plain 8 bits, else rtn; rtn = low-bit weights decoded to fp32 in "
                             "torch (latency simulated); ort-fused = ONNX Runtime int8 on the transformer optimizer's "
@@ -45,14 +45,14 @@ class QuantSpec(Spec):
     unseen: str = knob("same", choices=("same", "2", "drop"),
                        help="word-embedding rows of tokens that never occur in the train split: stored like the "
                             "others, in 2 bits, or dropped (read back as zeros)")
-    algorithm: str = knob("rtn", choices=("rtn", "hqq", "gptq"),
+    algorithm: str = knob("rtn", cost=True, choices=("rtn", "hqq", "gptq"),
                           help="how low-bit weights are chosen: rtn = nearest level; hqq = scales and zero points "
                                "fitted to the weights (kernel=nbits); gptq = rounding errors compensated on 128 "
                                "training sentences")
-    act_order: str = knob("off", choices=("off", "on"),
+    act_order: str = knob("off", cost=True, choices=("off", "on"),
                           help="algorithm=gptq only: round the inputs that sway the layer's output most first, "
                                "while the most weights are left to make up for their rounding")
-    clip: str = knob("none", choices=("none", "mse"),
+    clip: str = knob("none", cost=True, choices=("none", "mse"),
                      help="mse = shrink each group's range a little where that rounds its weights closer "
                           "(a rare outlier is clipped instead of coarsening the step for all); rtn and gptq")
     smooth: float = knob(0.0, lo=0.0, hi=1.0, step=0.05, unit="",
@@ -169,7 +169,7 @@ class RuntimeSpec(Spec):
     explain: ClassVar[str] = ("Runs the very same weights on another engine, ONNX Runtime or OpenVINO; 'fused' also "
                               "merges each layer's small steps into a few big ones.")
 
-    engine: str = knob("ort", choices=("ort", "ort-fused", "openvino"), sweep="ort,ort-fused",
+    engine: str = knob("ort", cost=True, choices=("ort", "ort-fused", "openvino"), sweep="ort,ort-fused",
                        help="ort = the exported fp32 graph on ONNX Runtime; ort-fused = after the transformer "
                             "optimizer's fusions (Attention, BiasGelu, EmbedLayerNormalization); openvino = the "
                             "exported graph on OpenVINO (optional install), at its default precision: bf16 on "
@@ -192,7 +192,7 @@ class CastSpec(Spec):
     label: ClassVar[str] = "Half precision"
     explain: ClassVar[str] = "Keeps every number in 16 bits instead of 32: half the size, and faster where the CPU has 16-bit units."
 
-    dtype: str = knob("bf16", choices=("bf16", "fp16"), sweep="bf16",
+    dtype: str = knob("bf16", cost=True, choices=("bf16", "fp16"), sweep="bf16",
                       help="bf16 keeps fp32's range (fast on CPUs with AMX); fp16 keeps more precision")
 
     def describe(self) -> str:
@@ -210,7 +210,7 @@ class PruneSpec(Spec):
     scope: str = knob("global", choices=("global", "layer"),
                       help="magnitude: one threshold over all layers, or the same sparsity in each layer "
                            "(wanda, sparsegpt and N:M patterns compare within each output row)")
-    criterion: str = knob("magnitude", choices=("magnitude", "wanda", "sparsegpt", "obc"),
+    criterion: str = knob("magnitude", cost=True, choices=("magnitude", "wanda", "sparsegpt", "obc"),
                           help="magnitude = |weight|; wanda = |weight| x the norm of its input on calibration "
                                "text from the train split (Sun et al. 2023); sparsegpt = also update the kept "
                                "weights to make up for the pruned ones, from the same text (Frantar & Alistarh 2023); "
@@ -221,21 +221,21 @@ class PruneSpec(Spec):
                                "hour for 12 of 768)")
     pattern: str = knob("unstructured", choices=("unstructured", "2:4", "4:8"),
                         help="N:M keeps the N largest of every M consecutive weights in a row (sparsity 0.5)")
-    calibration: str = knob("block", choices=("block", "sequential"),
+    calibration: str = knob("block", cost=True, choices=("block", "sequential"),
                             help="sparsegpt, obc: measure a block's layers once before pruning it (block), or each layer "
                                  "after the earlier layers of its block are pruned (sequential: slower, fewer changed "
                                  "answers on validation)")
-    refit: str = knob("off", choices=("off", "on"),
+    refit: str = knob("off", cost=True, choices=("off", "on"),
                       help="sparsegpt: after the mask is chosen, solve each row's kept weights exactly (least squares "
                            "on the same calibration text) instead of SparseGPT's one-pass updates (slower; on validation "
                            "fewer changed answers at 2:4 and at 0.7, within noise at 0.5)")
-    allocation: str = knob("uniform", choices=("uniform", "owl"),
+    allocation: str = knob("uniform", cost=True, choices=("uniform", "owl"),
                            help="wanda, sparsegpt, obc: the same sparsity in every layer (uniform), or less in the layers "
                                 "with more outlier weights and more elsewhere, in a band 16 points wide, same overall share "
                                 "(owl, Yin et al. 2024)")
-    recover_steps: int = knob(0, lo=0, hi=20000, step=1, unit="steps",
+    recover_steps: int = knob(0, cost=True, lo=0, hi=20000, step=1, unit="steps",
                               help="fine-tuning steps after pruning, with the zeros held fixed (0 = none)")
-    schedule: str = knob("none", choices=("none", "poly"),
+    schedule: str = knob("none", cost=True, choices=("none", "poly"),
                          help="poly = prune gradually during recovery (TF-MOT PolynomialDecay); needs recover_steps")
     initial_sparsity: float = knob(0.0, lo=0.0, hi=0.99, step=0.01, unit="fraction",
                                    help="sparsity where the poly schedule starts")
@@ -337,10 +337,10 @@ class DistillSpec(Spec):
     explain: ClassVar[str] = ("Trains a smaller student to copy the original model's answers "
                               "(and the true labels), like an apprentice learning from a master.")
 
-    student_layers: int = knob(3, lo=1, hi=48, step=1, unit="layers", sweep="1,2,3,4", aliases=("layers",),
+    student_layers: int = knob(3, cost=True, lo=1, hi=48, step=1, unit="layers", sweep="1,2,3,4", aliases=("layers",),
                                help="transformer layers the student keeps (evenly spaced, the last one included)")
     layer_map: str = knob("", help="explicit teacher layers to copy, e.g. '0,2,4' (overrides the even spacing)")
-    width: int = knob(0, lo=0, hi=8192, step=1, unit="hidden units",
+    width: int = knob(0, cost=True, lo=0, hi=8192, step=1, unit="hidden units",
                       help="student hidden width; 0 = the teacher's width")
     width_init: str = knob("teacher", choices=("teacher", "random"),
                            help="a narrower student starts from slices of the teacher's weights, or at random")
@@ -348,7 +348,7 @@ class DistillSpec(Spec):
                         help="weight of the true labels' loss; 1 - alpha goes to matching the teacher")
     temperature: float = knob(2.0, lo=0.0, hi=20.0, step=0.1, lo_open=True, unit="",
                               help="softens both models' outputs before they are compared (T > 0)")
-    steps: int = knob(200, lo=0, hi=50000, step=1, unit="steps", help="training steps at batch 32")
+    steps: int = knob(200, cost=True, lo=0, hi=50000, step=1, unit="steps", help="training steps at batch 32")
     hidden_mse: float = knob(0.0, lo=0.0, hi=100.0, step=0.1, unit="",
                              help="weight of an extra loss matching the kept layers' hidden states (0 = off)")
 
@@ -375,9 +375,9 @@ def _structured(what: str):
     class _S(Spec):
         fraction: float = knob(0.3, lo=0.0, hi=0.95, step=0.05, unit="fraction", sweep="0.2,0.4,0.6",
                                help=f"share of the {what} to remove for good (below 1: every layer keeps some)")
-        importance: str = knob("grad", choices=("grad", "norm"),
+        importance: str = knob("grad", cost=True, choices=("grad", "norm"),
                                help="rank by gradient importance on training batches, or by weight size")
-        recover_steps: int = knob(0, lo=0, hi=20000, step=1, unit="steps",
+        recover_steps: int = knob(0, cost=True, lo=0, hi=20000, step=1, unit="steps",
                                   help="fine-tuning steps after removal (0 = none)")
         recover_alpha: float = recovery_knobs()[0]
         recover_temperature: float = recovery_knobs()[1]

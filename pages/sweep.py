@@ -36,18 +36,17 @@ for m in chosen:
             st.error(str(e))
             continue
         fresh = [r for r in recipes if r.key not in existing]
-        per, basis, detail = widgets.estimate_seconds(df, m)
+        est_s, basis = widgets.estimate_seconds(df, m, fresh)
         if not recipes:
             st.error("This sweep is empty: pick at least one value for each knob.")
         elif not fresh:
             st.caption(f"{widgets.settings(len(recipes))}, every one already stored: nothing to run.")
         else:
-            est = (f"about {widgets.fmt_seconds(per * len(fresh))} at {per:.1f} s per job ({basis})" if per else basis)
-            est += f"; {detail}" if detail else ""
+            est = f"about {widgets.fmt_seconds(est_s)} {basis}" if est_s else basis
             st.caption(f"{widgets.settings(len(recipes))}, {len(fresh)} not yet stored: {est}.")
         plan[m], total, fresh_n = values, total + len(recipes), fresh_n + len(fresh)
-        seconds += (per or 0) * len(fresh)
-        unknown += bool(fresh and not per)
+        seconds += est_s or 0
+        unknown += bool(fresh and not est_s)
 
 if plan and total and not fresh_n:
     states = [existing.get(r.key) for m, v in plan.items() for r in api.expand_recipes(m, v)]

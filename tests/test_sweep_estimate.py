@@ -1,0 +1,62 @@
+"""The Sweep page's time estimate: each setting is timed from stored jobs that share the knobs deciding its time.
+
+Before, one median per method was used whatever the knobs, so a sweep of OBC pruning (minutes a job) was
+promised at Wanda's seconds. The frame here has the columns `ui.state.results` gives the page."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from compression import api
+from ui import widgets
+
+
+def _frame(jobs: list[tuple[str, dict, float]]) -> pd.DataFrame:
+    rows = [{"method": "baseline", "recipe": "baseline", "seconds_total": 1.0}]
+    rows += [{"method": m, "recipe": api.recipe_for(m, k).name, "seconds_total": s} for m, k, s in jobs]
+    return pd.DataFrame(rows)
+
+
+STORED = _frame([("prune", {"sparsity": 0.5, "criterion": "wanda"}, 10.0),
+                 ("prune", {"sparsity": 0.7, "criterion": "wanda"}, 12.0),
+                 ("prune", {"sparsity": 0.5, "criterion": "sparsegpt"}, 20.0),
+                 ("prune", {"sparsity": 0.5, "criterion": "obc"}, 200.0),
+                 ("quant", {"bits": 8}, 3.0)])
+
+
+def test_each_setting_takes_the_time_of_stored_jobs_with_its_criterion():
+    recipes = api.expand_recipes("prune", {"sparsity": [0.6, 0.8], "criterion": ["wanda", "obc"]})
+    seconds, words = widgets.estimate_seconds(STORED, "prune", recipes)
+    assert seconds == pytest.approx(2 * 11.0 + 2 * 200.0)  # not 4 x the median of all four (15 s)
+    assert "2 at 11.0 s each (measured here: the median of 2 prune jobs with criterion=wanda)" in words
+    assert "2 at 200.0 s each (measured here: the median of 1 prune job with criterion=obc)" in words
+
+
+def test_an_unrun_knob_value_is_estimated_from_the_closest_jobs_and_says_so():
+    recipes = api.expand_recipes("prune", {"sparsity": [0.6], "criterion": ["sparsegpt"], "refit": ["on"]})
+    seconds, words = widgets.estimate_seconds(STORED, "prune", recipes)
+    assert seconds == pytest.approx(20.0)  # the sparsegpt job without the refit, the nearest one
+    assert words.startswith("at 20.0 s per job (estimated: no prune job with refit=on has run here")
+    assert "measured" not in words
+
+
+def test_knobs_that_do_not_change_the_time_share_one_median():
+    recipes = api.expand_recipes("prune", {"sparsity": [0.3, 0.9], "criterion": ["wanda"]})
+    seconds, words = widgets.estimate_seconds(STORED, "prune", recipes)
+    assert seconds == pytest.approx(22.0)
+    assert words == "at 11.0 s per job (measured here: the median of 2 prune jobs with criterion=wanda)"
+
+
+def test_methods_never_run_here_are_estimated_or_refused_an_estimate():
+    seconds, words = widgets.estimate_seconds(STORED, "lowrank", api.expand_recipes("lowrank", {"rank_fraction": [0.5]}))
+    assert seconds and words.startswith("at ") and "estimated from the median" in words and "lowrank has not run" in words
+    seconds, words = widgets.estimate_seconds(STORED, "distill", api.expand_recipes("distill", {"steps": [10]}))
+    assert seconds is None and "distill trains" in words
+    assert widgets.estimate_seconds(pd.DataFrame(), "prune")[0] is None
+
+
+def test_the_time_deciding_knobs_are_declared_on_the_specs():
+    cost = {m: {k["name"] for k in api.knobs(m) if k.get("cost")} for m in ("prune", "quant", "distill", "heads")}
+    assert {"criterion", "refit", "recover_steps"} <= cost["prune"] and "sparsity" not in cost["prune"]
+    assert {"kernel", "algorithm"} <= cost["quant"] and "bits" not in cost["quant"]
+    assert "steps" in cost["distill"] and {"importance", "recover_steps"} <= cost["heads"]
