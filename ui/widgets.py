@@ -151,7 +151,7 @@ def estimate_seconds(df, method: str, recipes=()) -> tuple[float | None, str]:
             new = [i for i in varied if v[i] not in seen[i]] or varied
             named = ", ".join(f"{cost[i]}={v[i]}" for i in new)
             why = (f"estimated: no {method} job with {named} has run here, and that changes how long a job takes; "
-                   f"this is the median of the {_jobs(near)} of {method} closest to it"
+                   f"this is the median of the {near} {method} job{'s' * (near != 1)} closest to it"
                    + (f", sharing {best} of its {len(cost)} time-deciding knobs" if best >= 0 else ""))
         total += per * count
         words.append((count, per, why))
