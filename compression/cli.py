@@ -23,6 +23,7 @@ import sys
 
 from . import api
 from .config import UserError
+from .estimate import fmt_seconds, sweep_estimate
 from .recipes import Recipe, expand, parse_values, spec_type
 from .registry import CATALOGUE
 from .specs import SpecError
@@ -222,6 +223,11 @@ def cmd_sweep(args) -> int:
     print(f"sweep {sweep_id} '{name}': {len(ids)} settings, {pending} to run "
           f"({len(ids) - pending} already done or failed)\nworkspace: {paths.workspace}\n"
           f"store:     {paths.store_url}", file=sys.stderr)
+    if pending:
+        todo = [Recipe.from_key(j["recipe"]) for j in store.jobs(ids=ids, states=("queued", "running"))]
+        seconds, words = sweep_estimate(api.results_frame(store, baseline=fp), todo)
+        print(f"time: about {fmt_seconds(seconds)} of worker time ({words})" if seconds else f"time: {words}",
+              file=sys.stderr)
     if args.detach:
         api.start_worker(paths)
         print("queued; a background worker is running them (see: python -m compression results)")

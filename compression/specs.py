@@ -27,7 +27,7 @@ class QuantSpec(Spec):
     label: ClassVar[str] = "Quantization"
     explain: ClassVar[str] = "Stores each weight in fewer bits, like rounding prices to the nearest euro."
 
-    bits: int = knob(8, lo=2, hi=8, step=1, unit="bits", sweep="2,4,8",
+    bits: int = knob(8, cost=True, lo=2, hi=8, step=1, unit="bits", sweep="2,4,8",
                      help="weight bit-width; 8 runs on a real int8 kernel, 2 and 4 on ONNX Runtime's n-bit "
                           "kernel with kernel=nbits, other widths are simulated here")
     kernel: str = knob("auto", cost=True, choices=("auto", "rtn", "torch", "ort", "ort-fused", "ort-static", "quanto", "nbits",

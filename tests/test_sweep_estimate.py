@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from compression import api
-from ui import widgets
+from compression.estimate import estimate_seconds, sweep_estimate
 
 
 def _frame(jobs: list[tuple[str, dict, float]]) -> pd.DataFrame:
@@ -26,7 +26,7 @@ STORED = _frame([("prune", {"sparsity": 0.5, "criterion": "wanda"}, 10.0),
 
 def test_each_setting_takes_the_time_of_stored_jobs_with_its_criterion():
     recipes = api.expand_recipes("prune", {"sparsity": [0.6, 0.8], "criterion": ["wanda", "obc"]})
-    seconds, words = widgets.estimate_seconds(STORED, "prune", recipes)
+    seconds, words = estimate_seconds(STORED, "prune", recipes)
     assert seconds == pytest.approx(2 * 11.0 + 2 * 200.0)  # not 4 x the median of all four (15 s)
     assert "2 at 11.0 s each (measured here: the median of 2 prune jobs with criterion=wanda)" in words
     assert "2 at 200.0 s each (measured here: the median of 1 prune job with criterion=obc)" in words
@@ -34,7 +34,7 @@ def test_each_setting_takes_the_time_of_stored_jobs_with_its_criterion():
 
 def test_an_unrun_knob_value_is_estimated_from_the_closest_jobs_and_says_so():
     recipes = api.expand_recipes("prune", {"sparsity": [0.6], "criterion": ["sparsegpt"], "refit": ["on"]})
-    seconds, words = widgets.estimate_seconds(STORED, "prune", recipes)
+    seconds, words = estimate_seconds(STORED, "prune", recipes)
     assert seconds == pytest.approx(20.0)  # the sparsegpt job without the refit, the nearest one
     assert words.startswith("at 20.0 s per job (estimated: no prune job with refit=on has run here")
     assert "measured" not in words
@@ -42,21 +42,47 @@ def test_an_unrun_knob_value_is_estimated_from_the_closest_jobs_and_says_so():
 
 def test_knobs_that_do_not_change_the_time_share_one_median():
     recipes = api.expand_recipes("prune", {"sparsity": [0.3, 0.9], "criterion": ["wanda"]})
-    seconds, words = widgets.estimate_seconds(STORED, "prune", recipes)
+    seconds, words = estimate_seconds(STORED, "prune", recipes)
     assert seconds == pytest.approx(22.0)
     assert words == "at 11.0 s per job (measured here: the median of 2 prune jobs with criterion=wanda)"
 
 
 def test_methods_never_run_here_are_estimated_or_refused_an_estimate():
-    seconds, words = widgets.estimate_seconds(STORED, "lowrank", api.expand_recipes("lowrank", {"rank_fraction": [0.5]}))
+    seconds, words = estimate_seconds(STORED, "lowrank", api.expand_recipes("lowrank", {"rank_fraction": [0.5]}))
     assert seconds and words.startswith("at ") and "estimated from the median" in words and "lowrank has not run" in words
-    seconds, words = widgets.estimate_seconds(STORED, "distill", api.expand_recipes("distill", {"steps": [10]}))
+    seconds, words = estimate_seconds(STORED, "distill", api.expand_recipes("distill", {"steps": [10]}))
     assert seconds is None and "distill trains" in words
-    assert widgets.estimate_seconds(pd.DataFrame(), "prune")[0] is None
+    assert estimate_seconds(pd.DataFrame(), "prune")[0] is None
 
 
 def test_the_time_deciding_knobs_are_declared_on_the_specs():
     cost = {m: {k["name"] for k in api.knobs(m) if k.get("cost")} for m in ("prune", "quant", "distill", "heads")}
     assert {"criterion", "refit", "recover_steps"} <= cost["prune"] and "sparsity" not in cost["prune"]
-    assert {"kernel", "algorithm"} <= cost["quant"] and "bits" not in cost["quant"]
+    assert {"kernel", "algorithm", "bits"} <= cost["quant"] and "group_size" not in cost["quant"]
     assert "steps" in cost["distill"] and {"importance", "recover_steps"} <= cost["heads"]
+
+
+def test_a_chain_that_trains_nothing_is_estimated_and_a_mixed_sweep_adds_up():
+    recipes = [api.Recipe.parse("prune(sparsity=0.5)>quant(bits=8)")]
+    seconds, words = estimate_seconds(STORED, "prune>quant", recipes)
+    assert seconds and "estimated from the median" in words  # a post-training chain, not "trains"
+    mixed = api.expand_recipes("prune", {"sparsity": [0.6], "criterion": ["obc"]}) + api.expand_recipes(
+        "quant", {"bits": [4, 8]})
+    seconds, words = sweep_estimate(STORED, mixed)
+    assert seconds == pytest.approx(200.0 + 2 * 3.0)
+    assert words.startswith("prune: 1 setting at 200.0 s per job") and "quant: 2 settings 1 at 3.0 s each" in words
+    assert "(estimated: no quant job with bits=4 has run here" in words  # bits decides the kernel under auto
+
+
+def test_the_cli_sweep_says_how_long_it_will_take(prepared, tmp_path, capsys):
+    import shutil
+
+    from compression.cli import main
+    ws, args = prepared
+    copy = tmp_path / "ws"
+    shutil.copytree(ws, copy, ignore=shutil.ignore_patterns("worker.lock"))
+    args = [a if a != str(ws) else str(copy) for a in args]
+    assert main(["sweep", "--method", "quant", "--bits", "4", "--kernel", "rtn", *args]) == 0
+    err = capsys.readouterr().err
+    # the fixture's only quant job is bits=8 on kernel=auto (real int8): an estimate, said to be one
+    assert "time: about" in err and "estimated: no quant job with bits=4, kernel=rtn has run here" in err
