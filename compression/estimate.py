@@ -89,6 +89,8 @@ def _at(per: float) -> str:
 
 def _cost_values(name: str, method: str, cost: list[str]) -> tuple | None:
     """A stored job's values of the knobs that decide its time; None where its recipe no longer reads."""
+    if not cost:  # a method without such knobs, or a chain: every stored job of it matches
+        return ()
     try:
         steps = Recipe.parse(name).steps
     except Exception:  # an old store's recipe name the grammar no longer reads: it still counts, unmatched

@@ -66,6 +66,10 @@ def test_a_chain_that_trains_nothing_is_estimated_and_a_mixed_sweep_adds_up():
     recipes = [api.Recipe.parse("prune(sparsity=0.5)>quant(bits=8)")]
     seconds, words = estimate_seconds(STORED, "prune>quant", recipes)
     assert seconds and "estimated from the median" in words  # a post-training chain, not "trains"
+    ran = STORED.copy()
+    ran.loc[len(ran)] = {"method": "prune>quant", "recipe": "prune(sparsity=0.5)>quant(bits=8)", "seconds_total": 7.0}
+    seconds, words = estimate_seconds(ran, "prune>quant", [api.Recipe.parse("prune(sparsity=0.7)>quant(bits=8)")])
+    assert (seconds, words) == (7.0, "at 7.0 s per job (measured here: the median of 1 prune>quant job)")
     mixed = api.expand_recipes("prune", {"sparsity": [0.6], "criterion": ["obc"]}) + api.expand_recipes(
         "quant", {"bits": [4, 8]})
     seconds, words = sweep_estimate(STORED, mixed)
