@@ -220,7 +220,7 @@ def cmd_sweep(args) -> int:
                                         remeasure=args.remeasure)
     counts = store.counts(ids=ids)
     pending = counts["queued"] + counts["running"]
-    print(f"sweep {sweep_id} '{name}': {len(ids)} settings, {pending} to run "
+    print(f"sweep {sweep_id} '{name}': {len(ids)} setting{'s' * (len(ids) != 1)}, {pending} to run "
           f"({len(ids) - pending} already done or failed)\nworkspace: {paths.workspace}\n"
           f"store:     {paths.store_url}", file=sys.stderr)
     if pending:

@@ -80,7 +80,7 @@ def estimate_seconds(df, method: str, recipes=()) -> tuple[float | None, str]:
         words.append((count, per, why))
     if len(words) == 1:
         return total, f"{_at(words[0][1])} ({words[0][2]})"
-    return total, "; ".join(f"{c} at {per:.1f} s each ({why})" for c, per, why in words)
+    return total, ": " + "; ".join(f"{c} at {per:.1f} s each ({why})" for c, per, why in words)
 
 
 def _at(per: float) -> str:
@@ -122,7 +122,7 @@ def sweep_estimate(df, recipes) -> tuple[float | None, str]:
             unknown.append(f"{method}: {words}")
             continue
         total += s
-        parts.append(f"{method}: {len(rs)} setting{'s' * (len(rs) != 1)} {words}")
+        parts.append(f"{method}: {len(rs)} setting{'s' * (len(rs) != 1)}{'' if words[0] == ':' else ' '}{words}")
     if not parts:
         return None, "; ".join(unknown) or "nothing to run"
     return total, "; ".join(parts + unknown)

@@ -42,7 +42,7 @@ for m in chosen:
         elif not fresh:
             st.caption(f"{widgets.settings(len(recipes))}, every one already stored: nothing to run.")
         else:
-            est = f"about {widgets.fmt_seconds(est_s)} {basis}" if est_s else basis
+            est = f"about {widgets.fmt_seconds(est_s)}{'' if basis[0] == ':' else ' '}{basis}" if est_s else basis
             st.caption(f"{widgets.settings(len(recipes))}, {len(fresh)} not yet stored: {est}.")
         plan[m], total, fresh_n = values, total + len(recipes), fresh_n + len(fresh)
         seconds += est_s or 0

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("specs", "layer_maps"),
     ("registry",),
     ("recipes",),
+    ("estimate",),
     ("plain",),
     ("__init__",),
     ("workload",),
