@@ -48,7 +48,7 @@ def test_sweep_estimate_for_a_method_never_run_here_says_it_is_estimated(ws):
     assert "measured here" not in lowrank
     assert "no estimate: distill trains and has not run here yet" in page
     # quant's own jobs: measured where the shared store holds these bit-widths, else the closest quant job
-    assert re.search(r"(per job|each) \((measured here: the median of \d+ quant jobs?|estimated: no quant job with bits=\d "
+    assert re.search(r"(per job|each) \((measured here: the median of \d+ quant jobs?|estimated: no quant job with bits=\d[^)]* "
                      r"has run here.*the median of the \d+ quant jobs? closest to it)", page)
 
 
