@@ -229,10 +229,12 @@ class PruneSpec(Spec):
                       help="sparsegpt: after the mask is chosen, solve each row's kept weights exactly (least squares "
                            "on the same calibration text) instead of SparseGPT's one-pass updates (slower; on validation "
                            "fewer changed answers at 2:4 and at 0.7, within noise at 0.5)")
-    allocation: str = knob("uniform", cost=True, choices=("uniform", "owl"),
+    allocation: str = knob("uniform", cost=True, choices=("uniform", "owl", "measured"),
                            help="wanda, sparsegpt, obc: the same sparsity in every layer (uniform), or less in the layers "
                                 "with more outlier weights and more elsewhere, in a band 16 points wide, same overall share "
-                                "(owl, Yin et al. 2024)")
+                                "(owl, Yin et al. 2024); sparsegpt, obc: measured = each block pruned alone at several "
+                                "levels on train text first, and the blocks whose answers change least get the most "
+                                "zeros, same overall share (about a minute more on the default)")
     recover_steps: int = knob(0, cost=True, lo=0, hi=20000, step=1, unit="steps",
                               help="fine-tuning steps after pruning, with the zeros held fixed (0 = none)")
     schedule: str = knob("none", cost=True, choices=("none", "poly"),
@@ -262,6 +264,9 @@ class PruneSpec(Spec):
         if self.criterion == "obc" and self.pattern != "unstructured":
             raise SpecError(f"prune.criterion=obc chooses each row's zeros freely: for pattern={self.pattern} use "
                             "criterion=sparsegpt (with refit=on it came closer on a test layer)")
+        if self.allocation == "measured" and (not solves or self.per_layer or self.pattern != "unstructured"):
+            raise SpecError("prune.allocation=measured prices each block's zeros with SparseGPT on train text: use it "
+                            "with criterion=sparsegpt or obc, unstructured and no per_layer")
         if self.allocation == "owl" and (self.criterion == "magnitude" or self.per_layer
                                          or self.schedule != "none" or self.pattern != "unstructured"):
             raise SpecError("prune.allocation=owl sets each layer's sparsity from Wanda's scores: use it with "
@@ -302,6 +307,7 @@ class PruneSpec(Spec):
                }[self.criterion]
         pat = f" in a {self.pattern} pattern" if self.pattern != "unstructured" else ""
         pat += ", fewer in layers with outlier weights" if self.allocation == "owl" else ""
+        pat += ", fewer in the blocks where they change the answers most" if self.allocation == "measured" else ""
         return (f"{self.sparsity:.0%} of the encoder's weights set to zero{how}{pat}{grad}{rec}"
                 f"{per_layer_words(self.per_layer, ' sparsity')}")
 

@@ -40,7 +40,9 @@ CASES = ([(m, "mild" if i == 0 else "aggressive", s) for m, e in CATALOGUE.items
          # fused graph, the attention output's scale folded into the Attention op's V weights)
          + [("quant", "ort-fused-smooth", QuantSpec(bits=8, kernel="ort-fused", smooth=0.8))]
          # OBC's greedy per-row pruner on the same Hessians as the registry's SparseGPT example
-         + [("prune", "obc", PruneSpec(sparsity=0.2, criterion="obc", calibration="sequential", allocation="owl"))])
+         + [("prune", "obc", PruneSpec(sparsity=0.2, criterion="obc", calibration="sequential", allocation="owl"))]
+         # each block's sparsity priced on train text (methods/allocate.py), then SparseGPT with those levels
+         + [("prune", "measured", PruneSpec(sparsity=0.4, criterion="sparsegpt", allocation="measured"))])
 MATRIX = [(f, m, w, s) for f in FAMILIES for m, w, s in CASES]
 # The matrix's share of the CI budget (12 minutes on 2 cores); the e2e cases are counted apart.
 BUDGET_S = 12 * 60

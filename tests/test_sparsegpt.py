@@ -290,3 +290,45 @@ def test_prune_with_obc_prunes_every_layer_to_its_share_from_train_text_and_refu
                       (dict(per_layer="0:0.3"), "per_layer")]:
         with pytest.raises(SpecError, match=word):
             PruneSpec(**{"sparsity": 0.5, "criterion": "obc", **bad})
+
+
+def test_allocate_trades_zeros_between_blocks_at_the_same_overall_share():
+    from compression.methods.allocate import allocate
+
+    steep, flat = {0.4: 1.0, 0.5: 2.0, 0.6: 9.0}, {0.4: 1.0, 0.5: 1.2, 0.6: 1.5}
+    assert allocate({0: steep, 1: flat}, {0: 10, 1: 10}, 0.5) == {0: 0.4, 1: 0.6}
+    levels = allocate({0: steep, 1: flat, 2: flat}, {0: 10, 1: 10, 2: 30}, 0.5)  # blocks of unequal size
+    assert sum(levels[b] * s for b, s in {0: 10, 1: 10, 2: 30}.items()) / 50 == pytest.approx(0.5)
+    assert levels[0] < 0.5 < levels[2]
+    same = {0.3: 1.0, 0.5: 2.0, 0.7: 3.0}
+    assert allocate({0: same, 1: same}, {0: 5, 1: 5}, 0.5) == {0: 0.5, 1: 0.5}  # no reason to differ
+
+
+def test_measured_allocation_gives_a_block_that_changes_nothing_the_most_zeros(tiny, tmp_path):
+    model, tok, df, _ = tiny
+    model = copy.deepcopy(model)
+    with torch.no_grad():  # the last block barely writes to the residual stream: its zeros cost nothing
+        for name, m in model.named_modules():
+            if name.startswith("bert.encoder.layer.2.") and name.endswith("output.dense"):
+                m.weight.mul_(1e-3)
+        model.classifier.weight.mul_(300)  # a random model's answers barely move otherwise
+    bar = []
+    w = Recording(tok, df, Untouchable(), ["negative", "positive"], scratch=tmp_path,
+                  progress=lambda f, m: bar.append((f, m)))
+    spec = PruneSpec(sparsity=0.5, criterion="sparsegpt", refit="on", allocation="measured")
+    cm = compress(model, Recipe((spec,)), w)
+    assert set(w.seen) <= set(df["text"]) and len(set(w.seen)) > 128, \
+        "the blocks are scored on train texts after the calibration ones, and nothing else is read"
+    share = {}
+    for i in range(3):
+        ws = [p for n, p in cm.module.named_parameters()
+              if n.startswith(f"bert.encoder.layer.{i}.") and n.endswith(".weight") and p.dim() == 2]
+        share[i] = sum(int((p == 0).sum()) for p in ws) / sum(p.numel() for p in ws)
+    assert share[2] > 0.6 and min(share[0], share[1]) < 0.5, share
+    assert cm.info["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert "by their measured cost" in cm.notes[-1] and "change the answers most" in spec.describe()
+    assert any(m.startswith("measuring block 1 of 3") for _, m in bar)
+    for bad, word in [(dict(criterion="wanda"), "criterion=sparsegpt or obc"),
+                      (dict(criterion="sparsegpt", pattern="2:4"), "unstructured")]:
+        with pytest.raises(SpecError, match=word):
+            PruneSpec(**{"sparsity": 0.5, "allocation": "measured", **bad})

@@ -17,6 +17,7 @@ from ..families import family
 from ..layerwise import grouped_masks, levels, owl_levels
 from ..specs import PruneSpec
 from ..training import TrainSettings, train
+from .allocate import measured_levels
 from .hessian import each_input
 from .sparsegpt import sparsegpt_prune
 from .structured import recovery_loss, recovery_words
@@ -108,11 +109,18 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
         workload.progress(0.02, f"weighing the weights by their inputs on {CALIBRATION_ROWS} train-split texts")
     norms = input_norms(model, layers, workload) if spec.criterion == "wanda" or owl else None
     by_name = owl_levels(model, layers, norms, spec.sparsity, OWL_SPREAD, OWL_OUTLIER) if owl else None
+    measured = spec.allocation == "measured" and spec.sparsity > 0
+    # the bar's share of measuring the blocks (methods/allocate.py): about SparseGPT + refit's time, a third of
+    # OBC's; with recovery, fine-tuning is the job (it starts at 5%)
+    start = 0.02 if not measured else 0.03 if spec.recover_steps else 0.1 if spec.criterion == "obc" else 0.35
+    if measured:  # each block's level from its measured cost; sparsegpt/obc only
+        by_name, by_block = measured_levels(model, layers, workload, spec.sparsity,
+                                            progress=lambda f, m: workload.progress(0.02 + (start - 0.02) * f, m))
     masks = functools.partial(masks_for, layers, scope=spec.scope, norms=norms, pattern=spec.pattern)
     if spec.criterion in ("sparsegpt", "obc") and spec.sparsity > 0:  # pruned and updated once; recovery holds the zeros
-        span = 0.03 if spec.recover_steps else 0.7  # the bar's share: without recovery, pruning is the job
+        span = (0.05 if spec.recover_steps else 0.72) - start  # the bar's share: without recovery, pruning is the job
         sparsegpt_prune(model, layers, workload, spec.sparsity, spec.pattern,
-                        progress=lambda f, m: workload.progress(0.02 + span * f, m),
+                        progress=lambda f, m: workload.progress(start + span * f, m),
                         sequential=spec.calibration == "sequential", levels=by_name,
                         refit=spec.refit == "on", greedy=spec.criterion == "obc")
         kept = {n: m.weight.detach() != 0 for n, m in layers}
@@ -171,6 +179,9 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
     if owl:
         pat += (f", layers from {min(by_name.values()):.0%} to {max(by_name.values()):.0%} by their share of "
                 "outlier weights (OWL)")
+    if measured:
+        pat += (", blocks " + ", ".join(f"{lv:.0%}" for _, lv in sorted(by_block.items()))
+                + " by their measured cost on train text")
     cm.notes.append(f"{zeros / total:.0%} of the encoder's weights are zero ({how}{pat}{rec})")
     cm.info.update(sparsity=zeros / total, pruned_layers=len(layers), criterion=spec.criterion, pattern=spec.pattern)
     return cm
