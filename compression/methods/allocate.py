@@ -13,8 +13,10 @@ gives the sensitive blocks fewer zeros and the robust ones more, the overall sha
    rewarded for fitting its own calibration text). A level's cost is at least the cost of every lower level (a
    dip is noise). The block's weights are then restored.
 3. A Lagrange multiplier trades the summed KL against the zeros: each block takes the level minimising
-   KL − λ·(its weights)·level (λ: what a zero is worth), λ bisected until the share of zeros is closest to the target; then every level is
-   shifted by one constant so that the share is met exactly.
+   KL − λ·(its weights)·level (λ: what a zero is worth), λ bisected until the share of zeros is closest to the
+   target; then every level is shifted by one constant so that the share is met exactly.
+
+A family that shares one block's weights across depth (ALBERT) has no blocks to trade between: it stays uniform.
 
 Only the train split is read. The cost is one calibration pass, blocks x ladder SparseGPT prunes of one block and
 as many scoring passes: about a minute for 6 layers of 384 on 2 cores.

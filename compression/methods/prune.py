@@ -179,7 +179,7 @@ def prune(model: torch.nn.Module, spec: PruneSpec, workload) -> CompressedModel:
     if owl:
         pat += (f", layers from {min(by_name.values()):.0%} to {max(by_name.values()):.0%} by their share of "
                 "outlier weights (OWL)")
-    if measured:
+    if measured and len(by_block) > 1:
         pat += (", blocks " + ", ".join(f"{lv:.0%}" for _, lv in sorted(by_block.items()))
                 + " by their measured cost on train text")
     cm.notes.append(f"{zeros / total:.0%} of the encoder's weights are zero ({how}{pat}{rec})")
