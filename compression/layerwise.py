@@ -29,6 +29,15 @@ def layer_index(model, name: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+def by_block(model, layers: list[tuple[str, object]]) -> dict[int, list]:
+    """The ``(name, module)`` pairs grouped by the adapter's block index; layers outside the blocks left out."""
+    out: dict[int, list] = {}
+    for n, m in layers:
+        if (i := layer_index(model, n)) is not None:
+            out.setdefault(i, []).append((n, m))
+    return out
+
+
 def check_layers(model, spec) -> int:
     """The model's layer count, after checking that ``spec.per_layer`` names only layers it has (one sentence
     otherwise)."""
@@ -78,12 +87,8 @@ def owl_levels(model, layers: list[tuple[str, object]], norms: dict, sparsity: f
 
     Example: ``owl_levels(model, layers, input_norms(...), 0.5, 0.08)`` gives 0.43..0.59 by block, mean 0.5.
     """
-    by_block: dict[int, list] = {}
-    for n, m in layers:
-        if (i := layer_index(model, n)) is not None:
-            by_block.setdefault(i, []).append((n, m))
     ratio = {}
-    for i, group in by_block.items():
+    for i, group in by_block(model, layers).items():
         scores = [(m.weight.detach().abs() * norms[n][None, :]).flatten() for n, m in group]
         allsc = torch.cat(scores)
         ratio[i] = float((allsc > outlier * allsc.mean()).float().mean())

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from ..families import family
-from ..layerwise import layer_index
+from ..layerwise import by_block, layer_index
 from .hessian import CALIBRATION_TEXTS, layer_hessians
 from .sparsegpt import sparsegpt_layer
 
@@ -50,12 +50,9 @@ def _kl(base: torch.Tensor, new: torch.Tensor) -> float:
 
 
 def block_costs(model, layers: list[tuple[str, torch.nn.Linear]], workload, sparsity: float,
-                progress=None) -> tuple[dict[int, list], dict[int, dict[float, float]], dict[int, int]]:
-    """Per block index: its layers, {level: mean KL when that block alone is pruned to it}, its weight count."""
-    blocks: dict[int, list] = {}
-    for n, m in layers:
-        if (i := layer_index(model, n)) is not None:
-            blocks.setdefault(i, []).append((n, m))
+                progress=None) -> tuple[dict[int, dict[float, float]], dict[int, int]]:
+    """Per block index: {level: mean KL when that block alone is pruned to it}, and its weight count."""
+    blocks = by_block(model, layers)
     texts = workload.train["text"].tolist()
     score = texts[CALIBRATION_TEXTS:CALIBRATION_TEXTS + SCORE_TEXTS] or texts[:SCORE_TEXTS]
     hessians = layer_hessians(model, [l for group in blocks.values() for l in group], workload,
@@ -83,7 +80,7 @@ def block_costs(model, layers: list[tuple[str, torch.nn.Linear]], workload, spar
                 for n, m in group:
                     m.weight.copy_(saved[n])
     sizes = {b: sum(m.weight.numel() for _, m in group) for b, group in blocks.items()}
-    return blocks, costs, sizes
+    return costs, sizes
 
 
 def allocate(costs: dict[int, dict[float, float]], sizes: dict[int, int], sparsity: float) -> dict[int, float]:
@@ -123,7 +120,6 @@ def measured_levels(model, layers: list[tuple[str, torch.nn.Linear]], workload, 
                     progress=None) -> tuple[dict[str, float], dict[int, float]]:
     """Module name -> its sparsity (a block's layers share their block's level; layers outside the blocks take
     ``sparsity``), and the levels by block index."""
-    blocks, costs, sizes = block_costs(model, layers, workload, sparsity, progress)
-    by_block = allocate(costs, sizes, sparsity) if costs else {}
-    return ({n: by_block[i] if (i := layer_index(model, n)) in by_block else sparsity for n, _ in layers},
-            by_block)
+    costs, sizes = block_costs(model, layers, workload, sparsity, progress)
+    levels = allocate(costs, sizes, sparsity) if costs else {}
+    return ({n: levels[i] if (i := layer_index(model, n)) in levels else sparsity for n, _ in layers}, levels)
